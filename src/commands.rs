@@ -1,0 +1,231 @@
+//! The subcommands: each builds the real HSM, KMS and prompt objects and calls the library.
+//!
+//! Results go to stdout (what scripts read); progress, prompts and warnings go to stderr.
+
+use std::io::Write;
+use std::path::Path;
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+use crate::ceremony::{self, Env};
+use crate::cli::TokenArgs;
+use crate::error::{Error, exit};
+use crate::hsm::{Hsm, Pkcs11Hsm, TokenSelector};
+use crate::kms::AwsKms;
+use crate::prompt::{self, Prompter};
+use crate::transcript::verify::{self, VerifyOptions};
+use crate::wrap::{self, WrapLocation, WrappingAlgorithm};
+
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
+}
+
+/// `byok check FILE`.
+pub fn check(file: &Path) -> Result<i32, Error> {
+    let c = crate::spec::load(file, OffsetDateTime::now_utc())?;
+    out(&ceremony::plan::render(&c));
+    out(&format!("{}: valid", file.display()));
+    Ok(exit::OK)
+}
+
+/// `byok run FILE [--transcript PATH]`.
+pub fn run(file: &Path, transcript: Option<&Path>) -> Result<i32, Error> {
+    let now = OffsetDateTime::now_utc();
+    let c = crate::spec::load(file, now)?;
+    let transcript = match transcript {
+        Some(p) => p.to_path_buf(),
+        None => ceremony::default_transcript_path(&c, now),
+    };
+    crate::cancel::install().map_err(|source| Error::Io {
+        what: "cannot install the Ctrl-C handler".into(),
+        source,
+    })?;
+    let mut prompter = prompt::for_stdin();
+    prompter.say(&format!(
+        "byok {}: ceremony {} from {}\ntranscript: {}",
+        env!("CARGO_PKG_VERSION"),
+        c.id,
+        file.display(),
+        transcript.display()
+    ));
+    let stop = |step, e: Error| Error::Step {
+        step,
+        transcript: None,
+        source: Box::new(e),
+    };
+    if transcript.exists() {
+        return Err(stop(
+            ceremony::Step::Start,
+            crate::transcript::TranscriptError::Exists { path: transcript }.into(),
+        ));
+    }
+    let module = c
+        .hsm
+        .module_path()
+        .map_err(|e| stop(ceremony::Step::OpenHsm, e.into()))?;
+    let hsm = Pkcs11Hsm::open_path(&module, &c.hsm.token)
+        .map_err(|e| stop(ceremony::Step::OpenHsm, e.into()))?;
+    let kms =
+        AwsKms::new(&c.kms.region).map_err(|e| stop(ceremony::Step::KmsPreflight, e.into()))?;
+    let clock = OffsetDateTime::now_utc;
+    let outcome = ceremony::run(
+        &c,
+        Env {
+            hsm: &hsm,
+            kms: &kms,
+            prompter: prompter.as_mut(),
+            now: &clock,
+        },
+        &transcript,
+    )?;
+    prompter.say("\nCeremony finished.");
+    out(&format!("key: {}", outcome.key_arn));
+    if let Some(id) = &outcome.key_material_id {
+        out(&format!("key material id: {id}"));
+    }
+    out(&format!("kcv: {}", outcome.kcv));
+    out(&format!("transcript: {}", outcome.transcript.display()));
+    out(&format!(
+        "transcript fingerprint (SHA-256 of the last line; write it down): {}",
+        outcome.last_line_sha256
+    ));
+    Ok(exit::OK)
+}
+
+/// `byok verify TRANSCRIPT [--audit-key-sha256 HEX]`.
+pub fn verify(path: &Path, audit_key_sha256: Option<&str>) -> Result<i32, Error> {
+    if let Some(fp) = audit_key_sha256 {
+        if fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::Usage {
+                message: format!(
+                    "--audit-key-sha256 must be 64 hex digits (the SHA-256 printed by `byok audit-key create`), found {fp:?}"
+                ),
+            });
+        }
+    }
+    let opts = VerifyOptions {
+        audit_key_sha256: audit_key_sha256.map(str::to_string),
+    };
+    let result = verify::verify_file(path, &opts).map_err(|source| Error::Io {
+        what: format!("cannot read transcript {}", path.display()),
+        source,
+    })?;
+    match result {
+        Ok(report) => {
+            out(&format!("{}: valid", path.display()));
+            out(&format!("  ceremony        {}", report.ceremony_id));
+            out(&format!("  records         {}", report.records));
+            out(&format!("  outcome         {}", report.outcome));
+            if report.outcome == crate::transcript::RecordType::CeremonyAborted {
+                out(&format!(
+                    "  stopped at      {} ({}): {}",
+                    report.outcome_data["step"].as_str().unwrap_or("?"),
+                    report.outcome_data["error_class"].as_str().unwrap_or("?"),
+                    report.outcome_data["message"].as_str().unwrap_or("?")
+                ));
+            } else {
+                out(&format!(
+                    "  key             {}",
+                    report.outcome_data["key_arn"].as_str().unwrap_or("?")
+                ));
+                out(&format!(
+                    "  kcv             {}",
+                    report.outcome_data["kcv"].as_str().unwrap_or("?")
+                ));
+            }
+            out(&format!(
+                "  audit key       SHA-256 {}",
+                report.audit_key_sha256
+            ));
+            if !report.audit_key_pinned_externally {
+                out(
+                    "  note            the audit key was checked only against the ceremony file inside the transcript; pass --audit-key-sha256 from a record you trust",
+                );
+            }
+            out(&format!(
+                "  last line       SHA-256 {}",
+                report.last_line_sha256
+            ));
+            Ok(exit::OK)
+        }
+        Err(invalid) => {
+            out(&format!("{}: INVALID at {invalid}", path.display()));
+            Ok(exit::INVALID_TRANSCRIPT)
+        }
+    }
+}
+
+fn open_token(args: &TokenArgs) -> Result<Pkcs11Hsm, Error> {
+    let selector = match (&args.token_label, &args.token_serial) {
+        (Some(l), _) => TokenSelector::Label(l.clone()),
+        (None, Some(s)) => TokenSelector::Serial(s.clone()),
+        // clap requires one of the two.
+        (None, None) => TokenSelector::Label(String::new()),
+    };
+    Ok(Pkcs11Hsm::open_path(&args.module, &selector)?)
+}
+
+fn ask_pin(prompter: &mut dyn Prompter, hsm: &dyn Hsm) -> Result<SecretString, Error> {
+    Ok(prompter.secret(
+        "hsm-pin",
+        &format!("User PIN for token {:?}", hsm.description().token_label),
+    )?)
+}
+
+/// `byok probe`.
+pub fn probe(args: &TokenArgs) -> Result<i32, Error> {
+    let hsm = open_token(args)?;
+    let mut prompter = prompt::for_stdin();
+    let pin = ask_pin(prompter.as_mut(), &hsm)?;
+    hsm.login(&pin)?;
+    drop(pin);
+    let d = hsm.description();
+    out(&format!(
+        "module {} ({} {}); token {:?} serial {} model {}",
+        d.module_path,
+        d.module_manufacturer,
+        d.module_version,
+        d.token_label,
+        d.token_serial,
+        d.token_model
+    ));
+    for algorithm in WrappingAlgorithm::ALL {
+        let line = match wrap::self_test(&hsm, algorithm, WrapLocation::Hsm) {
+            Ok(t) => format!(
+                "{:<20} inside HSM: yes ({}, known-answer test passed)",
+                algorithm.kms_name(),
+                t.mechanism
+            ),
+            Err(wrap::WrapError::Unsupported { reason, .. }) => {
+                format!("{:<20} inside HSM: no ({reason})", algorithm.kms_name())
+            }
+            Err(wrap::WrapError::Mismatch { detail, hash, .. }) => format!(
+                "{:<20} inside HSM: MISMATCH (output does not unwrap with {hash} OAEP: {detail})",
+                algorithm.kms_name()
+            ),
+            Err(e) => format!("{:<20} inside HSM: error ({e})", algorithm.kms_name()),
+        };
+        out(&line);
+    }
+    Ok(exit::OK)
+}
+
+/// `byok audit-key create`.
+pub fn audit_key_create(args: &TokenArgs, label: &str) -> Result<i32, Error> {
+    let hsm = open_token(args)?;
+    let mut prompter = prompt::for_stdin();
+    let pin = ask_pin(prompter.as_mut(), &hsm)?;
+    hsm.login(&pin)?;
+    drop(pin);
+    let spki = hsm.generate_ec_key_pair(label)?;
+    let fp = crate::ecdsa::fingerprint(&spki);
+    prompter.say(&format!(
+        "Created EC P-256 audit key {label:?} on token {:?}. Pin it in ceremony files:\n  audit_key_label = {label:?}\n  audit_key_sha256 = \"{fp}\"",
+        hsm.description().token_label
+    ));
+    out(&fp);
+    Ok(exit::OK)
+}

@@ -1,0 +1,237 @@
+//! The HSM as byok needs it: a narrow trait, and its PKCS#11 implementation in [`pkcs11`].
+//!
+//! The ceremony talks only to [`Hsm`]. Nothing here returns key material except
+//! [`Hsm::extract_key_value`], which exists for `wrap = "host"` and returns a locked, zeroizing
+//! [`KeyMaterial`]. No type here derives `Debug` over anything that can hold a secret.
+
+pub mod pkcs11;
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+use crate::secure::KeyMaterial;
+use crate::transcript::RecordSigner;
+use crate::wrap::OaepHash;
+
+pub use pkcs11::Pkcs11Hsm;
+
+/// An object created or found in the current session. Meaningful only to the `Hsm` that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyRef(pub u64);
+
+/// Which AES-256 key to generate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AesKeyKind {
+    /// Session object, sensitive, extractable only by wrapping.
+    Sensitive,
+    /// Token object with this label, sensitive, extractable only by wrapping (kept after the
+    /// ceremony).
+    SensitiveToken { label: String },
+    /// Session object whose value can be read: only for `wrap = "host"`.
+    Extractable,
+}
+
+/// How to find a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSelector {
+    Label(String),
+    Serial(String),
+}
+
+impl std::fmt::Display for TokenSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSelector::Label(l) => write!(f, "label {l:?}"),
+            TokenSelector::Serial(s) => write!(f, "serial {s:?}"),
+        }
+    }
+}
+
+/// Identity of the module and token, as recorded in the transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HsmDescription {
+    pub module_path: String,
+    pub module_manufacturer: String,
+    pub module_description: String,
+    pub module_version: String,
+    pub cryptoki_version: String,
+    pub token_label: String,
+    pub token_serial: String,
+    pub token_model: String,
+    pub token_manufacturer: String,
+}
+
+/// A failed PKCS#11 call: which function, which return value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkcs11Call {
+    /// e.g. `C_WrapKey`.
+    pub function: String,
+    /// e.g. `CKR_ARGUMENTS_BAD`, or the library's message when there is no CK_RV.
+    pub rv: String,
+}
+
+impl std::fmt::Display for Pkcs11Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} returned {}", self.function, self.rv)
+    }
+}
+
+/// Everything that can go wrong talking to the HSM.
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    #[error(
+        "cannot load the PKCS#11 module {path}: {detail}; check hsm.module (or the variable named by hsm.module_env) and that the file exists"
+    )]
+    LoadModule { path: PathBuf, detail: String },
+    #[error("{doing}: {call}")]
+    Pkcs11 {
+        doing: &'static str,
+        call: Pkcs11Call,
+    },
+    #[error("no token with {selector} in module {module}; tokens present: {present}")]
+    TokenNotFound {
+        selector: TokenSelector,
+        module: String,
+        present: String,
+    },
+    #[error("more than one token has {selector}; select it by hsm.token_serial instead")]
+    TokenAmbiguous { selector: TokenSelector },
+    #[error("the PIN for token {token:?} is incorrect")]
+    PinIncorrect { token: String },
+    #[error(
+        "the PIN for token {token:?} is locked after too many wrong attempts; the token's security officer must unlock it"
+    )]
+    PinLocked { token: String },
+    #[error(
+        "token {token:?} reports a user already logged in; byok needs a fresh login it can check, so close other sessions to the token first"
+    )]
+    AlreadyLoggedIn { token: String },
+    #[error(
+        "an object labelled {label:?} already exists on token {token:?}; byok never replaces keys: choose another label"
+    )]
+    LabelExists { label: String, token: String },
+    #[error("no EC P-256 key pair labelled {label:?} on token {token:?} ({detail})")]
+    KeyNotFound {
+        label: String,
+        token: String,
+        detail: String,
+    },
+    #[error("the token returned no usable value for the key: {0}")]
+    ValueUnavailable(String),
+    #[error("the token's key {label:?} failed its signature self-check: {detail}")]
+    SignerSelfCheck { label: String, detail: String },
+    #[error("the token returned a malformed value: {0}")]
+    Encoding(#[from] crate::ecdsa::EncodingError),
+    #[error("unknown object reference {0:?}")]
+    UnknownObject(KeyRef),
+}
+
+impl HsmError {
+    /// The failing PKCS#11 call, when the error is one.
+    pub fn pkcs11_call(&self) -> Option<&Pkcs11Call> {
+        match self {
+            HsmError::Pkcs11 { call, .. } => Some(call),
+            _ => None,
+        }
+    }
+}
+
+/// The HSM operations a ceremony needs. One session, one token.
+pub trait Hsm {
+    /// Module and token identity.
+    fn description(&self) -> &HsmDescription;
+    /// Logs the user in with `pin`. A login the token did not check is an error.
+    fn login(&self, pin: &SecretString) -> Result<(), HsmError>;
+    /// Whether `CKM_RSA_PKCS_OAEP` is offered with `CKF_WRAP` for `bits`-bit keys; `Err` says
+    /// why not (the function and CK_RV, or the missing flag).
+    fn oaep_wrap_support(&self) -> Result<(), String>;
+    /// Generates an AES-256 key.
+    fn generate_aes256(&self, kind: AesKeyKind) -> Result<KeyRef, HsmError>;
+    /// `CKA_VALUE_LEN` of a secret key, in bytes.
+    fn key_length(&self, key: KeyRef) -> Result<usize, HsmError>;
+    /// AES-ECB of a zero block under `key`, first 3 bytes.
+    fn key_check_value(&self, key: KeyRef) -> Result<[u8; 3], HsmError>;
+    /// Creates a session public-key object with `CKA_WRAP` from an RSA modulus and exponent.
+    fn import_rsa_public_key(&self, modulus: &[u8], exponent: &[u8]) -> Result<KeyRef, HsmError>;
+    /// `C_WrapKey` with `CKM_RSA_PKCS_OAEP` (hash and MGF1 of `hash`, empty label).
+    fn wrap_rsa_oaep(
+        &self,
+        wrapping: KeyRef,
+        key: KeyRef,
+        hash: OaepHash,
+    ) -> Result<Vec<u8>, HsmError>;
+    /// Reads the value of a non-sensitive key (host wrap only).
+    fn extract_key_value(&self, key: KeyRef) -> Result<KeyMaterial, HsmError>;
+    /// Turns off `CKA_EXTRACTABLE` on a key that is kept on the token.
+    fn seal_key(&self, key: KeyRef) -> Result<(), HsmError>;
+    /// Destroys an object.
+    fn destroy(&self, key: KeyRef) -> Result<(), HsmError>;
+    /// True if any object visible to the session carries `label`.
+    fn label_exists(&self, label: &str) -> Result<bool, HsmError>;
+    /// Finds the EC P-256 key pair labelled `label`: private key and public SPKI DER.
+    fn find_ec_key_pair(&self, label: &str) -> Result<(KeyRef, Vec<u8>), HsmError>;
+    /// Generates a token EC P-256 signing key pair; returns the public SPKI DER.
+    fn generate_ec_key_pair(&self, label: &str) -> Result<Vec<u8>, HsmError>;
+    /// `CKM_ECDSA` over a SHA-256 digest; returns a DER signature.
+    fn sign_digest(&self, key: KeyRef, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError>;
+    /// Random bytes from the token.
+    fn random(&self, len: usize) -> Result<Vec<u8>, HsmError>;
+    /// The raw PKCS#11 handle behind `key`, for the record.
+    fn raw_handle(&self, key: KeyRef) -> u64;
+}
+
+/// The audit key on the HSM, signing transcript records.
+pub struct HsmSigner<'a> {
+    hsm: &'a dyn Hsm,
+    key: KeyRef,
+    spki: Vec<u8>,
+}
+
+impl<'a> HsmSigner<'a> {
+    /// Finds the key pair labelled `label`, checks its fingerprint against `pinned_sha256`, and
+    /// proves that the private key matches the public key by signing and verifying once.
+    pub fn open(hsm: &'a dyn Hsm, label: &str, pinned_sha256: &str) -> Result<Self, HsmError> {
+        let (key, spki) = hsm.find_ec_key_pair(label)?;
+        let found = crate::ecdsa::fingerprint(&spki);
+        if !found.eq_ignore_ascii_case(pinned_sha256) {
+            return Err(HsmError::SignerSelfCheck {
+                label: label.to_string(),
+                detail: format!(
+                    "its public key SHA-256 is {found}, but the ceremony file pins {pinned_sha256}; use the token that holds the pinned key or correct the pin"
+                ),
+            });
+        }
+        let signer = HsmSigner { hsm, key, spki };
+        let probe = b"byok audit key self-check";
+        let digest: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+            <sha2::Sha256 as sha2::Digest>::new(),
+            probe,
+        ))
+        .into();
+        let sig = hsm.sign_digest(key, &digest)?;
+        let verifier = crate::ecdsa::Verifier::from_spki(&signer.spki)?;
+        if !verifier.verify(probe, &sig) {
+            return Err(HsmError::SignerSelfCheck {
+                label: label.to_string(),
+                detail: "the private key's signature does not verify under the public key with the same label".into(),
+            });
+        }
+        Ok(signer)
+    }
+
+    /// SHA-256 fingerprint of the public key.
+    pub fn fingerprint(&self) -> String {
+        crate::ecdsa::fingerprint(&self.spki)
+    }
+}
+
+impl RecordSigner for HsmSigner<'_> {
+    fn public_key_spki_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
+        self.hsm.sign_digest(self.key, digest)
+    }
+}

@@ -1,0 +1,546 @@
+//! [`Hsm`] over a real PKCS#11 module, through the `cryptoki` crate.
+//!
+//! One [`Module`] per process and library (a second `C_Initialize` fails); one [`Pkcs11Hsm`]
+//! per token, each with its own read-write session. Attribute lists are never debug-printed:
+//! cryptoki derives `Debug` over attribute values.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use secrecy::SecretString;
+use zeroize::Zeroize;
+
+use super::{AesKeyKind, Hsm, HsmDescription, HsmError, KeyRef, Pkcs11Call, TokenSelector};
+use crate::secure::KeyMaterial;
+use crate::wrap::OaepHash;
+
+/// A loaded and initialised PKCS#11 library. Finalised when the last user drops it.
+pub struct Module {
+    ctx: Pkcs11,
+    path: PathBuf,
+}
+
+impl Module {
+    /// Loads `path` and calls `C_Initialize` with OS locking.
+    pub fn load(path: &Path) -> Result<Arc<Module>, HsmError> {
+        if !path.is_file() {
+            return Err(HsmError::LoadModule {
+                path: path.to_path_buf(),
+                detail: "no such file".into(),
+            });
+        }
+        let ctx = Pkcs11::new(path).map_err(|e| HsmError::LoadModule {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        // Without OS_LOCKING_OK, SoftHSM turns off its own locking.
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .map_err(|e| pkcs11_error("initialising the module", e))?;
+        Ok(Arc::new(Module {
+            ctx,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// Path the module was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn find_slot(&self, selector: &TokenSelector) -> Result<Slot, HsmError> {
+        let slots = self
+            .ctx
+            .get_slots_with_token()
+            .map_err(|e| pkcs11_error("listing slots", e))?;
+        let mut matches = Vec::new();
+        let mut present = Vec::new();
+        for slot in slots {
+            let info = self
+                .ctx
+                .get_token_info(slot)
+                .map_err(|e| pkcs11_error("reading token info", e))?;
+            let label = info.label().trim_end().to_string();
+            let serial = info.serial_number().trim_end().to_string();
+            let hit = match selector {
+                TokenSelector::Label(l) => *l == label,
+                TokenSelector::Serial(s) => *s == serial,
+            };
+            if hit {
+                matches.push(slot);
+            }
+            present.push(format!("{label:?} (serial {serial})"));
+        }
+        match matches.len() {
+            1 => Ok(matches[0]),
+            0 => Err(HsmError::TokenNotFound {
+                selector: selector.clone(),
+                module: self.path.display().to_string(),
+                present: if present.is_empty() {
+                    "none".into()
+                } else {
+                    present.join(", ")
+                },
+            }),
+            _ => Err(HsmError::TokenAmbiguous {
+                selector: selector.clone(),
+            }),
+        }
+    }
+}
+
+impl Drop for Module {
+    fn drop(&mut self) {
+        // Sessions hold clones of the context but are gone by now (they own an Arc<Module>).
+        let _ = self.ctx.clone().finalize();
+    }
+}
+
+/// One token of a [`Module`], with one read-write session.
+pub struct Pkcs11Hsm {
+    // Declared first so it drops (closes) before the module is finalised.
+    session: Session,
+    objects: RefCell<HashMap<u64, ObjectHandle>>,
+    slot: Slot,
+    description: HsmDescription,
+    module: Arc<Module>,
+}
+
+impl Pkcs11Hsm {
+    /// Opens a read-write session on the token chosen by `selector`.
+    pub fn open(module: Arc<Module>, selector: &TokenSelector) -> Result<Self, HsmError> {
+        let slot = module.find_slot(selector)?;
+        let lib = module
+            .ctx
+            .get_library_info()
+            .map_err(|e| pkcs11_error("reading module info", e))?;
+        let token = module
+            .ctx
+            .get_token_info(slot)
+            .map_err(|e| pkcs11_error("reading token info", e))?;
+        let session = module
+            .ctx
+            .open_rw_session(slot)
+            .map_err(|e| pkcs11_error("opening a session", e))?;
+        let description = HsmDescription {
+            module_path: module.path.display().to_string(),
+            module_manufacturer: lib.manufacturer_id().trim_end().to_string(),
+            module_description: lib.library_description().trim_end().to_string(),
+            module_version: lib.library_version().to_string(),
+            cryptoki_version: lib.cryptoki_version().to_string(),
+            token_label: token.label().trim_end().to_string(),
+            token_serial: token.serial_number().trim_end().to_string(),
+            token_model: token.model().trim_end().to_string(),
+            token_manufacturer: token.manufacturer_id().trim_end().to_string(),
+        };
+        Ok(Pkcs11Hsm {
+            session,
+            objects: RefCell::new(HashMap::new()),
+            slot,
+            description,
+            module,
+        })
+    }
+
+    /// Loads `path` and opens the token chosen by `selector`.
+    pub fn open_path(path: &Path, selector: &TokenSelector) -> Result<Self, HsmError> {
+        Self::open(Module::load(path)?, selector)
+    }
+
+    /// The module this token belongs to (to open more tokens of the same library).
+    pub fn module(&self) -> Arc<Module> {
+        Arc::clone(&self.module)
+    }
+
+    fn remember(&self, handle: ObjectHandle) -> KeyRef {
+        let raw = handle.handle();
+        self.objects.borrow_mut().insert(raw, handle);
+        KeyRef(raw)
+    }
+
+    fn handle(&self, key: KeyRef) -> Result<ObjectHandle, HsmError> {
+        self.objects
+            .borrow()
+            .get(&key.0)
+            .copied()
+            .ok_or(HsmError::UnknownObject(key))
+    }
+
+    fn find_one(
+        &self,
+        template: &[Attribute],
+        label: &str,
+        what: &str,
+    ) -> Result<ObjectHandle, HsmError> {
+        let found = self
+            .session
+            .find_objects(template)
+            .map_err(|e| pkcs11_error("searching objects", e))?;
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(HsmError::KeyNotFound {
+                label: label.to_string(),
+                token: self.description.token_label.clone(),
+                detail: format!(
+                    "no {what} with that label; create it with `byok audit-key create`"
+                ),
+            }),
+            _ => Err(HsmError::KeyNotFound {
+                label: label.to_string(),
+                token: self.description.token_label.clone(),
+                detail: format!(
+                    "{} {what}s share that label; labels must be unique",
+                    found.len()
+                ),
+            }),
+        }
+    }
+}
+
+impl Hsm for Pkcs11Hsm {
+    fn description(&self) -> &HsmDescription {
+        &self.description
+    }
+
+    fn login(&self, pin: &SecretString) -> Result<(), HsmError> {
+        let token = self.description.token_label.clone();
+        match self.session.login(UserType::User, Some(pin)) {
+            Ok(()) => Ok(()),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(HsmError::PinIncorrect { token }),
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(HsmError::PinLocked { token }),
+            // Answered without checking the PIN: never accept it as a login.
+            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                Err(HsmError::AlreadyLoggedIn { token })
+            }
+            Err(e) => Err(pkcs11_error("logging in", e)),
+        }
+    }
+
+    fn oaep_wrap_support(&self) -> Result<(), String> {
+        match self
+            .module
+            .ctx
+            .get_mechanism_info(self.slot, MechanismType::RSA_PKCS_OAEP)
+        {
+            Ok(info) if info.wrap() => Ok(()),
+            Ok(_) => Err("C_GetMechanismInfo(CKM_RSA_PKCS_OAEP) lacks CKF_WRAP".into()),
+            Err(e) => Err(format!(
+                "C_GetMechanismInfo(CKM_RSA_PKCS_OAEP): {}",
+                call_of(&e).rv
+            )),
+        }
+    }
+
+    fn generate_aes256(&self, kind: AesKeyKind) -> Result<KeyRef, HsmError> {
+        let (token, sensitive, label) = match &kind {
+            AesKeyKind::Sensitive => (false, true, "byok-ceremony-key".to_string()),
+            AesKeyKind::SensitiveToken { label } => (true, true, label.clone()),
+            AesKeyKind::Extractable => (false, false, "byok-ceremony-key-host".to_string()),
+        };
+        if token && self.label_exists(&label)? {
+            return Err(HsmError::LabelExists {
+                label,
+                token: self.description.token_label.clone(),
+            });
+        }
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(token),
+            // SoftHSM creates PRIVATE=false keys without a login: always ask for private.
+            Attribute::Private(true),
+            Attribute::Sensitive(sensitive),
+            // Needed for C_WrapKey; a kept key is sealed (set unextractable) after the wrap.
+            Attribute::Extractable(true),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Label(label.into_bytes()),
+        ];
+        let handle = self
+            .session
+            .generate_key(&Mechanism::AesKeyGen, &template)
+            .map_err(|e| pkcs11_error("generating the AES-256 key", e))?;
+        Ok(self.remember(handle))
+    }
+
+    fn key_length(&self, key: KeyRef) -> Result<usize, HsmError> {
+        let attrs = self
+            .session
+            .get_attributes(self.handle(key)?, &[AttributeType::ValueLen])
+            .map_err(|e| pkcs11_error("reading the key length", e))?;
+        for attr in attrs {
+            if let Attribute::ValueLen(len) = attr {
+                return usize::try_from(u64::from(len))
+                    .map_err(|_| HsmError::ValueUnavailable("CKA_VALUE_LEN out of range".into()));
+            }
+        }
+        Err(HsmError::ValueUnavailable(
+            "the key has no CKA_VALUE_LEN".into(),
+        ))
+    }
+
+    fn key_check_value(&self, key: KeyRef) -> Result<[u8; 3], HsmError> {
+        let out = self
+            .session
+            .encrypt(&Mechanism::AesEcb, self.handle(key)?, &[0u8; 16])
+            .map_err(|e| pkcs11_error("computing the key check value", e))?;
+        match out.as_slice() {
+            [a, b, c, ..] if out.len() == 16 => Ok([*a, *b, *c]),
+            _ => Err(HsmError::ValueUnavailable(format!(
+                "AES-ECB of one block returned {} bytes",
+                out.len()
+            ))),
+        }
+    }
+
+    fn import_rsa_public_key(&self, modulus: &[u8], exponent: &[u8]) -> Result<KeyRef, HsmError> {
+        let template = [
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(false),
+            Attribute::Private(false),
+            Attribute::Wrap(true),
+            Attribute::Encrypt(false),
+            Attribute::Verify(false),
+            Attribute::Modulus(modulus.to_vec()),
+            Attribute::PublicExponent(exponent.to_vec()),
+            Attribute::Label(b"byok-kms-wrapping-key".to_vec()),
+        ];
+        let handle = self
+            .session
+            .create_object(&template)
+            .map_err(|e| pkcs11_error("importing the wrapping public key", e))?;
+        Ok(self.remember(handle))
+    }
+
+    fn wrap_rsa_oaep(
+        &self,
+        wrapping: KeyRef,
+        key: KeyRef,
+        hash: OaepHash,
+    ) -> Result<Vec<u8>, HsmError> {
+        let params = match hash {
+            OaepHash::Sha1 => PkcsOaepParams::new(
+                MechanismType::SHA1,
+                PkcsMgfType::MGF1_SHA1,
+                PkcsOaepSource::empty(),
+            ),
+            OaepHash::Sha256 => PkcsOaepParams::new(
+                MechanismType::SHA256,
+                PkcsMgfType::MGF1_SHA256,
+                PkcsOaepSource::empty(),
+            ),
+        };
+        self.session
+            .wrap_key(
+                &Mechanism::RsaPkcsOaep(params),
+                self.handle(wrapping)?,
+                self.handle(key)?,
+            )
+            .map_err(|e| pkcs11_error("wrapping the key with RSA-OAEP", e))
+    }
+
+    fn extract_key_value(&self, key: KeyRef) -> Result<KeyMaterial, HsmError> {
+        let attrs = self
+            .session
+            .get_attributes(self.handle(key)?, &[AttributeType::Value])
+            .map_err(|e| pkcs11_error("reading the key value for host wrap", e))?;
+        let mut result = Err(HsmError::ValueUnavailable(
+            "the token returned no CKA_VALUE (is the key sensitive?)".into(),
+        ));
+        for attr in attrs {
+            if let Attribute::Value(mut bytes) = attr {
+                result = KeyMaterial::from_slice(&bytes).ok_or_else(|| {
+                    HsmError::ValueUnavailable(format!(
+                        "CKA_VALUE has {} bytes, expected 32",
+                        bytes.len()
+                    ))
+                });
+                bytes.zeroize();
+            }
+        }
+        result
+    }
+
+    fn seal_key(&self, key: KeyRef) -> Result<(), HsmError> {
+        self.session
+            .update_attributes(self.handle(key)?, &[Attribute::Extractable(false)])
+            .map_err(|e| pkcs11_error("making the kept key unextractable", e))
+    }
+
+    fn destroy(&self, key: KeyRef) -> Result<(), HsmError> {
+        let handle = self.handle(key)?;
+        self.session
+            .destroy_object(handle)
+            .map_err(|e| pkcs11_error("destroying an object", e))?;
+        self.objects.borrow_mut().remove(&key.0);
+        Ok(())
+    }
+
+    fn label_exists(&self, label: &str) -> Result<bool, HsmError> {
+        let found = self
+            .session
+            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+            .map_err(|e| pkcs11_error("searching objects", e))?;
+        Ok(!found.is_empty())
+    }
+
+    fn find_ec_key_pair(&self, label: &str) -> Result<(KeyRef, Vec<u8>), HsmError> {
+        let private = self.find_one(
+            &[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::EC),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ],
+            label,
+            "EC private key",
+        )?;
+        let public = self.find_one(
+            &[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::EC),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ],
+            label,
+            "EC public key",
+        )?;
+        let spki = self.ec_public_spki(public)?;
+        Ok((self.remember(private), spki))
+    }
+
+    fn generate_ec_key_pair(&self, label: &str) -> Result<Vec<u8>, HsmError> {
+        if self.label_exists(label)? {
+            return Err(HsmError::LabelExists {
+                label: label.to_string(),
+                token: self.description.token_label.clone(),
+            });
+        }
+        let id = self.random(16)?;
+        let public_template = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::EcParams(crate::ecdsa::P256_EC_PARAMS.to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+        ];
+        let private_template = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id),
+        ];
+        let (public, _private) = self
+            .session
+            .generate_key_pair(
+                &Mechanism::EccKeyPairGen,
+                &public_template,
+                &private_template,
+            )
+            .map_err(|e| pkcs11_error("generating the EC P-256 key pair", e))?;
+        self.ec_public_spki(public)
+    }
+
+    fn sign_digest(&self, key: KeyRef, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
+        let raw = self
+            .session
+            .sign(&Mechanism::Ecdsa, self.handle(key)?, digest)
+            .map_err(|e| pkcs11_error("signing with ECDSA", e))?;
+        Ok(crate::ecdsa::raw_signature_to_der(&raw)?)
+    }
+
+    fn random(&self, len: usize) -> Result<Vec<u8>, HsmError> {
+        let len =
+            u32::try_from(len).map_err(|_| HsmError::ValueUnavailable("random length".into()))?;
+        self.session
+            .generate_random_vec(len)
+            .map_err(|e| pkcs11_error("generating random bytes", e))
+    }
+
+    fn raw_handle(&self, key: KeyRef) -> u64 {
+        key.0
+    }
+}
+
+impl Pkcs11Hsm {
+    fn ec_public_spki(&self, public: ObjectHandle) -> Result<Vec<u8>, HsmError> {
+        let attrs = self
+            .session
+            .get_attributes(public, &[AttributeType::EcPoint])
+            .map_err(|e| pkcs11_error("reading the EC public key", e))?;
+        for attr in attrs {
+            if let Attribute::EcPoint(point) = attr {
+                return Ok(crate::ecdsa::spki_from_ec_point(&point)?);
+            }
+        }
+        Err(HsmError::ValueUnavailable(
+            "the public key has no CKA_EC_POINT".into(),
+        ))
+    }
+}
+
+/// Wraps a cryptoki error with what byok was doing.
+fn pkcs11_error(doing: &'static str, e: CkError) -> HsmError {
+    HsmError::Pkcs11 {
+        doing,
+        call: call_of(&e),
+    }
+}
+
+/// `C_Function` and `CKR_NAME` of a cryptoki error.
+fn call_of(e: &CkError) -> Pkcs11Call {
+    match e {
+        CkError::Pkcs11(rv, function) => Pkcs11Call {
+            function: function_name(*function),
+            rv: rv_name(*rv),
+        },
+        other => Pkcs11Call {
+            function: "cryptoki".into(),
+            rv: other.to_string(),
+        },
+    }
+}
+
+fn function_name(f: Function) -> String {
+    format!("C_{f:?}")
+}
+
+/// `ArgumentsBad` → `CKR_ARGUMENTS_BAD`.
+fn rv_name(rv: RvError) -> String {
+    let camel = format!("{rv:?}");
+    let mut out = String::from("CKR_");
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_values_are_named_like_the_spec() {
+        assert_eq!(rv_name(RvError::ArgumentsBad), "CKR_ARGUMENTS_BAD");
+        assert_eq!(rv_name(RvError::PinIncorrect), "CKR_PIN_INCORRECT");
+        assert_eq!(rv_name(RvError::MechanismInvalid), "CKR_MECHANISM_INVALID");
+        assert_eq!(function_name(Function::WrapKey), "C_WrapKey");
+    }
+}

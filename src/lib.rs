@@ -1,0 +1,26 @@
+//! byok: guided, dual-controlled key ceremonies that move AES-256 key material generated in a
+//! PKCS#11 HSM into AWS KMS ("bring your own key"), with a signed, hash-chained audit
+//! transcript that auditors verify offline.
+//!
+//! The binary (`src/main.rs`) only parses the command line and calls [`commands`]. The
+//! ceremony engine ([`ceremony`]) talks to the HSM ([`hsm`]), KMS ([`kms`]) and the people at
+//! the terminal ([`prompt`]) through narrow traits.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cancel;
+pub mod ceremony;
+pub mod cli;
+pub mod commands;
+pub mod ecdsa;
+pub mod error;
+pub mod hsm;
+pub mod kms;
+pub mod prompt;
+pub mod secure;
+pub mod spec;
+pub mod transcript;
+pub mod wrap;
+
+pub use error::{Error, ErrorClass};

@@ -1,0 +1,37 @@
+//! The `byok` binary: parse the command line, run the subcommand, print the error chain and
+//! return the documented exit code (see `byok::error::exit`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use byok::cli::{AuditKeyCommand, Cli, Command};
+use byok::commands;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Check { file } => commands::check(file),
+        Command::Run { file, transcript } => commands::run(file, transcript.as_deref()),
+        Command::Verify {
+            transcript,
+            audit_key_sha256,
+        } => commands::verify(transcript, audit_key_sha256.as_deref()),
+        Command::Probe { token } => commands::probe(token),
+        Command::AuditKey(AuditKeyCommand::Create { token, label }) => {
+            commands::audit_key_create(token, label)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            eprintln!("error: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1))
+        }
+    }
+}

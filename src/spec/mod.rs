@@ -1,0 +1,551 @@
+//! Ceremony files: strict parsing into [`raw`] structs, then validation into [`Ceremony`].
+//!
+//! Every problem names the file, the line and the field path, and says what is allowed.
+//! A ceremony file never holds a PIN: byok asks for PINs at run time.
+
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::hsm::TokenSelector;
+use crate::kms::Expiration;
+use crate::wrap::{WrapLocation, WrappingAlgorithm, WrappingKeySpec};
+
+/// Longest time ahead KMS accepts for `ValidTo`.
+pub const MAX_VALID_TO_DAYS: i64 = 365;
+
+/// Where the PKCS#11 module path comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleSource {
+    Path(PathBuf),
+    /// The name of an environment variable holding the path.
+    Env(String),
+}
+
+/// A validated ceremony file.
+#[derive(Debug, Clone)]
+pub struct Ceremony {
+    pub id: String,
+    pub description: String,
+    pub operator: String,
+    pub hsm: HsmSpec,
+    pub kms: KmsSpec,
+    pub import: ImportSpec,
+    pub source: Source,
+}
+
+/// The file as read, for record 0.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct HsmSpec {
+    pub module: ModuleSource,
+    pub token: TokenSelector,
+    pub audit_key_label: String,
+    /// Lowercase hex.
+    pub audit_key_sha256: String,
+    /// Keep the generated key on the token under this label.
+    pub keep_key_label: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KmsSpec {
+    pub region: String,
+    /// ARN, key id or `alias/…`.
+    pub key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportSpec {
+    pub algorithm: WrappingAlgorithm,
+    pub key_spec: WrappingKeySpec,
+    pub wrap: WrapLocation,
+    pub expiration: Expiration,
+}
+
+impl HsmSpec {
+    /// Resolves the module path (reading the environment for `module_env`).
+    pub fn module_path(&self) -> Result<PathBuf, SpecError> {
+        match &self.module {
+            ModuleSource::Path(p) => Ok(p.clone()),
+            ModuleSource::Env(var) => match std::env::var_os(var) {
+                Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
+                _ => Err(SpecError::ModuleEnvUnset { var: var.clone() }),
+            },
+        }
+    }
+}
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted path, e.g. `import.wrapping_algorithm`.
+    pub field: String,
+    pub message: String,
+}
+
+/// Why a ceremony file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read ceremony file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<FieldProblem>,
+    },
+    #[error(
+        "hsm.module_env names the environment variable {var}, which is not set; export {var}=/path/to/module.so"
+    )]
+    ModuleEnvUnset { var: String },
+}
+
+fn render(path: &Path, problems: &[FieldProblem]) -> String {
+    let mut out = format!(
+        "ceremony file {} is invalid ({} problem{}); fix it and run `byok check` again:",
+        path.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        out.push_str("\n  ");
+        out.push_str(&p.to_string(path));
+    }
+    out
+}
+
+impl FieldProblem {
+    /// `FILE:LINE: field: message`.
+    pub fn to_string(&self, path: &Path) -> String {
+        match self.line {
+            Some(line) => format!(
+                "{}:{}: {}: {}",
+                path.display(),
+                line,
+                self.field,
+                self.message
+            ),
+            None => format!("{}: {}: {}", path.display(), self.field, self.message),
+        }
+    }
+}
+
+/// Reads and validates a ceremony file; time-dependent rules are checked against `now`.
+pub fn load(path: &Path, now: OffsetDateTime) -> Result<Ceremony, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text, now)
+}
+
+/// Parses and validates ceremony file text.
+pub fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Ceremony, SpecError> {
+    let invalid = |problems: Vec<FieldProblem>| SpecError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+    };
+    let raw: raw::RawFile = match serde_path_to_error::deserialize(toml::Deserializer::new(text)) {
+        Ok(raw) => raw,
+        Err(e) => return Err(invalid(vec![serde_problem(text, &e)])),
+    };
+    let mut problems = Vec::new();
+    let ceremony = validate(raw, now, &mut problems);
+    if !problems.is_empty() {
+        for p in &mut problems {
+            p.line = line_of_field(text, &p.field);
+        }
+        return Err(invalid(problems));
+    }
+    match ceremony {
+        Some((id, description, operator, hsm, kms, import)) => Ok(Ceremony {
+            id,
+            description,
+            operator,
+            hsm,
+            kms,
+            import,
+            source: Source {
+                path: path.to_path_buf(),
+                text: text.to_string(),
+                sha256: hex::encode(Sha256::digest(text.as_bytes())),
+            },
+        }),
+        // validate returns None only alongside a problem.
+        None => Err(invalid(Vec::new())),
+    }
+}
+
+/// The audit key fingerprint pinned in a ceremony file's text, without validating the rest
+/// (the verifier reads old files whose `valid_to` has passed).
+pub fn pinned_audit_key_sha256(text: &str) -> Option<String> {
+    let table: toml::Table = text.parse().ok()?;
+    table
+        .get("hsm")?
+        .get("audit_key_sha256")?
+        .as_str()
+        .map(str::to_string)
+}
+
+fn serde_problem(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> FieldProblem {
+    let inner = e.inner();
+    let mut message = inner.message().to_string();
+    let field = e.path().to_string();
+    if let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
+    {
+        if unknown.to_ascii_lowercase().contains("pin") {
+            message = format!(
+                "unknown field `{unknown}`: a ceremony file never holds a PIN; byok asks for PINs when it needs them"
+            );
+        }
+    }
+    let line = inner
+        .span()
+        .map(|s| line_at(text, s.start))
+        .or_else(|| line_of_field(text, &field));
+    FieldProblem {
+        line,
+        field: if field == "." { "(file)".into() } else { field },
+        message,
+    }
+}
+
+/// 1-based line of byte `offset`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Line of the deepest existing part of a dotted field path.
+fn line_of_field(text: &str, field: &str) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text.to_string()).ok()?;
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut span = None;
+    for part in field.split('.') {
+        let Some((key, item)) = table.get_key_value(part) else {
+            break;
+        };
+        span = key.span().or_else(|| item.span()).or(span);
+        match item.as_table_like() {
+            Some(t) => table = t,
+            None => break,
+        }
+    }
+    span.map(|s| line_at(text, s.start))
+}
+
+type Validated = (String, String, String, HsmSpec, KmsSpec, ImportSpec);
+
+fn validate(
+    raw: raw::RawFile,
+    now: OffsetDateTime,
+    problems: &mut Vec<FieldProblem>,
+) -> Option<Validated> {
+    let mut bad = |field: &str, message: String| {
+        problems.push(FieldProblem {
+            line: None,
+            field: field.to_string(),
+            message,
+        })
+    };
+
+    // [ceremony]
+    let id = raw.ceremony.id;
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        bad(
+            "ceremony.id",
+            format!("expected 1 to 64 characters from A-Z a-z 0-9 . _ -, found {id:?}"),
+        );
+    }
+    if raw.ceremony.operator.trim().is_empty() {
+        bad(
+            "ceremony.operator",
+            "must name the person running the ceremony".into(),
+        );
+    }
+
+    // [hsm]
+    let module = match (raw.hsm.module, raw.hsm.module_env) {
+        (Some(p), None) if !p.is_empty() => Some(ModuleSource::Path(PathBuf::from(p))),
+        (None, Some(v)) if is_env_name(&v) => Some(ModuleSource::Env(v)),
+        (None, Some(v)) => {
+            bad(
+                "hsm.module_env",
+                format!(
+                    "expected an environment variable name like BYOK_PKCS11_MODULE, found {v:?}"
+                ),
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            bad(
+                "hsm.module",
+                "give either module or module_env, not both".into(),
+            );
+            None
+        }
+        _ => {
+            bad(
+                "hsm.module",
+                "missing: give module = \"/path/to/pkcs11.so\" or module_env = \"VARIABLE\"".into(),
+            );
+            None
+        }
+    };
+    let token = match (raw.hsm.token_label, raw.hsm.token_serial) {
+        (Some(l), None) if !l.is_empty() && l.len() <= 32 => Some(TokenSelector::Label(l)),
+        (Some(l), None) => {
+            bad(
+                "hsm.token_label",
+                format!("expected 1 to 32 characters (a PKCS#11 token label), found {l:?}"),
+            );
+            None
+        }
+        (None, Some(s)) if !s.is_empty() && s.len() <= 16 => Some(TokenSelector::Serial(s)),
+        (None, Some(s)) => {
+            bad(
+                "hsm.token_serial",
+                format!("expected 1 to 16 characters (a PKCS#11 serial number), found {s:?}"),
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            bad(
+                "hsm.token_label",
+                "give either token_label or token_serial, not both".into(),
+            );
+            None
+        }
+        (None, None) => {
+            bad(
+                "hsm.token_label",
+                "missing: select the token by token_label or token_serial (never by slot number)"
+                    .into(),
+            );
+            None
+        }
+    };
+    if raw.hsm.audit_key_label.is_empty() {
+        bad("hsm.audit_key_label", "must not be empty".into());
+    }
+    let audit_fp = raw.hsm.audit_key_sha256.to_ascii_lowercase();
+    if audit_fp.len() != 64 || !audit_fp.chars().all(|c| c.is_ascii_hexdigit()) {
+        bad(
+            "hsm.audit_key_sha256",
+            format!(
+                "expected 64 hex digits (the SHA-256 printed by `byok audit-key create`), found {:?}",
+                raw.hsm.audit_key_sha256
+            ),
+        );
+    }
+    if let Some(label) = &raw.hsm.keep_key_label {
+        if label.is_empty() {
+            bad("hsm.keep_key_label", "must not be empty when given".into());
+        }
+    }
+
+    // [kms]
+    let region = raw.kms.region;
+    if region.is_empty()
+        || !region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        bad(
+            "kms.region",
+            format!("expected an AWS region like us-east-1, found {region:?}"),
+        );
+    }
+    let key = raw.kms.key;
+    if !is_key_reference(&key) {
+        bad(
+            "kms.key",
+            format!(
+                "expected a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), a key id or alias/NAME, found {key:?}"
+            ),
+        );
+    }
+
+    // [import]
+    let algorithm = match raw.import.wrapping_algorithm.as_deref() {
+        None => Some(WrappingAlgorithm::RsaesOaepSha256),
+        Some(name) => match WrappingAlgorithm::from_kms_name(name) {
+            Ok(a) => Some(a),
+            Err(why) => {
+                bad("import.wrapping_algorithm", why);
+                None
+            }
+        },
+    };
+    let key_spec = match raw.import.wrapping_key_spec.as_deref() {
+        None => Some(WrappingKeySpec::Rsa4096),
+        Some(name) => match WrappingKeySpec::from_kms_name(name) {
+            Some(s) => Some(s),
+            None => {
+                bad(
+                    "import.wrapping_key_spec",
+                    format!("expected RSA_2048, RSA_3072 or RSA_4096, found {name:?}"),
+                );
+                None
+            }
+        },
+    };
+    let wrap = match raw.import.wrap.as_deref() {
+        None | Some("hsm") => Some(WrapLocation::Hsm),
+        Some("host") => Some(WrapLocation::Host),
+        Some(other) => {
+            bad(
+                "import.wrap",
+                format!("expected \"hsm\" or \"host\", found {other:?}"),
+            );
+            None
+        }
+    };
+    if wrap == Some(WrapLocation::Host) && raw.hsm.keep_key_label.is_some() {
+        bad(
+            "hsm.keep_key_label",
+            "cannot keep a key generated for wrap = \"host\" (it is not sensitive); remove keep_key_label or use wrap = \"hsm\"".into(),
+        );
+    }
+    let expiration = match (raw.import.expiration.as_str(), raw.import.valid_to) {
+        ("KEY_MATERIAL_DOES_NOT_EXPIRE", None) => Some(Expiration::DoesNotExpire),
+        ("KEY_MATERIAL_DOES_NOT_EXPIRE", Some(_)) => {
+            bad(
+                "import.valid_to",
+                "must not be set when expiration is KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+            );
+            None
+        }
+        ("KEY_MATERIAL_EXPIRES", None) => {
+            bad(
+                "import.valid_to",
+                "missing: KEY_MATERIAL_EXPIRES needs valid_to, e.g. valid_to = 2027-06-30T00:00:00Z".into(),
+            );
+            None
+        }
+        ("KEY_MATERIAL_EXPIRES", Some(dt)) => match datetime(&dt) {
+            None => {
+                bad(
+                    "import.valid_to",
+                    format!(
+                        "expected a date-time with a UTC offset, e.g. 2027-06-30T00:00:00Z, found {dt}"
+                    ),
+                );
+                None
+            }
+            Some(valid_to) => match check_valid_to(valid_to, now) {
+                Ok(()) => Some(Expiration::Expires { valid_to }),
+                Err(why) => {
+                    bad("import.valid_to", why);
+                    None
+                }
+            },
+        },
+        (other, _) => {
+            bad(
+                "import.expiration",
+                format!(
+                    "expected KEY_MATERIAL_EXPIRES or KEY_MATERIAL_DOES_NOT_EXPIRE, found {other:?}"
+                ),
+            );
+            None
+        }
+    };
+
+    Some((
+        id,
+        raw.ceremony.description,
+        raw.ceremony.operator,
+        HsmSpec {
+            module: module?,
+            token: token?,
+            audit_key_label: raw.hsm.audit_key_label,
+            audit_key_sha256: audit_fp,
+            keep_key_label: raw.hsm.keep_key_label,
+        },
+        KmsSpec { region, key },
+        ImportSpec {
+            algorithm: algorithm?,
+            key_spec: key_spec?,
+            wrap: wrap?,
+            expiration: expiration?,
+        },
+    ))
+}
+
+/// KMS's rule for `ValidTo`: in the future, at most 365 days ahead of `now`.
+pub fn check_valid_to(valid_to: OffsetDateTime, now: OffsetDateTime) -> Result<(), String> {
+    if valid_to <= now {
+        return Err(format!(
+            "{} is in the past; choose a time after now and at most {MAX_VALID_TO_DAYS} days ahead",
+            crate::transcript::format_rfc3339(valid_to)
+        ));
+    }
+    if valid_to > now + time::Duration::days(MAX_VALID_TO_DAYS) {
+        return Err(format!(
+            "{} is more than {MAX_VALID_TO_DAYS} days ahead, which KMS refuses; choose an earlier time",
+            crate::transcript::format_rfc3339(valid_to)
+        ));
+    }
+    Ok(())
+}
+
+fn datetime(dt: &toml::value::Datetime) -> Option<OffsetDateTime> {
+    dt.date?;
+    dt.time?;
+    dt.offset?;
+    OffsetDateTime::parse(
+        &dt.to_string(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_key_reference(key: &str) -> bool {
+    if let Some(rest) = key.strip_prefix("arn:") {
+        let parts: Vec<&str> = rest.splitn(5, ':').collect();
+        return parts.len() == 5
+            && parts[1] == "kms"
+            && (parts[4].starts_with("key/") || parts[4].starts_with("alias/"))
+            && parts[4].len() > 6;
+    }
+    if let Some(name) = key.strip_prefix("alias/") {
+        return !name.is_empty()
+            && !name.starts_with("aws/")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'));
+    }
+    let id = key.strip_prefix("mrk-").unwrap_or(key);
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}

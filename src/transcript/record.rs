@@ -1,0 +1,118 @@
+//! Record types of the transcript: the documented contract of `docs/transcript.md`.
+//!
+//! A record is one line of the transcript. Its members are fixed (`v`, `seq`, `prev`, `time`,
+//! `type`, `data`, `sig`) and the line is the RFC 8785 serialization of the whole record.
+
+use serde::{Deserialize, Serialize};
+
+/// Format version written in every record's `v`.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// `prev` of the first record: 64 zeros.
+pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The kinds of record, in the order a successful ceremony writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordType {
+    /// Record 0: tool version, ceremony file and its hash, the audit public key.
+    CeremonyStarted,
+    /// Module and token identity, and the login.
+    HsmOpened,
+    /// DescribeKey of the target key before anything changes.
+    KmsPreflight,
+    /// The token's ability to do the chosen wrap, proven by a known-answer test.
+    CapabilityChecked,
+    /// GetParametersForImport: public key and import token hashes, validity.
+    ImportParameters,
+    /// AES-256 generated in the HSM: handle, label and key check value.
+    KeyGenerated,
+    /// The wrapped blob's hash and length, and where the wrap happened.
+    KeyWrapped,
+    /// The operator's confirmation of the import statement.
+    ImportConfirmed,
+    /// ImportKeyMaterial succeeded; carries the KeyMaterialId.
+    KeyImported,
+    /// DescribeKey and an Encrypt/Decrypt round trip after the import.
+    ImportVerified,
+    /// HSM session objects destroyed (or kept, as recorded).
+    CleanupDone,
+    /// Last record of a ceremony that completed.
+    CeremonyFinished,
+    /// Last record of a ceremony that stopped: which step, which error class.
+    CeremonyAborted,
+}
+
+impl RecordType {
+    /// The `type` string written in the transcript.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::CeremonyStarted => "ceremony_started",
+            RecordType::HsmOpened => "hsm_opened",
+            RecordType::KmsPreflight => "kms_preflight",
+            RecordType::CapabilityChecked => "capability_checked",
+            RecordType::ImportParameters => "import_parameters",
+            RecordType::KeyGenerated => "key_generated",
+            RecordType::KeyWrapped => "key_wrapped",
+            RecordType::ImportConfirmed => "import_confirmed",
+            RecordType::KeyImported => "key_imported",
+            RecordType::ImportVerified => "import_verified",
+            RecordType::CleanupDone => "cleanup_done",
+            RecordType::CeremonyFinished => "ceremony_finished",
+            RecordType::CeremonyAborted => "ceremony_aborted",
+        }
+    }
+
+    /// Parses a `type` string; `None` for an unknown type.
+    pub fn parse(s: &str) -> Option<Self> {
+        ALL.iter().copied().find(|t| t.as_str() == s)
+    }
+
+    /// True for the two types that end a transcript.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RecordType::CeremonyFinished | RecordType::CeremonyAborted
+        )
+    }
+}
+
+/// Every record type, for parsing and documentation tests.
+pub const ALL: [RecordType; 13] = [
+    RecordType::CeremonyStarted,
+    RecordType::HsmOpened,
+    RecordType::KmsPreflight,
+    RecordType::CapabilityChecked,
+    RecordType::ImportParameters,
+    RecordType::KeyGenerated,
+    RecordType::KeyWrapped,
+    RecordType::ImportConfirmed,
+    RecordType::KeyImported,
+    RecordType::ImportVerified,
+    RecordType::CleanupDone,
+    RecordType::CeremonyFinished,
+    RecordType::CeremonyAborted,
+];
+
+impl std::fmt::Display for RecordType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_strings_round_trip_and_match_serde() {
+        for t in ALL {
+            assert_eq!(RecordType::parse(t.as_str()), Some(t));
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.as_str())
+            );
+        }
+        assert_eq!(RecordType::parse("approval_maybe"), None);
+    }
+}

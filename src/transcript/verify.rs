@@ -1,0 +1,361 @@
+//! Offline verification of a transcript, exactly as `docs/transcript.md` specifies it.
+//!
+//! The verifier trusts nothing in the file but checks it against itself (hash chain, sequence,
+//! signatures under the audit key carried in record 0, the fingerprint pinned in the ceremony
+//! file carried in record 0) and, when the auditor gives one, against an out-of-band audit key
+//! fingerprint. It reports the first bad line (1-based) and why.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::jcs;
+use super::record::{FORMAT_VERSION, GENESIS_PREV, RecordType};
+use crate::ecdsa;
+
+/// What the auditor pins.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Expected SHA-256 (hex) of the audit key's SPKI DER, from a source outside the transcript.
+    pub audit_key_sha256: Option<String>,
+}
+
+/// Why a transcript is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("the transcript is empty")]
+    Empty,
+    #[error("not valid UTF-8")]
+    NotUtf8,
+    #[error("truncated: the last line has no newline")]
+    TruncatedLine,
+    #[error(
+        "truncated: the transcript ends with a {last} record, not ceremony_finished or ceremony_aborted"
+    )]
+    TruncatedEnd { last: String },
+    #[error("not a JSON object: {0}")]
+    NotJson(String),
+    #[error("not in canonical (RFC 8785) form, or has duplicate members")]
+    NotCanonical,
+    #[error("field `{field}`: {why}")]
+    BadField { field: &'static str, why: String },
+    #[error("wrong seq: expected {expected}, found {found}")]
+    WrongSeq { expected: u64, found: String },
+    #[error(
+        "broken chain: prev is not the SHA-256 of the previous line (a line was dropped, reordered or edited)"
+    )]
+    BrokenChain,
+    #[error("time {time} is earlier than the previous record's {previous}")]
+    TimeWentBack { time: String, previous: String },
+    #[error("bad signature: the record was not signed by the audit key in record 0")]
+    BadSignature,
+    #[error("wrong audit key: its SHA-256 is {found}, expected {expected}")]
+    WrongAuditKey { expected: String, found: String },
+    #[error("record type {kind} is not allowed here: {why}")]
+    Misplaced { kind: String, why: &'static str },
+}
+
+/// The first invalid line of a transcript.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct Invalid {
+    /// 1-based line number (0 when the problem is the file as a whole).
+    pub line: usize,
+    pub problem: Problem,
+}
+
+/// Summary of a valid transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub records: usize,
+    pub ceremony_id: String,
+    pub audit_key_sha256: String,
+    /// `ceremony_finished` or `ceremony_aborted`.
+    pub outcome: RecordType,
+    /// `data` of the last record.
+    pub outcome_data: Value,
+    /// SHA-256 (hex) of the last line: the fingerprint custodians write down.
+    pub last_line_sha256: String,
+    /// Whether the auditor's `--audit-key-sha256` was checked.
+    pub audit_key_pinned_externally: bool,
+}
+
+/// Reads and verifies a transcript file.
+pub fn verify_file(
+    path: &Path,
+    opts: &VerifyOptions,
+) -> Result<Result<Report, Invalid>, std::io::Error> {
+    let bytes = std::fs::read(path)?;
+    Ok(verify_bytes(&bytes, opts))
+}
+
+/// Verifies a transcript held in memory.
+pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invalid> {
+    let bad = |line: usize, problem: Problem| Invalid { line, problem };
+    if bytes.is_empty() {
+        return Err(bad(0, Problem::Empty));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        bad(line, Problem::NotUtf8)
+    })?;
+    let body = match text.strip_suffix('\n') {
+        Some(body) => body,
+        None => {
+            return Err(bad(text.split('\n').count(), Problem::TruncatedLine));
+        }
+    };
+
+    let mut prev = GENESIS_PREV.to_string();
+    let mut previous_time = String::new();
+    let mut verifier: Option<ecdsa::Verifier> = None;
+    let mut ceremony_id = String::new();
+    let mut audit_fp = String::new();
+    let mut last: Option<(RecordType, Value)> = None;
+    let mut seen_confirmation = false;
+    let mut count = 0usize;
+
+    for (index, line) in body.split('\n').enumerate() {
+        let n = index + 1;
+        let seq = index as u64;
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| bad(n, Problem::NotJson(e.to_string())))?;
+        let canonical = jcs::to_vec(&value).map_err(|_| bad(n, Problem::NotCanonical))?;
+        if canonical != line.as_bytes() {
+            return Err(bad(n, Problem::NotCanonical));
+        }
+        let Value::Object(mut map) = value else {
+            return Err(bad(n, Problem::NotJson("not an object".into())));
+        };
+        let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        if keys != ["data", "prev", "seq", "sig", "time", "type", "v"] {
+            return Err(bad(
+                n,
+                Problem::BadField {
+                    field: "record",
+                    why: format!(
+                        "members must be exactly data, prev, seq, sig, time, type, v; found {}",
+                        keys.join(", ")
+                    ),
+                },
+            ));
+        }
+        if map["v"].as_u64() != Some(FORMAT_VERSION) {
+            return Err(bad(
+                n,
+                Problem::BadField {
+                    field: "v",
+                    why: format!("expected {FORMAT_VERSION}, found {}", map["v"]),
+                },
+            ));
+        }
+        if map["seq"].as_u64() != Some(seq) {
+            return Err(bad(
+                n,
+                Problem::WrongSeq {
+                    expected: seq,
+                    found: map["seq"].to_string(),
+                },
+            ));
+        }
+        if map["prev"].as_str() != Some(prev.as_str()) {
+            return Err(bad(n, Problem::BrokenChain));
+        }
+        let time = map["time"].as_str().unwrap_or_default().to_string();
+        if !is_rfc3339_utc(&time) {
+            return Err(bad(
+                n,
+                Problem::BadField {
+                    field: "time",
+                    why: format!(
+                        "expected RFC 3339 UTC like 2026-11-23T19:04:08.123Z, found {}",
+                        map["time"]
+                    ),
+                },
+            ));
+        }
+        // Fixed-width UTC timestamps compare correctly as strings.
+        if time < previous_time {
+            return Err(bad(
+                n,
+                Problem::TimeWentBack {
+                    time,
+                    previous: previous_time,
+                },
+            ));
+        }
+        let kind = map["type"]
+            .as_str()
+            .and_then(RecordType::parse)
+            .ok_or_else(|| {
+                bad(
+                    n,
+                    Problem::BadField {
+                        field: "type",
+                        why: format!("unknown record type {}", map["type"]),
+                    },
+                )
+            })?;
+        if !map["data"].is_object() {
+            return Err(bad(
+                n,
+                Problem::BadField {
+                    field: "data",
+                    why: "must be an object".into(),
+                },
+            ));
+        }
+        let sig = map
+            .remove("sig")
+            .and_then(|s| s.as_str().map(str::to_owned))
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .ok_or_else(|| {
+                bad(
+                    n,
+                    Problem::BadField {
+                        field: "sig",
+                        why: "must be standard base64".into(),
+                    },
+                )
+            })?;
+
+        // Record placement rules.
+        if (n == 1) != (kind == RecordType::CeremonyStarted) {
+            return Err(bad(
+                n,
+                Problem::Misplaced {
+                    kind: kind.to_string(),
+                    why: "ceremony_started is the first record and only the first",
+                },
+            ));
+        }
+        if let Some((prev_kind, _)) = &last {
+            if prev_kind.is_terminal() {
+                return Err(bad(
+                    n,
+                    Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "nothing may follow ceremony_finished or ceremony_aborted",
+                    },
+                ));
+            }
+        }
+        if kind == RecordType::ImportConfirmed {
+            seen_confirmation = true;
+        }
+        if kind == RecordType::KeyImported && !seen_confirmation {
+            return Err(bad(
+                n,
+                Problem::Misplaced {
+                    kind: kind.to_string(),
+                    why: "key_imported must be preceded by import_confirmed",
+                },
+            ));
+        }
+
+        if n == 1 {
+            let (v, id, fp) = start_record(&map["data"], opts).map_err(|p| bad(n, p))?;
+            verifier = Some(v);
+            ceremony_id = id;
+            audit_fp = fp;
+        }
+        let unsigned =
+            jcs::to_vec(&Value::Object(map.clone())).map_err(|_| bad(n, Problem::NotCanonical))?;
+        let ok = verifier
+            .as_ref()
+            .map(|v| v.verify(&unsigned, &sig))
+            .unwrap_or(false);
+        if !ok {
+            return Err(bad(n, Problem::BadSignature));
+        }
+
+        prev = hex::encode(Sha256::digest(line.as_bytes()));
+        previous_time = time;
+        last = Some((kind, map.remove("data").unwrap_or(Value::Null)));
+        count = n;
+    }
+
+    let (outcome, outcome_data) = last.ok_or(bad(0, Problem::Empty))?;
+    if !outcome.is_terminal() {
+        return Err(bad(
+            count,
+            Problem::TruncatedEnd {
+                last: outcome.to_string(),
+            },
+        ));
+    }
+    Ok(Report {
+        records: count,
+        ceremony_id,
+        audit_key_sha256: audit_fp,
+        outcome,
+        outcome_data,
+        last_line_sha256: prev,
+        audit_key_pinned_externally: opts.audit_key_sha256.is_some(),
+    })
+}
+
+/// Checks record 0's data: audit key, ceremony file and its hash, pinned fingerprint.
+fn start_record(
+    data: &Value,
+    opts: &VerifyOptions,
+) -> Result<(ecdsa::Verifier, String, String), Problem> {
+    let field = |field: &'static str, why: &str| Problem::BadField {
+        field,
+        why: why.to_string(),
+    };
+    let spki = data["audit_public_key"]
+        .as_str()
+        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .ok_or_else(|| field("data.audit_public_key", "must be base64 SPKI DER"))?;
+    let verifier = ecdsa::Verifier::from_spki(&spki)
+        .map_err(|e| field("data.audit_public_key", &e.to_string()))?;
+    let found = ecdsa::fingerprint(&spki);
+    if let Some(expected) = &opts.audit_key_sha256 {
+        if !expected.eq_ignore_ascii_case(&found) {
+            return Err(Problem::WrongAuditKey {
+                expected: expected.to_ascii_lowercase(),
+                found,
+            });
+        }
+    }
+    let file = data["ceremony_file"]
+        .as_str()
+        .ok_or_else(|| field("data.ceremony_file", "must be the ceremony file's text"))?;
+    if data["ceremony_file_sha256"].as_str()
+        != Some(hex::encode(Sha256::digest(file.as_bytes())).as_str())
+    {
+        return Err(field(
+            "data.ceremony_file_sha256",
+            "is not the SHA-256 of data.ceremony_file",
+        ));
+    }
+    let pinned = crate::spec::pinned_audit_key_sha256(file)
+        .ok_or_else(|| field("data.ceremony_file", "has no hsm.audit_key_sha256"))?;
+    if !pinned.eq_ignore_ascii_case(&found) {
+        return Err(Problem::WrongAuditKey {
+            expected: pinned.to_ascii_lowercase(),
+            found,
+        });
+    }
+    let id = data["ceremony_id"]
+        .as_str()
+        .ok_or_else(|| field("data.ceremony_id", "must be a string"))?
+        .to_string();
+    Ok((verifier, id, found))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, a valid date and time.
+fn is_rfc3339_utc(s: &str) -> bool {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    s.len() == 24 && time::PrimitiveDateTime::parse(s, &fmt).is_ok()
+}
