@@ -97,14 +97,14 @@ pub fn run(file: &Path, transcript: Option<&Path>) -> Result<i32, Error> {
 
 /// `byok verify TRANSCRIPT [--audit-key-sha256 HEX]`.
 pub fn verify(path: &Path, audit_key_sha256: Option<&str>) -> Result<i32, Error> {
-    if let Some(fp) = audit_key_sha256 {
-        if fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::Usage {
-                message: format!(
-                    "--audit-key-sha256 must be 64 hex digits (the SHA-256 printed by `byok audit-key create`), found {fp:?}"
-                ),
-            });
-        }
+    if let Some(fp) = audit_key_sha256
+        && (fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(Error::Usage {
+            message: format!(
+                "--audit-key-sha256 must be 64 hex digits (the SHA-256 printed by `byok audit-key create`), found {fp:?}"
+            ),
+        });
     }
     let opts = VerifyOptions {
         audit_key_sha256: audit_key_sha256.map(str::to_string),

@@ -529,14 +529,14 @@ impl Run<'_> {
                 c.import.expiration.model()
             ));
         }
-        if let (Some(want), Some(got)) = (c.import.expiration.valid_to(), after.valid_to) {
-            if want.unix_timestamp() != got.unix_timestamp() {
-                problems.push(format!(
-                    "ValidTo {}, requested {}",
-                    crate::transcript::format_rfc3339(got),
-                    crate::transcript::format_rfc3339(want)
-                ));
-            }
+        if let (Some(want), Some(got)) = (c.import.expiration.valid_to(), after.valid_to)
+            && want.unix_timestamp() != got.unix_timestamp()
+        {
+            problems.push(format!(
+                "ValidTo {}, requested {}",
+                crate::transcript::format_rfc3339(got),
+                crate::transcript::format_rfc3339(want)
+            ));
         }
         let mut warnings = Vec::new();
         if c.import.expiration.valid_to().is_some() && after.valid_to.is_none() {

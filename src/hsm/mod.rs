@@ -9,6 +9,7 @@ pub mod pkcs11;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
+use sha2::Digest as _;
 
 use crate::secure::KeyMaterial;
 use crate::transcript::RecordSigner;
@@ -204,11 +205,7 @@ impl<'a> HsmSigner<'a> {
         }
         let signer = HsmSigner { hsm, key, spki };
         let probe = b"byok audit key self-check";
-        let digest: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
-            <sha2::Sha256 as sha2::Digest>::new(),
-            probe,
-        ))
-        .into();
+        let digest: [u8; 32] = sha2::Sha256::digest(probe).into();
         let sig = hsm.sign_digest(key, &digest)?;
         let verifier = crate::ecdsa::Verifier::from_spki(&signer.spki)?;
         if !verifier.verify(probe, &sig) {
@@ -231,7 +228,8 @@ impl RecordSigner for HsmSigner<'_> {
         &self.spki
     }
 
-    fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
-        self.hsm.sign_digest(self.key, digest)
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, HsmError> {
+        let digest: [u8; 32] = sha2::Sha256::digest(message).into();
+        self.hsm.sign_digest(self.key, &digest)
     }
 }

@@ -208,12 +208,11 @@ fn serde_problem(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) ->
     if let Some(unknown) = message
         .strip_prefix("unknown field `")
         .and_then(|m| m.split('`').next())
+        && unknown.to_ascii_lowercase().contains("pin")
     {
-        if unknown.to_ascii_lowercase().contains("pin") {
-            message = format!(
-                "unknown field `{unknown}`: a ceremony file never holds a PIN; byok asks for PINs when it needs them"
-            );
-        }
+        message = format!(
+            "unknown field `{unknown}`: a ceremony file never holds a PIN; byok asks for PINs when it needs them"
+        );
     }
     let line = inner
         .span()
@@ -362,10 +361,10 @@ fn validate(
             ),
         );
     }
-    if let Some(label) = &raw.hsm.keep_key_label {
-        if label.is_empty() {
-            bad("hsm.keep_key_label", "must not be empty when given".into());
-        }
+    if let Some(label) = &raw.hsm.keep_key_label
+        && label.is_empty()
+    {
+        bad("hsm.keep_key_label", "must not be empty when given".into());
     }
 
     // [kms]

@@ -26,8 +26,8 @@ pub use record::RecordType;
 pub trait RecordSigner {
     /// SubjectPublicKeyInfo DER of the audit key.
     fn public_key_spki_der(&self) -> &[u8];
-    /// DER ECDSA P-256 signature over `digest`, a SHA-256 digest.
-    fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, crate::hsm::HsmError>;
+    /// DER ECDSA P-256 signature over SHA-256(`message`).
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, crate::hsm::HsmError>;
 }
 
 /// Why a record could not be written.
@@ -182,9 +182,8 @@ pub fn encode_record(
     let mut record = Value::Object(record);
     let unsigned =
         jcs::to_vec(&record).map_err(|source| TranscriptError::Encode { seq, source })?;
-    let digest: [u8; 32] = Sha256::digest(&unsigned).into();
     let sig = signer
-        .sign_digest(&digest)
+        .sign(&unsigned)
         .map_err(|source| TranscriptError::Sign { seq, source })?;
     if let Value::Object(map) = &mut record {
         map.insert(

@@ -236,16 +236,16 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
                 },
             ));
         }
-        if let Some((prev_kind, _)) = &last {
-            if prev_kind.is_terminal() {
-                return Err(bad(
-                    n,
-                    Problem::Misplaced {
-                        kind: kind.to_string(),
-                        why: "nothing may follow ceremony_finished or ceremony_aborted",
-                    },
-                ));
-            }
+        if let Some((prev_kind, _)) = &last
+            && prev_kind.is_terminal()
+        {
+            return Err(bad(
+                n,
+                Problem::Misplaced {
+                    kind: kind.to_string(),
+                    why: "nothing may follow ceremony_finished or ceremony_aborted",
+                },
+            ));
         }
         if kind == RecordType::ImportConfirmed {
             seen_confirmation = true;
@@ -318,13 +318,13 @@ fn start_record(
     let verifier = ecdsa::Verifier::from_spki(&spki)
         .map_err(|e| field("data.audit_public_key", &e.to_string()))?;
     let found = ecdsa::fingerprint(&spki);
-    if let Some(expected) = &opts.audit_key_sha256 {
-        if !expected.eq_ignore_ascii_case(&found) {
-            return Err(Problem::WrongAuditKey {
-                expected: expected.to_ascii_lowercase(),
-                found,
-            });
-        }
+    if let Some(expected) = &opts.audit_key_sha256
+        && !expected.eq_ignore_ascii_case(&found)
+    {
+        return Err(Problem::WrongAuditKey {
+            expected: expected.to_ascii_lowercase(),
+            found,
+        });
     }
     let file = data["ceremony_file"]
         .as_str()

@@ -1,0 +1,478 @@
+//! Whole ceremonies through the `byok` binary against SoftHSM 2.6.1 and LocalStack KMS.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::common::{SoftHsm, TestKms, ceremony_for, run_with_stdin, stderr, stdout};
+
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn types(path: &Path) -> Vec<String> {
+    records(path)
+        .iter()
+        .map(|r| r["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn verify(hsm: &SoftHsm, transcript: &Path) -> std::process::Output {
+    crate::common::byok()
+        .arg("verify")
+        .arg(transcript)
+        .args(["--audit-key-sha256", &hsm.audit_sha256])
+        .output()
+        .unwrap()
+}
+
+fn run(hsm: &SoftHsm, file: &Path, transcript: &Path, stdin: &str) -> std::process::Output {
+    let mut cmd = hsm.byok();
+    cmd.arg("run").arg(file).arg("--transcript").arg(transcript);
+    run_with_stdin(cmd, stdin)
+}
+
+const FULL: [&str; 12] = [
+    "ceremony_started",
+    "hsm_opened",
+    "kms_preflight",
+    "capability_checked",
+    "import_parameters",
+    "key_generated",
+    "key_wrapped",
+    "import_confirmed",
+    "key_imported",
+    "import_verified",
+    "cleanup_done",
+    "ceremony_finished",
+];
+
+/// Runs `template` end to end; returns the transcript path and records.
+fn full_ceremony(template: &str, location: &str) {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let file = ceremony_for(&hsm, template, &alias, &[]);
+    let t = hsm.path("t.jsonl");
+    let out = run(&hsm, &file, &t, &format!("{}\nyes\n", hsm.pin));
+    assert!(
+        out.status.success(),
+        "run failed: {}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("transcript: {}", t.display())),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains(&format!("key: {arn}")));
+
+    // KMS holds the material and uses it.
+    assert_eq!(kms.state(&arn), "Enabled");
+    assert!(kms.round_trip(&arn));
+
+    // The transcript has every step, verifies, and names what happened.
+    assert_eq!(types(&t), FULL);
+    let recs = records(&t);
+    assert_eq!(recs[6]["data"]["location"], location);
+    assert_eq!(recs[3]["data"]["known_answer_test"], "pass");
+    assert_eq!(recs[5]["data"]["kcv"], recs[11]["data"]["kcv"]);
+    assert_eq!(recs[9]["data"]["round_trip"], "ok");
+    let out = verify(&hsm, &t);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let last = std::fs::read_to_string(&t).unwrap();
+    let last_line = last.trim_end().rsplit('\n').next().unwrap();
+    use sha2::Digest as _;
+    assert!(stdout(&out).contains(&hex::encode(sha2::Sha256::digest(last_line.as_bytes()))));
+
+    // Nothing secret in the transcript: the PIN does not appear, nor does any 32-byte
+    // hex or base64 value other than documented hashes (checked by field names).
+    let text = std::fs::read_to_string(&t).unwrap();
+    assert!(!text.contains(&hsm.pin));
+
+    // No HSM objects left behind: only the audit key pair.
+    assert_eq!(hsm.token_object_labels(), ["byok-audit", "byok-audit"]);
+
+    // Any one-byte edit makes verification fail.
+    let mut bytes = std::fs::read(&t).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    let edited = hsm.path("edited.jsonl");
+    std::fs::write(&edited, bytes).unwrap();
+    assert_eq!(verify(&hsm, &edited).status.code(), Some(1));
+}
+
+#[test]
+fn demo_ceremony_oaep_sha1_wraps_inside_softhsm_and_imports() {
+    full_ceremony("demo-softhsm.toml", "hsm");
+}
+
+#[test]
+fn host_wrap_oaep_sha256_ceremony_imports() {
+    full_ceremony("host-wrap-oaep-sha256.toml", "host");
+}
+
+#[test]
+fn every_ceremony_file_has_an_end_to_end_test() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ceremonies");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["demo-softhsm.toml", "host-wrap-oaep-sha256.toml"],
+        "add a full_ceremony test for each new file"
+    );
+}
+
+/// Runs a ceremony expected to stop after the transcript started.
+fn aborted(
+    hsm: &SoftHsm,
+    file: &Path,
+    stdin: &str,
+    envs: &[(&str, &str)],
+) -> (std::process::Output, Vec<serde_json::Value>) {
+    let t = hsm.path("aborted.jsonl");
+    let mut cmd = hsm.byok();
+    cmd.arg("run").arg(file).arg("--transcript").arg(&t);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = run_with_stdin(cmd, stdin);
+    assert!(t.exists(), "a transcript was started: {}", stderr(&out));
+    let recs = records(&t);
+    let last = recs.last().unwrap();
+    assert_eq!(last["type"], "ceremony_aborted", "{}", stderr(&out));
+    // The aborted transcript is itself valid.
+    let v = verify(hsm, &t);
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    assert!(stdout(&v).contains("outcome         ceremony_aborted"));
+    // Nothing left on the token.
+    assert_eq!(hsm.token_object_labels(), ["byok-audit", "byok-audit"]);
+    (out, recs)
+}
+
+fn last_data(recs: &[serde_json::Value]) -> &serde_json::Value {
+    &recs.last().unwrap()["data"]
+}
+
+#[test]
+fn key_not_external_is_refused_at_preflight() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.create_key(aws_sdk_kms::types::OriginType::AwsKms);
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
+    let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(last_data(&recs)["step"], "kms_preflight");
+    assert_eq!(last_data(&recs)["error_class"], "precondition");
+    assert!(
+        stderr(&out).contains(&format!("key {arn} has Origin AWS_KMS; only keys created with Origin EXTERNAL accept imported material")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn key_already_enabled_is_refused() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
+    let first = run(
+        &hsm,
+        &file,
+        &hsm.path("first.jsonl"),
+        &format!("{}\nyes\n", hsm.pin),
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(last_data(&recs)["step"], "kms_preflight");
+    assert!(
+        stderr(&out).contains(&format!(
+            "key {arn} is in state Enabled, expected PendingImport: it already holds key material"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn key_not_found_is_a_kms_error() {
+    let hsm = SoftHsm::new();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", "alias/byok-does-not-exist", &[]);
+    let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(last_data(&recs)["error_class"], "kms");
+    assert!(
+        stderr(&out).contains("KMS DescribeKey failed: NotFoundException"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn kms_unreachable_is_a_kms_error() {
+    let hsm = SoftHsm::new();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", "alias/byok-demo", &[]);
+    let (out, recs) = aborted(
+        &hsm,
+        &file,
+        &format!("{}\n", hsm.pin),
+        &[("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:9")],
+    );
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(last_data(&recs)["step"], "kms_preflight");
+    assert!(
+        stderr(&out).contains("KMS DescribeKey failed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn declining_the_import_aborts_and_imports_nothing() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
+    let (out, recs) = aborted(&hsm, &file, &format!("{}\nno\n", hsm.pin), &[]);
+    assert_eq!(out.status.code(), Some(6));
+    assert_eq!(last_data(&recs)["step"], "confirm_import");
+    assert_eq!(last_data(&recs)["error_class"], "aborted");
+    // The generated key and the wrapping key were destroyed.
+    assert_eq!(
+        last_data(&recs)["destroyed_handles"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(kms.state(&arn), "PendingImport");
+}
+
+#[test]
+fn ctrl_c_at_the_confirmation_aborts_cleanly() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
+    let t = hsm.path("t.jsonl");
+    let mut child = hsm
+        .byok()
+        .arg("run")
+        .arg(&file)
+        .arg("--transcript")
+        .arg(&t)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", hsm.pin).unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "byok ended before the confirmation: {seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with("byok? confirm confirm-import") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(status.code(), Some(6));
+    let recs = records(&t);
+    assert_eq!(recs.last().unwrap()["type"], "ceremony_aborted");
+    assert_eq!(last_data(&recs)["step"], "confirm_import");
+    assert_eq!(last_data(&recs)["error_class"], "aborted");
+    assert_eq!(kms.state(&arn), "PendingImport");
+    assert_eq!(verify(&hsm, &t).status.code(), Some(0));
+}
+
+#[test]
+fn wrong_pin_three_times_stops_before_any_transcript() {
+    let hsm = SoftHsm::new();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", "alias/byok-demo", &[]);
+    let t = hsm.path("t.jsonl");
+    let out = run(&hsm, &file, &t, "11\n22\n33\n");
+    assert_eq!(out.status.code(), Some(4));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the PIN for token \"byok-hsm\" is incorrect (attempt 1 of 3); try again"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: ceremony stopped at step `open_hsm` before a transcript was started"),
+        "{err}"
+    );
+    assert!(
+        err.contains("caused by: the PIN for token \"byok-hsm\" is incorrect"),
+        "{err}"
+    );
+    assert!(!t.exists());
+}
+
+#[test]
+fn wrong_pin_then_right_pin_goes_on() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
+    let out = run(
+        &hsm,
+        &file,
+        &hsm.path("t.jsonl"),
+        &format!("0000\n{}\nyes\n", hsm.pin),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(kms.state(&arn), "Enabled");
+}
+
+#[test]
+fn missing_module_is_reported_before_anything_starts() {
+    let hsm = SoftHsm::new();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", "alias/x", &[]);
+    let t = hsm.path("t.jsonl");
+    let out = hsm
+        .byok()
+        .env("BYOK_PKCS11_MODULE", "/nonexistent/libpkcs11.so")
+        .arg("run")
+        .arg(&file)
+        .arg("--transcript")
+        .arg(&t)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stderr(&out)
+            .contains("cannot load the PKCS#11 module /nonexistent/libpkcs11.so: no such file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!t.exists());
+}
+
+#[test]
+fn unknown_token_lists_the_tokens_present() {
+    let hsm = SoftHsm::new();
+    let file = ceremony_for(
+        &hsm,
+        "demo-softhsm.toml",
+        "alias/x",
+        &[("hsm.token_label", "\"no-such-token\"")],
+    );
+    let out = run(&hsm, &file, &hsm.path("t.jsonl"), "");
+    assert_eq!(out.status.code(), Some(4));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no token with label \"no-such-token\" in module"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tokens present: \"byok-hsm\" (serial "),
+        "{err}"
+    );
+}
+
+#[test]
+fn existing_transcript_is_never_overwritten() {
+    let hsm = SoftHsm::new();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", "alias/x", &[]);
+    let t = hsm.path("t.jsonl");
+    std::fs::write(&t, "precious\n").unwrap();
+    let out = run(&hsm, &file, &t, "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("already exists; byok never overwrites a transcript"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&t).unwrap(), "precious\n");
+}
+
+#[test]
+fn wrong_audit_key_pin_is_refused_before_the_transcript() {
+    let hsm = SoftHsm::new();
+    let file = ceremony_for(
+        &hsm,
+        "demo-softhsm.toml",
+        "alias/x",
+        &[("hsm.audit_key_sha256", &format!("\"{}\"", "ab".repeat(32)))],
+    );
+    let t = hsm.path("t.jsonl");
+    let out = run(&hsm, &file, &t, &format!("{}\n", hsm.pin));
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stderr(&out).contains("but the ceremony file pins abababab"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!t.exists());
+}
+
+#[test]
+fn probe_reports_softhsm_oaep_support() {
+    let hsm = SoftHsm::new();
+    let mut cmd = hsm.byok();
+    cmd.args(["probe", "--token-label", "byok-hsm"]);
+    let out = run_with_stdin(cmd, &format!("{}\n", hsm.pin));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("RSAES_OAEP_SHA_256   inside HSM: no (C_WrapKey returned CKR_ARGUMENTS_BAD with OAEP SHA-256)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "RSAES_OAEP_SHA_1     inside HSM: yes (CKM_RSA_PKCS_OAEP, known-answer test passed)"
+        ),
+        "{text}"
+    );
+    // The probe leaves nothing behind.
+    assert_eq!(hsm.token_object_labels(), ["byok-audit", "byok-audit"]);
+}
+
+#[test]
+fn in_hsm_oaep_sha256_on_softhsm_is_refused_with_alternatives() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (_arn, alias) = kms.external_key();
+    let file = ceremony_for(
+        &hsm,
+        "demo-softhsm.toml",
+        &alias,
+        &[("import.wrapping_algorithm", "\"RSAES_OAEP_SHA_256\"")],
+    );
+    let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(last_data(&recs)["step"], "capability_check");
+    assert!(
+        stderr(&out).contains("the token cannot do RSAES_OAEP_SHA_256 inside the HSM: C_WrapKey returned CKR_ARGUMENTS_BAD with OAEP SHA-256; alternatives: RSAES_OAEP_SHA_1, or wrap = \"host\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,310 @@
+//! Shared helpers: the byok binary, private SoftHSM tokens, LocalStack keys, ceremony files.
+//!
+//! Tests that need SoftHSM or LocalStack fail (never skip) when the environment from
+//! `scripts/testenv up` is missing. Each test gets its own token directory; tests that load
+//! the PKCS#11 module in-process rely on cargo-nextest's one-process-per-test model.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+/// The environment variable, or a failure that says how to get it.
+pub fn require_env(name: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{name} is not set: this test needs SoftHSM and LocalStack; run it with scripts/test \
+             (or eval \"$(scripts/testenv up)\" first)"
+        ),
+    }
+}
+
+pub fn module() -> String {
+    require_env("BYOK_PKCS11_MODULE")
+}
+
+/// The byok binary under test.
+pub fn byok() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_byok"))
+}
+
+/// Runs `cmd` with `stdin` text; returns the output.
+pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn byok");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for byok")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A private SoftHSM token directory with one token, `byok-hsm`, and an audit key.
+pub struct SoftHsm {
+    pub dir: TempDir,
+    pub conf: PathBuf,
+    pub label: String,
+    pub pin: String,
+    pub audit_sha256: String,
+}
+
+impl SoftHsm {
+    /// Creates the token and its audit key (through `byok audit-key create`).
+    pub fn new() -> SoftHsm {
+        let module = module();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).expect("tokens dir");
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .expect("write conf");
+        let pin = format!("{:08}", rand_u32() % 100_000_000);
+        let so_pin = format!("{:08}", rand_u32() % 100_000_000);
+        let util = std::env::var("BYOK_SOFTHSM_UTIL").unwrap_or_else(|_| "softhsm2-util".into());
+        let out = Command::new(util)
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                "byok-hsm",
+                "--so-pin",
+                &so_pin,
+                "--pin",
+                &pin,
+            ])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .expect("softhsm2-util must be installed (scripts/testenv install)");
+        assert!(out.status.success(), "init-token failed: {}", stderr(&out));
+        let mut token = SoftHsm {
+            dir,
+            conf,
+            label: "byok-hsm".into(),
+            pin,
+            audit_sha256: String::new(),
+        };
+        let mut cmd = token.byok();
+        cmd.args([
+            "audit-key",
+            "create",
+            "--module",
+            &module,
+            "--token-label",
+            "byok-hsm",
+            "--label",
+            "byok-audit",
+        ]);
+        let out = run_with_stdin(cmd, &format!("{}\n", token.pin));
+        assert!(
+            out.status.success(),
+            "audit-key create failed: {}",
+            stderr(&out)
+        );
+        token.audit_sha256 = stdout(&out).trim().to_string();
+        assert_eq!(
+            token.audit_sha256.len(),
+            64,
+            "fingerprint: {}",
+            stdout(&out)
+        );
+        token
+    }
+
+    /// byok with this token's configuration.
+    pub fn byok(&self) -> Command {
+        let mut cmd = byok();
+        cmd.env("SOFTHSM2_CONF", &self.conf)
+            .env("BYOK_PKCS11_MODULE", module());
+        cmd
+    }
+
+    /// Points this process at the token (for in-process PKCS#11 tests, one per process).
+    pub fn use_in_process(&self) {
+        // SAFETY (edition 2024 `set_var`): nextest runs each test in its own process and this
+        // is called before any thread that reads the environment starts.
+        unsafe { std::env::set_var("SOFTHSM2_CONF", &self.conf) };
+    }
+
+    /// Labels of the token objects visible after login (via OpenSC's pkcs11-tool).
+    pub fn token_object_labels(&self) -> Vec<String> {
+        let out = Command::new("pkcs11-tool")
+            .args([
+                "--module",
+                &module(),
+                "--token-label",
+                &self.label,
+                "--login",
+                "--pin",
+                &self.pin,
+                "--list-objects",
+            ])
+            .env("SOFTHSM2_CONF", &self.conf)
+            .output()
+            .expect("pkcs11-tool (opensc) must be installed");
+        assert!(out.status.success(), "pkcs11-tool failed: {}", stderr(&out));
+        let mut labels: Vec<String> = stdout(&out)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("label:"))
+            .map(|l| l.trim().to_string())
+            .collect();
+        labels.sort();
+        labels
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+pub fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("random");
+    u32::from_le_bytes(b)
+}
+
+/// A LocalStack KMS client for test setup.
+pub struct TestKms {
+    pub rt: tokio::runtime::Runtime,
+    pub client: aws_sdk_kms::Client,
+}
+
+impl TestKms {
+    pub fn new() -> TestKms {
+        require_env("AWS_ENDPOINT_URL_KMS");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let config = rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .http_client(http)
+                .load(),
+        );
+        TestKms {
+            client: aws_sdk_kms::Client::new(&config),
+            rt,
+        }
+    }
+
+    /// Creates a symmetric key with the given origin and a fresh alias; returns (arn, alias).
+    pub fn create_key(&self, origin: aws_sdk_kms::types::OriginType) -> (String, String) {
+        let out = self
+            .rt
+            .block_on(self.client.create_key().origin(origin).send())
+            .expect("CreateKey");
+        let arn = out.key_metadata().unwrap().arn().unwrap().to_string();
+        let alias = format!("alias/byok-test-{:08x}", rand_u32());
+        self.rt
+            .block_on(
+                self.client
+                    .create_alias()
+                    .alias_name(&alias)
+                    .target_key_id(&arn)
+                    .send(),
+            )
+            .expect("CreateAlias");
+        (arn, alias)
+    }
+
+    pub fn external_key(&self) -> (String, String) {
+        self.create_key(aws_sdk_kms::types::OriginType::External)
+    }
+
+    pub fn state(&self, key: &str) -> String {
+        let out = self
+            .rt
+            .block_on(self.client.describe_key().key_id(key).send())
+            .expect("DescribeKey");
+        out.key_metadata()
+            .unwrap()
+            .key_state()
+            .unwrap()
+            .as_str()
+            .to_string()
+    }
+
+    /// Encrypt then decrypt through KMS with `key`.
+    pub fn round_trip(&self, key: &str) -> bool {
+        let pt = b"byok integration round trip".to_vec();
+        let ct = self
+            .rt
+            .block_on(
+                self.client
+                    .encrypt()
+                    .key_id(key)
+                    .plaintext(aws_smithy_types::Blob::new(pt.clone()))
+                    .send(),
+            )
+            .expect("Encrypt");
+        let back = self
+            .rt
+            .block_on(
+                self.client
+                    .decrypt()
+                    .ciphertext_blob(ct.ciphertext_blob().unwrap().clone())
+                    .send(),
+            )
+            .expect("Decrypt");
+        back.plaintext().unwrap().as_ref() == pt.as_slice()
+    }
+}
+
+/// Writes a copy of `ceremonies/<template>` into `dir` with fields replaced
+/// (`("hsm.audit_key_sha256", "\"…\"")`: TOML values).
+pub fn ceremony_from(template: &str, dir: &Path, name: &str, set: &[(&str, &str)]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("ceremonies")
+        .join(template);
+    let text = std::fs::read_to_string(&src).expect("read template");
+    let mut doc: toml_edit::DocumentMut = text.parse().expect("template parses");
+    for (path, value) in set {
+        let (table, key) = path.split_once('.').expect("section.field");
+        let value: toml_edit::Value = value.parse().expect("TOML value");
+        doc[table][key] = toml_edit::Item::Value(value);
+    }
+    let out = dir.join(name);
+    std::fs::write(&out, doc.to_string()).expect("write ceremony");
+    out
+}
+
+/// A ceremony for `hsm` targeting `alias`, from a template in `ceremonies/`.
+pub fn ceremony_for(hsm: &SoftHsm, template: &str, alias: &str, extra: &[(&str, &str)]) -> PathBuf {
+    // Every ceremony test talks to LocalStack: fail clearly, never reach real AWS.
+    require_env("AWS_ENDPOINT_URL_KMS");
+    let fp = format!("\"{}\"", hsm.audit_sha256);
+    let key = format!("\"{alias}\"");
+    let mut set = vec![
+        ("hsm.audit_key_sha256", fp.as_str()),
+        ("kms.key", key.as_str()),
+    ];
+    set.extend_from_slice(extra);
+    ceremony_from(template, hsm.dir.path(), "ceremony.toml", &set)
+}

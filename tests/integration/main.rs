@@ -1,0 +1,12 @@
+//! byok's integration suite: one test binary, shared helpers in `common`.
+//!
+//! Needs the environment of `scripts/testenv up` (SoftHSM, LocalStack); `scripts/test` provides
+//! it and runs the suite under cargo-nextest (one process per test).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod ceremony;
+mod common;
+mod inprocess;
+mod spec;
+mod transcript;

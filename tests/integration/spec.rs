@@ -1,0 +1,245 @@
+//! Ceremony file validation: a table of bad files and the exact messages they give, and every
+//! file in `ceremonies/` passing `byok check`.
+
+use std::path::Path;
+
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use crate::common::{byok, stderr, stdout};
+
+const NOW: OffsetDateTime = datetime!(2026-11-23 12:00:00 UTC);
+
+const BASE: &str = r#"[ceremony]
+id = "c-1"
+description = "test"
+operator = "Alice"
+
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "byok-hsm"
+audit_key_label = "byok-audit"
+audit_key_sha256 = "f914dd8288413ccf4bbb17aa45b26f14901406e6c0ca393b664e6b151055fad0"
+
+[kms]
+region = "us-east-1"
+key = "alias/byok-demo"
+
+[import]
+wrapping_algorithm = "RSAES_OAEP_SHA_256"
+wrapping_key_spec = "RSA_4096"
+wrap = "hsm"
+expiration = "KEY_MATERIAL_DOES_NOT_EXPIRE"
+"#;
+
+fn problems(text: &str) -> String {
+    match byok::spec::parse(Path::new("c.toml"), text, NOW) {
+        Ok(_) => "valid".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn one(message: &str) -> String {
+    format!(
+        "ceremony file c.toml is invalid (1 problem); fix it and run `byok check` again:\n  {message}"
+    )
+}
+
+#[test]
+fn the_base_file_is_valid_and_defaults_apply() {
+    assert_eq!(problems(BASE), "valid");
+    let minimal = BASE
+        .replace("wrapping_algorithm = \"RSAES_OAEP_SHA_256\"\n", "")
+        .replace("wrapping_key_spec = \"RSA_4096\"\n", "")
+        .replace("wrap = \"hsm\"\n", "");
+    let c = byok::spec::parse(Path::new("c.toml"), &minimal, NOW).unwrap();
+    assert_eq!(
+        c.import.algorithm,
+        byok::wrap::WrappingAlgorithm::RsaesOaepSha256
+    );
+    assert_eq!(c.import.key_spec, byok::wrap::WrappingKeySpec::Rsa4096);
+    assert_eq!(c.import.wrap, byok::wrap::WrapLocation::Hsm);
+}
+
+#[test]
+fn validation_table_gives_exact_messages() {
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "unknown field",
+            BASE.replace(
+                "operator = \"Alice\"",
+                "operator = \"Alice\"\ncolour = \"red\"",
+            ),
+            one(
+                "c.toml:5: ceremony.colour: unknown field `colour`, expected one of `id`, `description`, `operator`",
+            ),
+        ),
+        (
+            "a PIN in the file",
+            BASE.replace(
+                "token_label = \"byok-hsm\"",
+                "token_label = \"byok-hsm\"\nuser_pin = \"1234\"",
+            ),
+            one(
+                "c.toml:9: hsm.user_pin: unknown field `user_pin`: a ceremony file never holds a PIN; byok asks for PINs when it needs them",
+            ),
+        ),
+        (
+            "wrong type",
+            BASE.replace("region = \"us-east-1\"", "region = 5"),
+            one("c.toml:13: kms.region: invalid type: integer `5`, expected a string"),
+        ),
+        (
+            "missing section field",
+            BASE.replace("operator = \"Alice\"\n", ""),
+            one("c.toml:1: ceremony: missing field `operator`"),
+        ),
+        (
+            "unsupported algorithm",
+            BASE.replace("RSAES_OAEP_SHA_256", "RSAES_PKCS1_V1_5"),
+            one(
+                "c.toml:17: import.wrapping_algorithm: RSAES_PKCS1_V1_5 is no longer accepted by AWS KMS; use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
+            ),
+        ),
+        (
+            "not yet implemented algorithm",
+            BASE.replace("RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_256"),
+            one(
+                "c.toml:17: import.wrapping_algorithm: RSA_AES_KEY_WRAP_SHA_256 is not implemented in this version of byok; use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
+            ),
+        ),
+        (
+            "bad key spec",
+            BASE.replace("RSA_4096", "RSA_1024"),
+            one(
+                "c.toml:18: import.wrapping_key_spec: expected RSA_2048, RSA_3072 or RSA_4096, found \"RSA_1024\"",
+            ),
+        ),
+        (
+            "bad wrap location",
+            BASE.replace("wrap = \"hsm\"", "wrap = \"cloud\""),
+            one("c.toml:19: import.wrap: expected \"hsm\" or \"host\", found \"cloud\""),
+        ),
+        (
+            "valid_to more than 365 days ahead",
+            BASE.replace(
+                "expiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"",
+                "expiration = \"KEY_MATERIAL_EXPIRES\"\nvalid_to = 2027-11-24T12:00:00Z",
+            ),
+            one(
+                "c.toml:21: import.valid_to: 2027-11-24T12:00:00.000Z is more than 365 days ahead, which KMS refuses; choose an earlier time",
+            ),
+        ),
+        (
+            "valid_to in the past",
+            BASE.replace(
+                "expiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"",
+                "expiration = \"KEY_MATERIAL_EXPIRES\"\nvalid_to = 2026-11-01T00:00:00Z",
+            ),
+            one(
+                "c.toml:21: import.valid_to: 2026-11-01T00:00:00.000Z is in the past; choose a time after now and at most 365 days ahead",
+            ),
+        ),
+        (
+            "valid_to missing",
+            BASE.replace("KEY_MATERIAL_DOES_NOT_EXPIRE", "KEY_MATERIAL_EXPIRES"),
+            one(
+                "c.toml:16: import.valid_to: missing: KEY_MATERIAL_EXPIRES needs valid_to, e.g. valid_to = 2027-06-30T00:00:00Z",
+            ),
+        ),
+        (
+            "valid_to without an offset",
+            BASE.replace(
+                "expiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"",
+                "expiration = \"KEY_MATERIAL_EXPIRES\"\nvalid_to = 2027-01-01T00:00:00",
+            ),
+            one(
+                "c.toml:21: import.valid_to: expected a date-time with a UTC offset, e.g. 2027-06-30T00:00:00Z, found 2027-01-01T00:00:00",
+            ),
+        ),
+        (
+            "bad fingerprint",
+            BASE.replace(
+                "f914dd8288413ccf4bbb17aa45b26f14901406e6c0ca393b664e6b151055fad0",
+                "abc",
+            ),
+            one(
+                "c.toml:10: hsm.audit_key_sha256: expected 64 hex digits (the SHA-256 printed by `byok audit-key create`), found \"abc\"",
+            ),
+        ),
+        (
+            "module and module_env",
+            BASE.replace("token_label", "module_env = \"X\"\ntoken_label"),
+            one("c.toml:7: hsm.module: give either module or module_env, not both"),
+        ),
+        (
+            "bad key reference",
+            BASE.replace("alias/byok-demo", "byok-demo"),
+            one(
+                "c.toml:14: kms.key: expected a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), a key id or alias/NAME, found \"byok-demo\"",
+            ),
+        ),
+        (
+            "keep with host wrap",
+            BASE.replace("wrap = \"hsm\"", "wrap = \"host\"")
+                .replace("audit_key_label", "keep_key_label = \"k\"\naudit_key_label"),
+            one(
+                "c.toml:9: hsm.keep_key_label: cannot keep a key generated for wrap = \"host\" (it is not sensitive); remove keep_key_label or use wrap = \"hsm\"",
+            ),
+        ),
+    ];
+    for (name, text, expected) in cases {
+        assert_eq!(problems(&text), expected, "case: {name}");
+    }
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let text = BASE
+        .replace("id = \"c-1\"", "id = \"bad id!\"")
+        .replace("RSA_4096", "RSA_9");
+    assert_eq!(
+        problems(&text),
+        "ceremony file c.toml is invalid (2 problems); fix it and run `byok check` again:\n  \
+         c.toml:2: ceremony.id: expected 1 to 64 characters from A-Z a-z 0-9 . _ -, found \"bad id!\"\n  \
+         c.toml:18: import.wrapping_key_spec: expected RSA_2048, RSA_3072 or RSA_4096, found \"RSA_9\""
+    );
+}
+
+#[test]
+fn check_exits_2_and_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        BASE.replace("RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_512"),
+    )
+    .unwrap();
+    let out = byok().arg("check").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}:17: import.wrapping_algorithm: expected RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1, found \"RSAES_OAEP_SHA_512\"",
+            path.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn every_file_in_ceremonies_passes_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ceremonies");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        n += 1;
+        let out = byok().arg("check").arg(&path).output().unwrap();
+        assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+        assert!(stdout(&out).contains(": valid"), "{}", stdout(&out));
+    }
+    assert!(n >= 2, "expected the example ceremonies, found {n}");
+}
