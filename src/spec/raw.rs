@@ -1,6 +1,6 @@
 //! The ceremony file exactly as written: serde structs that reject unknown fields.
 //!
-//! Values stay strings here; [`super::validate`] turns them into typed, checked values with
+//! Values stay strings here; `super::parse` validates and turns them into typed, checked values with
 //! messages that name the field and the allowed values.
 
 use serde::Deserialize;
