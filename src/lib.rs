@@ -1,4 +1,4 @@
-//! byok: guided, dual-controlled key ceremonies that move AES-256 key material generated in a
+//! byok: guided key ceremonies that move AES-256 key material generated in a
 //! PKCS#11 HSM into AWS KMS ("bring your own key"), with a signed, hash-chained audit
 //! transcript that auditors verify offline.
 //!

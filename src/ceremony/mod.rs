@@ -172,6 +172,7 @@ pub fn run(ceremony: &Ceremony, env: Env<'_>, transcript: &Path) -> Result<Outco
         step: Step::Start,
         created: Vec::new(),
         kept: None,
+        imported: false,
     };
     match run.steps() {
         Ok(outcome) => Ok(outcome),
@@ -212,6 +213,8 @@ struct Run<'a> {
     created: Vec<KeyRef>,
     /// The generated key when it is kept as a token object.
     kept: Option<(KeyRef, String)>,
+    /// Set once ImportKeyMaterial succeeded: from then on the kept key is KMS's escrow copy.
+    imported: bool,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -499,6 +502,7 @@ impl Run<'_> {
         let material_id =
             self.kms
                 .import_key_material(&arn, &params.import_token, &blob, c.import.expiration)?;
+        self.imported = true;
         self.record(
             RecordType::KeyImported,
             json!({
@@ -672,9 +676,15 @@ impl Run<'_> {
         let mut destroyed = Vec::new();
         let mut cleanup_errors = Vec::new();
         let mut pending: Vec<KeyRef> = std::mem::take(&mut self.created);
-        if let Some((key, _)) = self.kept.take() {
-            // An aborted ceremony keeps nothing.
-            pending.push(key);
+        let mut kept = Value::Null;
+        if let Some((key, label)) = self.kept.take() {
+            if self.imported {
+                // KMS already holds this material: the token copy is its escrow, keep it.
+                kept = json!({"label": label, "handle": self.hsm.raw_handle(key)});
+            } else {
+                // Nothing was imported: an aborted ceremony keeps nothing.
+                pending.push(key);
+            }
         }
         for key in pending.into_iter().rev() {
             let raw = self.hsm.raw_handle(key);
@@ -692,6 +702,8 @@ impl Run<'_> {
                 "error_class": error.class().as_str(),
                 "message": message,
                 "destroyed_handles": destroyed,
+                "kept_key": kept,
+                "material_imported": self.imported,
                 "cleanup_errors": cleanup_errors,
             }),
         );

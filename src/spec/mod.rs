@@ -208,7 +208,10 @@ fn serde_problem(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) ->
     if let Some(unknown) = message
         .strip_prefix("unknown field `")
         .and_then(|m| m.split('`').next())
-        && unknown.to_ascii_lowercase().contains("pin")
+        && unknown
+            .to_ascii_lowercase()
+            .split(['_', '-'])
+            .any(|word| word == "pin" || word == "pins")
     {
         message = format!(
             "unknown field `{unknown}`: a ceremony file never holds a PIN; byok asks for PINs when it needs them"
@@ -380,6 +383,17 @@ fn validate(
         );
     }
     let key = raw.kms.key;
+    if let Some(arn_region) = key.strip_prefix("arn:").and_then(|r| r.split(':').nth(2))
+        && is_key_reference(&key)
+        && arn_region != region
+    {
+        bad(
+            "kms.key",
+            format!(
+                "the ARN is in region {arn_region}, but kms.region is {region}; make them agree"
+            ),
+        );
+    }
     if !is_key_reference(&key) {
         bad(
             "kms.key",

@@ -180,6 +180,23 @@ fn validation_table_gives_exact_messages() {
             ),
         ),
         (
+            "ARN in another region",
+            BASE.replace(
+                "alias/byok-demo",
+                "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            ),
+            one(
+                "c.toml:14: kms.key: the ARN is in region eu-west-1, but kms.region is us-east-1; make them agree",
+            ),
+        ),
+        (
+            "a misspelt field that merely contains the letters pin",
+            BASE.replace("wrap = \"hsm\"", "wrap = \"hsm\"\nshipping = 1"),
+            one(
+                "c.toml:20: import.shipping: unknown field `shipping`, expected one of `wrapping_algorithm`, `wrapping_key_spec`, `wrap`, `expiration`, `valid_to`",
+            ),
+        ),
+        (
             "keep with host wrap",
             BASE.replace("wrap = \"hsm\"", "wrap = \"host\"")
                 .replace("audit_key_label", "keep_key_label = \"k\"\naudit_key_label"),
