@@ -102,6 +102,17 @@ impl TranscriptWriter {
                     }
                 }
             })?;
+        // Make the new directory entry durable too, not only the records.
+        if let Some(parent) = path.parent() {
+            let dir = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
         Ok(TranscriptWriter {
             file,
             path: path.to_path_buf(),

@@ -476,3 +476,41 @@ fn in_hsm_oaep_sha256_on_softhsm_is_refused_with_alternatives() {
         stderr(&out)
     );
 }
+
+#[test]
+fn keep_key_label_keeps_a_sealed_token_copy_only_when_imported() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    // Declined: nothing imported, nothing kept.
+    let (_arn, alias) = kms.external_key();
+    let file = ceremony_for(
+        &hsm,
+        "demo-softhsm.toml",
+        &alias,
+        &[("hsm.keep_key_label", "\"escrow-1\"")],
+    );
+    let (out, recs) = aborted(&hsm, &file, &format!("{}\nno\n", hsm.pin), &[]);
+    assert_eq!(out.status.code(), Some(6));
+    assert_eq!(last_data(&recs)["kept_key"], serde_json::Value::Null);
+    assert_eq!(last_data(&recs)["material_imported"], false);
+    // Imported: the token copy is kept, sealed, and recorded.
+    let (arn, alias) = kms.external_key();
+    let file = ceremony_for(
+        &hsm,
+        "demo-softhsm.toml",
+        &alias,
+        &[("hsm.keep_key_label", "\"escrow-2\"")],
+    );
+    let t = hsm.path("kept.jsonl");
+    let out = run(&hsm, &file, &t, &format!("{}\nyes\n", hsm.pin));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(kms.state(&arn), "Enabled");
+    let recs = records(&t);
+    assert_eq!(recs[10]["data"]["kept_key"]["label"], "escrow-2");
+    assert_eq!(recs[10]["data"]["kept_key"]["extractable"], false);
+    assert_eq!(recs[5]["data"]["token_object"], true);
+    assert_eq!(
+        hsm.token_object_labels(),
+        ["byok-audit", "byok-audit", "escrow-2"]
+    );
+}
