@@ -56,12 +56,6 @@ pub fn run(file: &Path, transcript: Option<&Path>) -> Result<i32, Error> {
         transcript: None,
         source: Box::new(e),
     };
-    if transcript.exists() {
-        return Err(stop(
-            ceremony::Step::Start,
-            crate::transcript::TranscriptError::Exists { path: transcript }.into(),
-        ));
-    }
     let module = c
         .hsm
         .module_path()

@@ -185,19 +185,19 @@ fn heading(prompter: &mut dyn Prompter, step: Step) {
 }
 
 fn login(hsm: &dyn Hsm, prompter: &mut dyn Prompter, token: &str) -> Result<(), Error> {
-    for attempt in 1..=PIN_ATTEMPTS {
+    let mut attempt = 1;
+    loop {
         let pin = prompter.secret("hsm-pin", &format!("User PIN for HSM token {token:?}"))?;
         match hsm.login(&pin) {
-            Ok(()) => return Ok(()),
             Err(crate::hsm::HsmError::PinIncorrect { token }) if attempt < PIN_ATTEMPTS => {
                 prompter.warn(&format!(
                     "the PIN for token {token:?} is incorrect (attempt {attempt} of {PIN_ATTEMPTS}); try again"
                 ));
+                attempt += 1;
             }
-            Err(e) => return Err(e.into()),
+            result => return Ok(result?),
         }
     }
-    unreachable!("the last attempt returns")
 }
 
 struct Run<'a> {

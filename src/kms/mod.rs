@@ -95,7 +95,11 @@ pub enum KmsFailure {
 
 /// A failed KMS call.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("KMS {operation} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+#[error(
+    "KMS {operation} failed: {}{message}{}",
+    code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
+    self.next_step().map(|n| format!("; {n}")).unwrap_or_default()
+)]
 pub struct KmsError {
     pub operation: &'static str,
     pub failure: KmsFailure,
@@ -105,6 +109,26 @@ pub struct KmsError {
 }
 
 impl KmsError {
+    /// What the operator can do about it, when byok knows.
+    pub fn next_step(&self) -> Option<&'static str> {
+        match (self.failure, self.code.as_deref()) {
+            (KmsFailure::Unreachable, _) => Some(
+                "check the network, AWS_ENDPOINT_URL_KMS (unset for real AWS) and kms.region, then run the ceremony again",
+            ),
+            (_, Some("NotFoundException")) => {
+                Some("check kms.key and kms.region in the ceremony file")
+            }
+            (_, Some("AccessDeniedException" | "UnrecognizedClientException"))
+            | (_, Some("InvalidSignatureException" | "ExpiredTokenException")) => {
+                Some("check the AWS credentials and the key policy")
+            }
+            (_, Some("ExpiredImportTokenException")) => {
+                Some("the import parameters expired: run the ceremony again")
+            }
+            _ => None,
+        }
+    }
+
     /// Is this KMS's `code`?
     pub fn is_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)

@@ -4,7 +4,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{SoftHsm, TestKms, ceremony_for, run_with_stdin, stderr, stdout};
+use crate::common::{
+    SoftHsm, TestKms, assert_contains, ceremony_for, run_with_stdin, stderr, stdout,
+};
 
 fn records(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -174,10 +176,11 @@ fn key_not_external_is_refused_at_preflight() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(last_data(&recs)["step"], "kms_preflight");
     assert_eq!(last_data(&recs)["error_class"], "precondition");
-    assert!(
-        stderr(&out).contains(&format!("key {arn} has Origin AWS_KMS; only keys created with Origin EXTERNAL accept imported material")),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "key {arn} has Origin AWS_KMS; only keys created with Origin EXTERNAL accept imported material"
+        ),
     );
 }
 
@@ -197,12 +200,11 @@ fn key_already_enabled_is_refused() {
     let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(last_data(&recs)["step"], "kms_preflight");
-    assert!(
-        stderr(&out).contains(&format!(
+    assert_contains(
+        &stderr(&out),
+        &format!(
             "key {arn} is in state Enabled, expected PendingImport: it already holds key material"
-        )),
-        "{}",
-        stderr(&out)
+        ),
     );
 }
 
@@ -213,11 +215,7 @@ fn key_not_found_is_a_kms_error() {
     let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(last_data(&recs)["error_class"], "kms");
-    assert!(
-        stderr(&out).contains("KMS DescribeKey failed: NotFoundException"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "KMS DescribeKey failed: NotFoundException");
 }
 
 #[test]
@@ -232,11 +230,7 @@ fn kms_unreachable_is_a_kms_error() {
     );
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(last_data(&recs)["step"], "kms_preflight");
-    assert!(
-        stderr(&out).contains("KMS DescribeKey failed"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "KMS DescribeKey failed");
 }
 
 #[test]
@@ -406,10 +400,9 @@ fn existing_transcript_is_never_overwritten() {
     std::fs::write(&t, "precious\n").unwrap();
     let out = run(&hsm, &file, &t, "");
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("already exists; byok never overwrites a transcript"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "already exists; byok never overwrites a transcript",
     );
     assert_eq!(std::fs::read_to_string(&t).unwrap(), "precious\n");
 }
@@ -426,11 +419,7 @@ fn wrong_audit_key_pin_is_refused_before_the_transcript() {
     let t = hsm.path("t.jsonl");
     let out = run(&hsm, &file, &t, &format!("{}\n", hsm.pin));
     assert_eq!(out.status.code(), Some(4));
-    assert!(
-        stderr(&out).contains("but the ceremony file pins abababab"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "but the ceremony file pins abababab");
     assert!(!t.exists());
 }
 
@@ -470,10 +459,9 @@ fn in_hsm_oaep_sha256_on_softhsm_is_refused_with_alternatives() {
     let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(last_data(&recs)["step"], "capability_check");
-    assert!(
-        stderr(&out).contains("the token cannot do RSAES_OAEP_SHA_256 inside the HSM: C_WrapKey returned CKR_ARGUMENTS_BAD with OAEP SHA-256; alternatives: RSAES_OAEP_SHA_1, or wrap = \"host\""),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "the token cannot do RSAES_OAEP_SHA_256 inside the HSM: C_WrapKey returned CKR_ARGUMENTS_BAD with OAEP SHA-256; alternatives: RSAES_OAEP_SHA_1, or wrap = \"host\"",
     );
 }
 

@@ -47,6 +47,12 @@ pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
     child.wait_with_output().expect("wait for byok")
 }
 
+/// Fails with the whole text when `needle` is not in it.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

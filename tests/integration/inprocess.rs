@@ -64,7 +64,6 @@ fn run_altered(
         WrappingAlgorithm,
         WrappingKeySpec,
     ) -> Result<ImportParameters, KmsError>,
-    other_key: bool,
 ) -> (byok::Error, Vec<serde_json::Value>, String) {
     let token = SoftHsm::new();
     token.use_in_process();
@@ -81,7 +80,6 @@ fn run_altered(
         real: AwsKms::new("us-east-1").unwrap(),
         params,
     };
-    let _ = other_key;
     let mut prompter = ScriptedPrompter::new(vec![Answer::Secret("hsm-pin", token.pin.clone())]);
     let t = token.path("t.jsonl");
     let clock = OffsetDateTime::now_utc;
@@ -114,10 +112,9 @@ fn chain(e: &byok::Error) -> String {
 
 #[test]
 fn wrapping_key_of_the_wrong_size_is_refused() {
-    let (err, recs, _) = run_altered(
-        |real, arn, a, _spec| real.get_parameters_for_import(arn, a, WrappingKeySpec::Rsa2048),
-        false,
-    );
+    let (err, recs, _) = run_altered(|real, arn, a, _spec| {
+        real.get_parameters_for_import(arn, a, WrappingKeySpec::Rsa2048)
+    });
     assert_eq!(err.exit_code(), byok::error::exit::KMS);
     assert!(
         chain(&err).contains(
@@ -133,14 +130,11 @@ fn wrapping_key_of_the_wrong_size_is_refused() {
 
 #[test]
 fn expired_import_parameters_are_refused() {
-    let (err, recs, _) = run_altered(
-        |real, arn, a, s| {
-            let mut p = real.get_parameters_for_import(arn, a, s)?;
-            p.parameters_valid_to = OffsetDateTime::now_utc() - time::Duration::minutes(1);
-            Ok(p)
-        },
-        false,
-    );
+    let (err, recs, _) = run_altered(|real, arn, a, s| {
+        let mut p = real.get_parameters_for_import(arn, a, s)?;
+        p.parameters_valid_to = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+        Ok(p)
+    });
     assert_eq!(err.exit_code(), byok::error::exit::PRECONDITION);
     assert!(
         chain(&err).contains("the import parameters expired at"),
@@ -154,10 +148,8 @@ fn expired_import_parameters_are_refused() {
 fn parameters_for_another_key_are_refused() {
     let kms = TestKms::new();
     let (other, _) = kms.external_key();
-    let (err, recs, arn) = run_altered(
-        move |real, _arn, a, s| real.get_parameters_for_import(&other, a, s),
-        true,
-    );
+    let (err, recs, arn) =
+        run_altered(move |real, _arn, a, s| real.get_parameters_for_import(&other, a, s));
     assert_eq!(err.exit_code(), byok::error::exit::PRECONDITION);
     assert!(chain(&err).contains(&format!("not {arn}; the public key and import token must come from one response for the target key")), "{}", chain(&err));
     assert_eq!(recs.last().unwrap()["data"]["step"], "import_parameters");
@@ -185,6 +177,18 @@ fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// `openssl pkeyutl -decrypt` with OAEP and `md` for both the hash and MGF1.
+fn oaep_decrypt(key: &str, blob: &Path, md: &str) -> std::process::Output {
+    Command::new("openssl")
+        .args(["pkeyutl", "-decrypt", "-inkey", key, "-in"])
+        .arg(blob)
+        .args(["-pkeyopt", "rsa_padding_mode:oaep"])
+        .args(["-pkeyopt", &format!("rsa_oaep_md:{md}")])
+        .args(["-pkeyopt", &format!("rsa_mgf1_md:{md}")])
+        .output()
+        .expect("openssl must be installed")
 }
 
 /// Wraps under a fresh RSA key with the HSM (or the host), unwraps with `openssl pkeyutl`, and
@@ -243,23 +247,13 @@ fn openssl_checks_wrap(hash: OaepHash, host: bool) {
     };
     let blob_path = dir.join("blob.bin");
     std::fs::write(&blob_path, &blob).unwrap();
-    let material = openssl(
-        &[
-            "pkeyutl",
-            "-decrypt",
-            "-inkey",
-            key_str,
-            "-in",
-            blob_path.to_str().unwrap(),
-            "-pkeyopt",
-            "rsa_padding_mode:oaep",
-            "-pkeyopt",
-            &format!("rsa_oaep_md:{md}"),
-            "-pkeyopt",
-            &format!("rsa_mgf1_md:{md}"),
-        ],
-        None,
+    let material = oaep_decrypt(key_str, &blob_path, md);
+    assert!(
+        material.status.success(),
+        "openssl pkeyutl: {}",
+        String::from_utf8_lossy(&material.stderr)
     );
+    let material = material.stdout;
     assert_eq!(material.len(), 32);
     let ecb = openssl(
         &[
@@ -278,23 +272,7 @@ fn openssl_checks_wrap(hash: OaepHash, host: bool) {
     );
     // The wrong digest does not unwrap: the check can fail.
     let other = if md == "sha1" { "sha256" } else { "sha1" };
-    let status = Command::new("openssl")
-        .args([
-            "pkeyutl",
-            "-decrypt",
-            "-inkey",
-            key_str,
-            "-in",
-            blob_path.to_str().unwrap(),
-            "-pkeyopt",
-            "rsa_padding_mode:oaep",
-            "-pkeyopt",
-            &format!("rsa_oaep_md:{other}"),
-            "-pkeyopt",
-            &format!("rsa_mgf1_md:{other}"),
-        ])
-        .output()
-        .unwrap();
+    let status = oaep_decrypt(key_str, &blob_path, other);
     assert!(!status.status.success());
 }
 
