@@ -45,6 +45,25 @@ pub enum Command {
     /// Manage the transcript-signing (audit) key.
     #[command(subcommand)]
     AuditKey(AuditKeyCommand),
+    /// Manage custodians' approval keys (dual control).
+    #[command(subcommand)]
+    Custodian(CustodianCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustodianCommand {
+    /// Create a custodian's EC P-256 approval key pair on their own token and print the TOML
+    /// snippet (fingerprint included) for ceremony files; refuses if the label exists.
+    Enroll {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The custodian's name, as ceremony files and approvals show it.
+        #[arg(long)]
+        name: String,
+        /// Label of the new key pair.
+        #[arg(long, default_value = "byok-approval")]
+        label: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

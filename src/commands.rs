@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::ceremony::{self, Env};
 use crate::cli::TokenArgs;
 use crate::error::{Error, exit};
-use crate::hsm::{Hsm, Pkcs11Hsm, TokenSelector};
+use crate::hsm::{Hsm, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
 use crate::kms::AwsKms;
 use crate::prompt::{self, Prompter};
 use crate::transcript::verify::{self, VerifyOptions};
@@ -70,12 +70,19 @@ pub fn run(file: &Path, transcript: Option<&Path>) -> Result<i32, Error> {
         Env {
             hsm: &hsm,
             kms: &kms,
+            custodians: &Pkcs11Custodians::for_hsm(&hsm),
             prompter: prompter.as_mut(),
             now: &clock,
         },
         &transcript,
     )?;
     prompter.say("\nCeremony finished.");
+    if outcome.approvals.is_empty() {
+        prompter.warn("no approvals were collected: dual control was OFF (rehearsal)");
+    }
+    for (point, names) in &outcome.approvals {
+        prompter.say(&format!("  {point:<8} approved by {}", names.join(", ")));
+    }
     out(&format!("key: {}", outcome.key_arn));
     if let Some(id) = &outcome.key_material_id {
         out(&format!("key material id: {id}"));
@@ -129,6 +136,15 @@ pub fn verify(path: &Path, audit_key_sha256: Option<&str>) -> Result<i32, Error>
                     "  kcv             {}",
                     report.outcome_data["kcv"].as_str().unwrap_or("?")
                 ));
+            }
+            match report.quorum {
+                Some(m) => out(&format!(
+                    "  dual control    {m} distinct custodians per approval point"
+                )),
+                None => out("  dual control    OFF (REHEARSAL): no custodian approved anything"),
+            }
+            for (point, names) in &report.approvals {
+                out(&format!("  approved        {point}: {}", names.join(", ")));
             }
             out(&format!(
                 "  audit key       SHA-256 {}",
@@ -221,5 +237,31 @@ pub fn audit_key_create(args: &TokenArgs, label: &str) -> Result<i32, Error> {
         hsm.description().token_label
     ));
     out(&fp);
+    Ok(exit::OK)
+}
+
+/// `byok custodian enroll`: a custodian's approval key on their own token.
+pub fn custodian_enroll(args: &TokenArgs, name: &str, label: &str) -> Result<i32, Error> {
+    if name.trim().is_empty() {
+        return Err(Error::Usage {
+            message: "--name must name the custodian, as approvals will show it".into(),
+        });
+    }
+    let hsm = open_token(args)?;
+    let mut prompter = prompt::for_stdin();
+    let pin = ask_pin(prompter.as_mut(), &hsm)?;
+    hsm.login(&pin)?;
+    drop(pin);
+    let spki = hsm.generate_ec_key_pair(label)?;
+    let fp = crate::ecdsa::fingerprint(&spki);
+    let d = hsm.description();
+    prompter.say(&format!(
+        "Created EC P-256 approval key {label:?} for {name} on token {:?} (serial {}). Paste into ceremony files:",
+        d.token_label, d.token_serial
+    ));
+    out(&format!(
+        "[[custodian]]\nname = {name:?}\ntoken_label = {:?}\nkey_label = {label:?}\npublic_key_sha256 = \"{fp}\"",
+        d.token_label
+    ));
     Ok(exit::OK)
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod hsm;
 pub mod kms;
 pub mod prompt;
+pub mod quorum;
 pub mod secure;
 pub mod spec;
 pub mod transcript;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use byok::cli::{AuditKeyCommand, Cli, Command};
+use byok::cli::{AuditKeyCommand, Cli, Command, CustodianCommand};
 use byok::commands;
 
 fn main() -> ExitCode {
@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         Command::Probe { token } => commands::probe(token),
         Command::AuditKey(AuditKeyCommand::Create { token, label }) => {
             commands::audit_key_create(token, label)
+        }
+        Command::Custodian(CustodianCommand::Enroll { token, name, label }) => {
+            commands::custodian_enroll(token, name, label)
         }
     };
     match result {

@@ -45,6 +45,8 @@ pub trait Prompter {
     fn secret(&mut self, id: &str, prompt: &str) -> Result<SecretString, PromptError>;
     /// Yes or no.
     fn confirm(&mut self, id: &str, prompt: &str) -> Result<bool, PromptError>;
+    /// One of `options`; returns its index.
+    fn select(&mut self, id: &str, prompt: &str, options: &[String]) -> Result<usize, PromptError>;
     /// Informational output (headings, summaries): stderr, never a secret.
     fn say(&mut self, text: &str);
     /// A warning the operator must see.
@@ -164,6 +166,18 @@ impl Prompter for TerminalPrompter {
         })
     }
 
+    fn select(&mut self, id: &str, prompt: &str, options: &[String]) -> Result<usize, PromptError> {
+        let prompt = prompt.to_string();
+        let items = options.to_vec();
+        self.run(id, move || {
+            dialoguer::Select::new()
+                .with_prompt(prompt)
+                .items(&items)
+                .default(0)
+                .interact()
+        })
+    }
+
     fn say(&mut self, text: &str) {
         eprintln!("{text}");
     }
@@ -250,6 +264,17 @@ impl Prompter for LinePrompter {
         }
     }
 
+    fn select(&mut self, id: &str, prompt: &str, options: &[String]) -> Result<usize, PromptError> {
+        let line = self.ask("select", id, &format!("{prompt} [{}]", options.join("|")))?;
+        options
+            .iter()
+            .position(|o| o == line.trim())
+            .ok_or(PromptError::BadAnswer {
+                id: id.into(),
+                expected: "exactly one of the options shown in brackets",
+            })
+    }
+
     fn say(&mut self, text: &str) {
         eprintln!("{text}");
     }
@@ -263,6 +288,7 @@ impl Prompter for LinePrompter {
 pub enum Answer {
     Secret(&'static str, String),
     Confirm(&'static str, bool),
+    Select(&'static str, String),
 }
 
 /// Answers from a script, in order; anything unexpected is an error. For tests.
@@ -285,6 +311,7 @@ impl ScriptedPrompter {
         match self.answers.front() {
             Some(Answer::Secret(id, _)) => format!("secret {id}"),
             Some(Answer::Confirm(id, _)) => format!("confirm {id}"),
+            Some(Answer::Select(id, choice)) => format!("select {id} ({choice})"),
             None => "no more prompts".into(),
         }
     }
@@ -318,6 +345,31 @@ impl Prompter for ScriptedPrompter {
             _ => Err(PromptError::Unexpected {
                 id: id.into(),
                 kind: "confirm",
+                expected: self.expected(),
+            }),
+        }
+    }
+
+    fn select(
+        &mut self,
+        id: &str,
+        _prompt: &str,
+        options: &[String],
+    ) -> Result<usize, PromptError> {
+        let index = match self.answers.front() {
+            Some(Answer::Select(want, choice)) if *want == id => {
+                options.iter().position(|o| o == choice)
+            }
+            _ => None,
+        };
+        match index {
+            Some(i) => {
+                self.answers.pop_front();
+                Ok(i)
+            }
+            None => Err(PromptError::Unexpected {
+                id: id.into(),
+                kind: "select",
                 expected: self.expected(),
             }),
         }

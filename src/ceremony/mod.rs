@@ -16,10 +16,12 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::hsm::{AesKeyKind, Hsm, HsmSigner, KeyRef};
+use crate::hsm::{AesKeyKind, CustodianTokens, Hsm, HsmError, HsmSigner, KeyRef};
 use crate::kms::{Expiration, ImportParameters, Kms};
 use crate::prompt::Prompter;
+use crate::quorum;
 use crate::spec::Ceremony;
+use crate::spec::DualControl;
 use crate::transcript::{RecordSigner, RecordType, TranscriptWriter};
 use crate::wrap::{self, WrapLocation, WrappingPublicKey};
 
@@ -31,6 +33,7 @@ pub const PIN_ATTEMPTS: usize = 3;
 pub enum Step {
     Start,
     OpenHsm,
+    ApprovePlan,
     KmsPreflight,
     CapabilityCheck,
     ImportParameters,
@@ -49,6 +52,7 @@ impl Step {
         match self {
             Step::Start => "start",
             Step::OpenHsm => "open_hsm",
+            Step::ApprovePlan => "approve_plan",
             Step::KmsPreflight => "kms_preflight",
             Step::CapabilityCheck => "capability_check",
             Step::ImportParameters => "import_parameters",
@@ -67,12 +71,13 @@ impl Step {
         match self {
             Step::Start => "Start",
             Step::OpenHsm => "Open the HSM",
+            Step::ApprovePlan => "Approve the plan (dual control)",
             Step::KmsPreflight => "Check the KMS key",
             Step::CapabilityCheck => "Prove the token's wrap (known-answer test)",
             Step::ImportParameters => "Get import parameters from KMS",
             Step::Generate => "Generate AES-256 in the HSM",
             Step::Wrap => "Wrap the key for KMS",
-            Step::ConfirmImport => "Confirm the import",
+            Step::ConfirmImport => "Approve the import",
             Step::Import => "Import into KMS",
             Step::Verify => "Verify the import",
             Step::Cleanup => "Clean up HSM objects",
@@ -91,12 +96,16 @@ pub struct Outcome {
     pub key_material_id: Option<String>,
     /// Hex key check value of the imported material.
     pub kcv: String,
+    /// Who approved each approval point, in order.
+    pub approvals: Vec<(String, Vec<String>)>,
 }
 
 /// The systems a ceremony runs against.
 pub struct Env<'a> {
     pub hsm: &'a dyn Hsm,
     pub kms: &'a dyn Kms,
+    /// The custodians' tokens, for dual-control approvals.
+    pub custodians: &'a dyn CustodianTokens,
     pub prompter: &'a mut dyn Prompter,
     /// The clock (injectable so tests can run at a chosen time).
     pub now: &'a dyn Fn() -> OffsetDateTime,
@@ -138,6 +147,7 @@ pub fn run(ceremony: &Ceremony, env: Env<'_>, transcript: &Path) -> Result<Outco
     let Env {
         hsm,
         kms,
+        custodians,
         prompter,
         now,
     } = env;
@@ -165,6 +175,7 @@ pub fn run(ceremony: &Ceremony, env: Env<'_>, transcript: &Path) -> Result<Outco
         ceremony,
         hsm,
         kms,
+        custodians,
         prompter,
         now,
         signer: &signer,
@@ -173,6 +184,7 @@ pub fn run(ceremony: &Ceremony, env: Env<'_>, transcript: &Path) -> Result<Outco
         created: Vec::new(),
         kept: None,
         imported: false,
+        approvals: Vec::new(),
     };
     match run.steps() {
         Ok(outcome) => Ok(outcome),
@@ -204,6 +216,7 @@ struct Run<'a> {
     ceremony: &'a Ceremony,
     hsm: &'a dyn Hsm,
     kms: &'a dyn Kms,
+    custodians: &'a dyn CustodianTokens,
     prompter: &'a mut dyn Prompter,
     now: &'a dyn Fn() -> OffsetDateTime,
     signer: &'a HsmSigner<'a>,
@@ -215,6 +228,8 @@ struct Run<'a> {
     kept: Option<(KeyRef, String)>,
     /// Set once ImportKeyMaterial succeeded: from then on the kept key is KMS's escrow copy.
     imported: bool,
+    /// Who approved each approval point so far.
+    approvals: Vec<(String, Vec<String>)>,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -262,6 +277,20 @@ impl Run<'_> {
                 "audit_key_label": c.hsm.audit_key_label,
                 "audit_public_key": b64(self.signer.public_key_spki_der()),
                 "audit_key_sha256": self.signer.fingerprint(),
+                "dual_control": match &c.dual_control {
+                    DualControl::Off => json!({
+                        "enabled": false,
+                        "warning": "REHEARSAL: dual control is off; the operator alone confirms the import",
+                    }),
+                    DualControl::Quorum { quorum, custodians } => json!({
+                        "enabled": true,
+                        "quorum": quorum,
+                        "custodians": custodians.iter().map(|k| json!({
+                            "name": k.name,
+                            "public_key_sha256": k.public_key_sha256,
+                        })).collect::<Vec<_>>(),
+                    }),
+                },
             }),
         )?;
 
@@ -283,6 +312,16 @@ impl Run<'_> {
                 "login": "user",
             }),
         )?;
+
+        // 2b. the plan, approved before anything changes in the HSM or KMS
+        self.enter(Step::ApprovePlan)?;
+        let plan = quorum::plan_statement(
+            &c.id,
+            &c.source.sha256,
+            &self.signer.fingerprint(),
+            &c.kms.key,
+        );
+        self.approve(quorum::PLAN, plan)?;
 
         // 3. KMS preflight
         self.enter(Step::KmsPreflight)?;
@@ -455,37 +494,26 @@ impl Run<'_> {
             .expiration
             .valid_to()
             .map(crate::transcript::format_rfc3339);
-        let statement = json!({
-            "ceremony_id": c.id,
-            "key_arn": arn,
-            "wrapping_algorithm": algorithm.kms_name(),
-            "wrapping_key_spec": spec.kms_name(),
-            "wrapping_public_key_sha256": public_key_sha256,
-            "blob_sha256": blob_sha256,
-            "kcv": kcv,
-            "expiration_model": c.import.expiration.model(),
-            "valid_to": valid_to,
+        let statement = quorum::import_statement(&quorum::ImportFacts {
+            ceremony_id: c.id.clone(),
+            key_arn: arn.clone(),
+            wrapping_algorithm: algorithm.kms_name().into(),
+            wrapping_key_spec: spec.kms_name().into(),
+            wrapping_public_key_sha256: public_key_sha256.clone(),
+            blob_sha256: blob_sha256.clone(),
+            kcv: kcv.clone(),
+            expiration_model: c.import.expiration.model().into(),
+            valid_to: valid_to.clone(),
         });
-        self.prompter.say(&format!(
-            "  Import into   {arn}\n  Algorithm     {algorithm} with {spec}\n  Public key    SHA-256 {public_key_sha256}\n  Wrapped blob  SHA-256 {blob_sha256}\n  KCV           {kcv}\n  Expiration    {}{}",
-            c.import.expiration.model(),
-            valid_to.as_deref().map(|v| format!(" (ValidTo {v})")).unwrap_or_default()
-        ));
-        let yes = self
-            .prompter
-            .confirm("confirm-import", "Import this key material into KMS?")?;
-        if !yes {
-            return Err(Error::Declined {
-                what: "the import confirmation".into(),
-            });
-        }
+        let approved_by = self.approve(quorum::IMPORT, statement.clone())?;
         self.record(
             RecordType::ImportConfirmed,
             json!({
-                "confirmed_by": c.operator,
+                "approved_by": approved_by,
+                "dual_control": !matches!(c.dual_control, DualControl::Off),
                 "statement": statement,
-                "statement_sha256": sha256_hex(&crate::transcript::jcs::to_vec(&statement)
-                    .map_err(|e| Error::Refused { reason: e.to_string() })?),
+                "statement_sha256": quorum::statement_sha256(&statement)
+                    .map_err(|e| Error::Refused { reason: e.to_string() })?,
             }),
         )?;
 
@@ -621,7 +649,153 @@ impl Run<'_> {
             key_arn: arn,
             key_material_id: material_id,
             kcv,
+            approvals: std::mem::take(&mut self.approvals),
         })
+    }
+
+    /// An approval point: the quorum of custodians (or, in a rehearsal, the operator) approves
+    /// `statement`. Returns who approved. Every approval and refusal is recorded.
+    fn approve(&mut self, point: &'static str, statement: Value) -> Result<Vec<String>, Error> {
+        let digest = quorum::statement_sha256(&statement).map_err(|e| Error::Refused {
+            reason: e.to_string(),
+        })?;
+        let (quorum_size, custodians) = match &self.ceremony.dual_control {
+            DualControl::Off => {
+                self.prompter.warn(
+                    "REHEARSAL: dual control is OFF in this ceremony file; the operator alone approves",
+                );
+                if point == quorum::PLAN {
+                    return Ok(Vec::new());
+                }
+                self.prompter.say(&format!(
+                    "  Statement ({point}), SHA-256 {digest}:\n{}",
+                    quorum::describe(&statement)
+                ));
+                if !self
+                    .prompter
+                    .confirm("confirm-import", "Import this key material into KMS?")?
+                {
+                    return Err(Error::Declined {
+                        what: "the import confirmation".into(),
+                    });
+                }
+                let by = vec![self.ceremony.operator.clone()];
+                self.approvals.push((point.to_string(), by.clone()));
+                return Ok(by);
+            }
+            DualControl::Quorum { quorum, custodians } => (*quorum, custodians),
+        };
+        let signed = quorum::signed_bytes(&statement).map_err(|e| Error::Refused {
+            reason: e.to_string(),
+        })?;
+        self.prompter.say(&format!(
+            "  {quorum_size} of {} custodians must approve this statement ({point}), SHA-256 {digest}:\n{}",
+            custodians.len(),
+            quorum::describe(&statement)
+        ));
+        let names: Vec<String> = custodians.iter().map(|k| k.name.clone()).collect();
+        let mut approved: Vec<String> = Vec::new();
+        while approved.len() < quorum_size {
+            let pick = self.prompter.select(
+                &format!("approver-{point}"),
+                &format!(
+                    "Custodian approving the {point} ({} of {quorum_size})",
+                    approved.len() + 1
+                ),
+                &names,
+            )?;
+            let custodian = &custodians[pick];
+            if approved.contains(&custodian.name) {
+                self.prompter.warn(&format!(
+                    "{} has already approved this statement; a different custodian must approve ({} of {quorum_size} so far)",
+                    custodian.name,
+                    approved.len()
+                ));
+                continue;
+            }
+            let yes = self.prompter.confirm(
+                &format!("approve-{point}"),
+                &format!(
+                    "{}, do you approve this {point} statement (SHA-256 {digest})?",
+                    custodian.name
+                ),
+            )?;
+            if !yes {
+                self.record(
+                    RecordType::Declined,
+                    json!({
+                        "point": point,
+                        "custodian": custodian.name,
+                        "statement": statement,
+                        "statement_sha256": digest,
+                    }),
+                )?;
+                return Err(Error::Declined {
+                    what: format!("the {point} approval by {}", custodian.name),
+                });
+            }
+            let approval = self.custodian_signature(custodian, &signed)?;
+            quorum::check_approval(
+                &custodian.name,
+                &custodian.public_key_sha256,
+                &approval.spki,
+                &signed,
+                &approval.signature,
+            )
+            .map_err(|e| Error::Refused {
+                reason: e.to_string(),
+            })?;
+            self.record(
+                RecordType::Approval,
+                json!({
+                    "point": point,
+                    "custodian": custodian.name,
+                    "public_key": b64(&approval.spki),
+                    "public_key_sha256": crate::ecdsa::fingerprint(&approval.spki),
+                    "statement": statement,
+                    "statement_sha256": digest,
+                    "signature": b64(&approval.signature),
+                }),
+            )?;
+            approved.push(custodian.name.clone());
+            self.prompter.say(&format!(
+                "  approved by {} ({} of {quorum_size})",
+                custodian.name,
+                approved.len()
+            ));
+        }
+        self.approvals.push((point.to_string(), approved.clone()));
+        Ok(approved)
+    }
+
+    /// The custodian's PIN (with retries) and signature on their own token.
+    fn custodian_signature(
+        &mut self,
+        custodian: &crate::spec::Custodian,
+        signed: &[u8],
+    ) -> Result<crate::hsm::ApprovalSignature, Error> {
+        let mut attempt = 1;
+        loop {
+            let pin = self.prompter.secret(
+                "custodian-pin",
+                &format!("PIN for {}'s token ({})", custodian.name, custodian.token),
+            )?;
+            match self.custodians.sign_approval(
+                &custodian.token,
+                &custodian.key_label,
+                &pin,
+                signed,
+            ) {
+                Err(HsmError::PinIncorrect { token }) if attempt < PIN_ATTEMPTS => {
+                    self.prompter.warn(&format!(
+                        "the PIN for {}'s token {token:?} is incorrect (attempt {attempt} of {PIN_ATTEMPTS}); try again",
+                        custodian.name
+                    ));
+                    attempt += 1;
+                }
+                result => return Ok(result?),
+            }
+        }
     }
 
     fn check_parameters(

@@ -15,7 +15,7 @@ use crate::secure::KeyMaterial;
 use crate::transcript::RecordSigner;
 use crate::wrap::OaepHash;
 
-pub use pkcs11::Pkcs11Hsm;
+pub use pkcs11::{Pkcs11Custodians, Pkcs11Hsm};
 
 /// An object created or found in the current session. Meaningful only to the `Hsm` that made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,6 +124,10 @@ pub enum HsmError {
     SignerSelfCheck { label: String, detail: String },
     #[error("the token returned a malformed value: {0}")]
     Encoding(#[from] crate::ecdsa::EncodingError),
+    #[error(
+        "custodian token {token:?} (serial {serial}) is the ceremony's HSM token; each custodian approves on their own token"
+    )]
+    CustodianOnHsmToken { token: String, serial: String },
     #[error("unknown object reference {0:?}")]
     UnknownObject(KeyRef),
 }
@@ -144,6 +148,8 @@ pub trait Hsm {
     fn description(&self) -> &HsmDescription;
     /// Logs the user in with `pin`. A login the token did not check is an error.
     fn login(&self, pin: &SecretString) -> Result<(), HsmError>;
+    /// Logs the user out (of every session of this process on the token).
+    fn logout(&self) -> Result<(), HsmError>;
     /// Whether `CKM_RSA_PKCS_OAEP` is offered with `CKF_WRAP` for `bits`-bit keys; `Err` says
     /// why not (the function and CK_RV, or the missing flag).
     fn oaep_wrap_support(&self) -> Result<(), String>;
@@ -232,4 +238,26 @@ impl RecordSigner for HsmSigner<'_> {
         let digest: [u8; 32] = sha2::Sha256::digest(message).into();
         self.hsm.sign_digest(self.key, &digest)
     }
+}
+
+/// A custodian's signature over an approval statement, made on their own token.
+pub struct ApprovalSignature {
+    /// SPKI DER of the key that signed.
+    pub spki: Vec<u8>,
+    /// DER ECDSA P-256 signature over SHA-256 of the message.
+    pub signature: Vec<u8>,
+}
+
+/// Custodians' tokens, opened one approval at a time.
+pub trait CustodianTokens {
+    /// Opens a new session on `token`, logs in with `pin` so that the token checks the PIN
+    /// (logging out first if the token reports a login already), signs SHA-256(`message`)
+    /// with the EC key pair labelled `key_label`, and logs out again.
+    fn sign_approval(
+        &self,
+        token: &TokenSelector,
+        key_label: &str,
+        pin: &SecretString,
+        message: &[u8],
+    ) -> Result<ApprovalSignature, HsmError>;
 }

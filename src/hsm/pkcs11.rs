@@ -19,7 +19,10 @@ use cryptoki::slot::Slot;
 use secrecy::SecretString;
 use zeroize::Zeroize;
 
-use super::{AesKeyKind, Hsm, HsmDescription, HsmError, KeyRef, Pkcs11Call, TokenSelector};
+use super::{
+    AesKeyKind, ApprovalSignature, CustodianTokens, Hsm, HsmDescription, HsmError, KeyRef,
+    Pkcs11Call, TokenSelector,
+};
 use crate::secure::KeyMaterial;
 use crate::wrap::OaepHash;
 
@@ -68,6 +71,10 @@ impl Module {
                 .ctx
                 .get_token_info(slot)
                 .map_err(|e| pkcs11_error("reading token info", e))?;
+            if !info.token_initialized() {
+                // SoftHSM's spare slot, or a blank card: nothing to select.
+                continue;
+            }
             let label = info.label().trim_end().to_string();
             let serial = info.serial_number().trim_end().to_string();
             let hit = match selector {
@@ -222,6 +229,12 @@ impl Hsm for Pkcs11Hsm {
             }
             Err(e) => Err(pkcs11_error("logging in", e)),
         }
+    }
+
+    fn logout(&self) -> Result<(), HsmError> {
+        self.session
+            .logout()
+            .map_err(|e| pkcs11_error("logging out", e))
     }
 
     fn oaep_wrap_support(&self) -> Result<(), String> {
@@ -473,6 +486,59 @@ impl Hsm for Pkcs11Hsm {
 
     fn raw_handle(&self, key: KeyRef) -> u64 {
         key.0
+    }
+}
+
+/// Custodian tokens of the same PKCS#11 module as the ceremony's HSM.
+pub struct Pkcs11Custodians {
+    module: Arc<Module>,
+    hsm_serial: String,
+}
+
+impl Pkcs11Custodians {
+    /// Custodian tokens reached through `hsm`'s module; `hsm`'s own token is refused.
+    pub fn for_hsm(hsm: &Pkcs11Hsm) -> Self {
+        Pkcs11Custodians {
+            module: hsm.module(),
+            hsm_serial: hsm.description.token_serial.clone(),
+        }
+    }
+}
+
+impl CustodianTokens for Pkcs11Custodians {
+    fn sign_approval(
+        &self,
+        token: &TokenSelector,
+        key_label: &str,
+        pin: &SecretString,
+        message: &[u8],
+    ) -> Result<ApprovalSignature, HsmError> {
+        let hsm = Pkcs11Hsm::open(Arc::clone(&self.module), token)?;
+        if hsm.description.token_serial == self.hsm_serial {
+            return Err(HsmError::CustodianOnHsmToken {
+                token: hsm.description.token_label.clone(),
+                serial: hsm.description.token_serial.clone(),
+            });
+        }
+        match hsm.login(pin) {
+            // Another session holds a login the token would not re-check: end it, then log
+            // in again so that this PIN is checked.
+            Err(HsmError::AlreadyLoggedIn { .. }) => {
+                hsm.logout()?;
+                hsm.login(pin)?;
+            }
+            other => other?,
+        }
+        let signed = (|| {
+            let (key, spki) = hsm.find_ec_key_pair(key_label)?;
+            let digest: [u8; 32] =
+                sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(message))
+                    .into();
+            let signature = hsm.sign_digest(key, &digest)?;
+            Ok(ApprovalSignature { spki, signature })
+        })();
+        let _ = hsm.logout();
+        signed
     }
 }
 

@@ -34,7 +34,30 @@ pub struct Ceremony {
     pub hsm: HsmSpec,
     pub kms: KmsSpec,
     pub import: ImportSpec,
+    pub dual_control: DualControl,
     pub source: Source,
+}
+
+/// Who must approve the critical steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DualControl {
+    /// Rehearsal only: the operator alone confirms. Stated loudly by check, run and transcript.
+    Off,
+    /// `quorum` distinct custodians of `custodians` must approve each approval point.
+    Quorum {
+        quorum: usize,
+        custodians: Vec<Custodian>,
+    },
+}
+
+/// A custodian and the approval key on their own token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Custodian {
+    pub name: String,
+    pub token: TokenSelector,
+    pub key_label: String,
+    /// Lowercase hex SHA-256 of the approval key's SPKI DER.
+    pub public_key_sha256: String,
 }
 
 /// The file as read, for record 0.
@@ -172,13 +195,14 @@ pub fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Ceremony, S
         return Err(invalid(problems));
     }
     match ceremony {
-        Some((id, description, operator, hsm, kms, import)) => Ok(Ceremony {
+        Some((id, description, operator, hsm, kms, import, dual_control)) => Ok(Ceremony {
             id,
             description,
             operator,
             hsm,
             kms,
             import,
+            dual_control,
             source: Source {
                 path: path.to_path_buf(),
                 text: text.to_string(),
@@ -199,6 +223,39 @@ pub fn pinned_audit_key_sha256(text: &str) -> Option<String> {
         .get("audit_key_sha256")?
         .as_str()
         .map(str::to_string)
+}
+
+/// The dual-control pins of a ceremony file's text, without validating the rest: `None` when
+/// dual control is off (or absent); else the quorum and each custodian's name and key
+/// fingerprint.
+pub fn pinned_dual_control(text: &str) -> Option<(usize, Vec<(String, String)>)> {
+    let table: toml::Table = text.parse().ok()?;
+    let dc = table.get("dual_control")?;
+    if dc.get("enabled").and_then(toml::Value::as_bool) == Some(false) {
+        return None;
+    }
+    let quorum = usize::try_from(dc.get("quorum")?.as_integer()?).ok()?;
+    let custodians = table
+        .get("custodian")
+        .and_then(toml::Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|c| {
+                    Some((
+                        c.get("name")?.as_str()?.to_string(),
+                        c.get("public_key_sha256")?.as_str()?.to_ascii_lowercase(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((quorum, custodians))
+}
+
+/// `kms.key` of a ceremony file's text.
+pub fn pinned_target_key(text: &str) -> Option<String> {
+    let table: toml::Table = text.parse().ok()?;
+    table.get("kms")?.get("key")?.as_str().map(str::to_string)
 }
 
 fn serde_problem(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> FieldProblem {
@@ -243,10 +300,26 @@ fn line_of_field(text: &str, field: &str) -> Option<usize> {
     let mut table: &dyn toml_edit::TableLike = doc.as_table();
     let mut span = None;
     for part in field.split('.') {
-        let Some((key, item)) = table.get_key_value(part) else {
+        // `custodian[1]`: a key and an index into an array of tables.
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some((key, item)) = table.get_key_value(name) else {
             break;
         };
         span = key.span().or_else(|| item.span()).or(span);
+        let item = match (index, item.as_array_of_tables()) {
+            (Some(i), Some(array)) => match array.get(i) {
+                Some(t) => {
+                    span = t.span().or(span);
+                    table = t;
+                    continue;
+                }
+                None => break,
+            },
+            _ => item,
+        };
         match item.as_table_like() {
             Some(t) => table = t,
             None => break,
@@ -255,7 +328,15 @@ fn line_of_field(text: &str, field: &str) -> Option<usize> {
     span.map(|s| line_at(text, s.start))
 }
 
-type Validated = (String, String, String, HsmSpec, KmsSpec, ImportSpec);
+type Validated = (
+    String,
+    String,
+    String,
+    HsmSpec,
+    KmsSpec,
+    ImportSpec,
+    DualControl,
+);
 
 fn validate(
     raw: raw::RawFile,
@@ -351,6 +432,7 @@ fn validate(
             None
         }
     };
+    let hsm_token = token.clone();
     if raw.hsm.audit_key_label.is_empty() {
         bad("hsm.audit_key_label", "must not be empty".into());
     }
@@ -489,6 +571,89 @@ fn validate(
         }
     };
 
+    // [dual_control] and [[custodian]]
+    let dual_control = match (raw.dual_control.enabled, raw.dual_control.quorum) {
+        (Some(false), _) => Some(DualControl::Off),
+        (_, None) => {
+            bad(
+                "dual_control.quorum",
+                "missing: set quorum = M (at least 2 custodians must approve), or enabled = false for a rehearsal".into(),
+            );
+            None
+        }
+        (_, Some(m)) => {
+            let mut custodians = Vec::new();
+            let mut names = std::collections::HashSet::new();
+            let mut keys = std::collections::HashSet::new();
+            for (i, c) in raw.custodian.iter().enumerate() {
+                let at = |field: &str| format!("custodian[{i}].{field}");
+                if c.name.trim().is_empty() {
+                    bad(&at("name"), "must not be empty".into());
+                } else if !names.insert(c.name.clone()) {
+                    bad(
+                        &at("name"),
+                        format!("{:?} is listed twice; each custodian once", c.name),
+                    );
+                }
+                let fp = c.public_key_sha256.to_ascii_lowercase();
+                if fp.len() != 64 || !fp.chars().all(|ch| ch.is_ascii_hexdigit()) {
+                    bad(
+                        &at("public_key_sha256"),
+                        format!(
+                            "expected 64 hex digits (printed by `byok custodian enroll`), found {:?}",
+                            c.public_key_sha256
+                        ),
+                    );
+                } else if !keys.insert(fp.clone()) {
+                    bad(
+                        &at("public_key_sha256"),
+                        "the same approval key is listed for two custodians; each needs their own key".into(),
+                    );
+                }
+                if c.key_label.is_empty() {
+                    bad(&at("key_label"), "must not be empty".into());
+                }
+                let token = match (&c.token_label, &c.token_serial) {
+                    (Some(l), None) if !l.is_empty() => Some(TokenSelector::Label(l.clone())),
+                    (None, Some(s)) if !s.is_empty() => Some(TokenSelector::Serial(s.clone())),
+                    _ => {
+                        bad(
+                            &at("token_label"),
+                            "give exactly one of token_label or token_serial: the custodian's own token".into(),
+                        );
+                        None
+                    }
+                };
+                if token.is_some() && token == hsm_token {
+                    bad(
+                        &at("token_label"),
+                        "is the ceremony's HSM token; approvals must be made on the custodian's own token".into(),
+                    );
+                }
+                if let Some(token) = token {
+                    custodians.push(Custodian {
+                        name: c.name.clone(),
+                        token,
+                        key_label: c.key_label.clone(),
+                        public_key_sha256: fp,
+                    });
+                }
+            }
+            let n = raw.custodian.len();
+            if m < 2 || usize::try_from(m).map_or(true, |m| m > n) {
+                bad(
+                    "dual_control.quorum",
+                    format!("expected 2 ≤ quorum ≤ the number of custodians ({n}), found {m}"),
+                );
+                None
+            } else {
+                usize::try_from(m)
+                    .ok()
+                    .map(|quorum| DualControl::Quorum { quorum, custodians })
+            }
+        }
+    };
+
     Some((
         id,
         raw.ceremony.description,
@@ -507,6 +672,7 @@ fn validate(
             wrap: wrap?,
             expiration: expiration?,
         },
+        dual_control?,
     ))
 }
 

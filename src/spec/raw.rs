@@ -12,6 +12,26 @@ pub struct RawFile {
     pub hsm: RawHsm,
     pub kms: RawKms,
     pub import: RawImport,
+    pub dual_control: RawDualControl,
+    #[serde(default)]
+    pub custodian: Vec<RawCustodian>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDualControl {
+    pub enabled: Option<bool>,
+    pub quorum: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustodian {
+    pub name: String,
+    pub token_label: Option<String>,
+    pub token_serial: Option<String>,
+    pub key_label: String,
+    pub public_key_sha256: String,
 }
 
 #[derive(Debug, Deserialize)]

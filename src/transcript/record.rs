@@ -29,7 +29,11 @@ pub enum RecordType {
     KeyGenerated,
     /// The wrapped blob's hash and length, and where the wrap happened.
     KeyWrapped,
-    /// The operator's confirmation of the import statement.
+    /// A custodian's signed approval of a statement (dual control).
+    Approval,
+    /// A custodian declined to approve; the ceremony aborts next.
+    Declined,
+    /// The import statement was approved (by the quorum, or by the operator in a rehearsal).
     ImportConfirmed,
     /// ImportKeyMaterial succeeded; carries the KeyMaterialId.
     KeyImported,
@@ -54,6 +58,8 @@ impl RecordType {
             RecordType::ImportParameters => "import_parameters",
             RecordType::KeyGenerated => "key_generated",
             RecordType::KeyWrapped => "key_wrapped",
+            RecordType::Approval => "approval",
+            RecordType::Declined => "declined",
             RecordType::ImportConfirmed => "import_confirmed",
             RecordType::KeyImported => "key_imported",
             RecordType::ImportVerified => "import_verified",
@@ -78,7 +84,7 @@ impl RecordType {
 }
 
 /// Every record type, for parsing and documentation tests.
-pub const ALL: [RecordType; 13] = [
+pub const ALL: [RecordType; 15] = [
     RecordType::CeremonyStarted,
     RecordType::HsmOpened,
     RecordType::KmsPreflight,
@@ -86,6 +92,8 @@ pub const ALL: [RecordType; 13] = [
     RecordType::ImportParameters,
     RecordType::KeyGenerated,
     RecordType::KeyWrapped,
+    RecordType::Approval,
+    RecordType::Declined,
     RecordType::ImportConfirmed,
     RecordType::KeyImported,
     RecordType::ImportVerified,

@@ -53,6 +53,17 @@ pub enum Problem {
     BadSignature,
     #[error("wrong audit key: its SHA-256 is {found}, expected {expected}")]
     WrongAuditKey { expected: String, found: String },
+    #[error("approval: {0}")]
+    BadApproval(String),
+    #[error(
+        "{step} is not preceded by {need} approvals from distinct custodians of the {point} statement it carries out (found {have})"
+    )]
+    QuorumMissing {
+        step: String,
+        point: &'static str,
+        need: usize,
+        have: usize,
+    },
     #[error("record type {kind} is not allowed here: {why}")]
     Misplaced { kind: String, why: &'static str },
 }
@@ -80,6 +91,10 @@ pub struct Report {
     pub last_line_sha256: String,
     /// Whether the auditor's `--audit-key-sha256` was checked.
     pub audit_key_pinned_externally: bool,
+    /// The quorum in force, or `None` when the ceremony file turned dual control off.
+    pub quorum: Option<usize>,
+    /// Who approved which approval point, in transcript order.
+    pub approvals: Vec<(String, Vec<String>)>,
 }
 
 /// Reads and verifies a transcript file.
@@ -119,6 +134,7 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
     let mut audit_fp = String::new();
     let mut last: Option<(RecordType, Value)> = None;
     let mut seen_confirmation = false;
+    let mut dual = DualState::default();
     let mut count = 0usize;
 
     for (index, line) in body.split('\n').enumerate() {
@@ -276,6 +292,12 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
             return Err(bad(n, Problem::BadSignature));
         }
 
+        if n == 1 {
+            dual = DualState::from_start(&map["data"]).map_err(|p| bad(n, p))?;
+        } else {
+            dual.check(kind, &map["data"]).map_err(|p| bad(n, p))?;
+        }
+
         prev = hex::encode(Sha256::digest(line.as_bytes()));
         previous_time = time;
         last = Some((kind, map.remove("data").unwrap_or(Value::Null)));
@@ -299,6 +321,8 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
         outcome_data,
         last_line_sha256: prev,
         audit_key_pinned_externally: opts.audit_key_sha256.is_some(),
+        quorum: dual.quorum,
+        approvals: dual.summary(),
     })
 }
 
@@ -358,4 +382,187 @@ fn is_rfc3339_utc(s: &str) -> bool {
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
     s.len() == 24 && time::PrimitiveDateTime::parse(s, &fmt).is_ok()
+}
+
+/// Dual-control rules: approvals verify under the custodians' pinned keys and each guarded step
+/// is preceded by a quorum of distinct custodians approving exactly what the step did.
+#[derive(Default)]
+struct DualState {
+    quorum: Option<usize>,
+    /// Custodian name → pinned key fingerprint.
+    pinned: Vec<(String, String)>,
+    plan_expected: Value,
+    /// Point → (custodian, key fingerprint, statement) in order.
+    approved: Vec<(&'static str, String, String, Value)>,
+    /// Latest `data` of the records the import statement is rebuilt from.
+    facts: std::collections::HashMap<RecordType, Value>,
+    ceremony_id: String,
+    preflight_seen: bool,
+}
+
+impl DualState {
+    fn from_start(data: &Value) -> Result<Self, Problem> {
+        let file = data["ceremony_file"].as_str().unwrap_or_default();
+        let pins = crate::spec::pinned_dual_control(file);
+        let id = data["ceremony_id"].as_str().unwrap_or_default().to_string();
+        let target = crate::spec::pinned_target_key(file).unwrap_or_default();
+        let plan_expected = crate::quorum::plan_statement(
+            &id,
+            data["ceremony_file_sha256"].as_str().unwrap_or_default(),
+            data["audit_key_sha256"].as_str().unwrap_or_default(),
+            &target,
+        );
+        let (quorum, pinned) = match pins {
+            Some((m, list)) => (Some(m), list),
+            None => (None, Vec::new()),
+        };
+        Ok(DualState {
+            quorum,
+            pinned,
+            plan_expected,
+            ceremony_id: id,
+            ..DualState::default()
+        })
+    }
+
+    fn count(&self, point: &str, statement: &Value) -> usize {
+        self.approved
+            .iter()
+            .filter(|(p, _, _, s)| *p == point && s == statement)
+            .count()
+    }
+
+    fn check(&mut self, kind: RecordType, data: &Value) -> Result<(), Problem> {
+        match kind {
+            RecordType::Approval => self.approval(data)?,
+            RecordType::KmsPreflight if !self.preflight_seen => {
+                self.preflight_seen = true;
+                if let Some(m) = self.quorum {
+                    let have = self.count(crate::quorum::PLAN, &self.plan_expected.clone());
+                    if have < m {
+                        return Err(Problem::QuorumMissing {
+                            step: kind.to_string(),
+                            point: crate::quorum::PLAN,
+                            need: m,
+                            have,
+                        });
+                    }
+                }
+            }
+            RecordType::ImportParameters | RecordType::KeyGenerated | RecordType::KeyWrapped => {
+                self.facts.insert(kind, data.clone());
+            }
+            RecordType::KeyImported => {
+                if let Some(m) = self.quorum {
+                    let expected = self.import_expected(data);
+                    let have = self.count(crate::quorum::IMPORT, &expected);
+                    if have < m {
+                        return Err(Problem::QuorumMissing {
+                            step: kind.to_string(),
+                            point: crate::quorum::IMPORT,
+                            need: m,
+                            have,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn import_expected(&self, imported: &Value) -> Value {
+        let s = |kind: RecordType, field: &str| {
+            self.facts
+                .get(&kind)
+                .and_then(|d| d[field].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        crate::quorum::import_statement(&crate::quorum::ImportFacts {
+            ceremony_id: self.ceremony_id.clone(),
+            key_arn: imported["key_arn"].as_str().unwrap_or_default().to_string(),
+            wrapping_algorithm: s(RecordType::ImportParameters, "wrapping_algorithm"),
+            wrapping_key_spec: s(RecordType::ImportParameters, "wrapping_key_spec"),
+            wrapping_public_key_sha256: s(RecordType::ImportParameters, "public_key_sha256"),
+            blob_sha256: s(RecordType::KeyWrapped, "blob_sha256"),
+            kcv: s(RecordType::KeyGenerated, "kcv"),
+            expiration_model: imported["expiration_model"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            valid_to: imported["valid_to"].as_str().map(str::to_string),
+        })
+    }
+
+    fn approval(&mut self, data: &Value) -> Result<(), Problem> {
+        let bad = |why: String| Problem::BadApproval(why);
+        if self.quorum.is_none() {
+            return Err(bad(
+                "the ceremony file turns dual control off, yet the transcript has an approval"
+                    .into(),
+            ));
+        }
+        let point = match data["point"].as_str() {
+            Some(crate::quorum::PLAN) => crate::quorum::PLAN,
+            Some(crate::quorum::IMPORT) => crate::quorum::IMPORT,
+            other => return Err(bad(format!("unknown approval point {other:?}"))),
+        };
+        let name = data["custodian"].as_str().unwrap_or_default().to_string();
+        let pinned = self
+            .pinned
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, fp)| fp.clone())
+            .ok_or_else(|| bad(format!("{name:?} is not a custodian in the ceremony file")))?;
+        let spki = data["public_key"]
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .ok_or_else(|| bad("public_key must be base64 SPKI DER".into()))?;
+        let signature = data["signature"]
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .ok_or_else(|| bad("signature must be base64 DER".into()))?;
+        let statement = data["statement"].clone();
+        if statement["point"].as_str() != Some(point) {
+            return Err(bad(format!("the statement's point is not {point}")));
+        }
+        let signed = jcs::to_vec(&statement).map_err(|e| bad(e.to_string()))?;
+        if data["statement_sha256"].as_str() != Some(hex::encode(Sha256::digest(&signed)).as_str())
+        {
+            return Err(bad(
+                "statement_sha256 is not the SHA-256 of the statement".into()
+            ));
+        }
+        crate::quorum::check_approval(&name, &pinned, &spki, &signed, &signature)
+            .map_err(|e| bad(e.to_string()))?;
+        if point == crate::quorum::PLAN && statement != self.plan_expected {
+            return Err(bad(format!(
+                "{name} approved a plan statement that does not match this ceremony (id, file, audit key, target key)"
+            )));
+        }
+        let fp = crate::ecdsa::fingerprint(&spki);
+        if self
+            .approved
+            .iter()
+            .any(|(p, n, k, s)| *p == point && s == &statement && (*n == name || *k == fp))
+        {
+            return Err(bad(format!(
+                "{name} approved the same {point} statement twice"
+            )));
+        }
+        self.approved.push((point, name, fp, statement));
+        Ok(())
+    }
+
+    fn summary(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for (point, name, _, _) in &self.approved {
+            match out.iter_mut().find(|(p, _)| p == point) {
+                Some((_, names)) => names.push(name.clone()),
+                None => out.push((point.to_string(), vec![name.clone()])),
+            }
+        }
+        out
+    }
 }

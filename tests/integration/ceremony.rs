@@ -38,14 +38,19 @@ fn run(hsm: &SoftHsm, file: &Path, transcript: &Path, stdin: &str) -> std::proce
     run_with_stdin(cmd, stdin)
 }
 
-const FULL: [&str; 12] = [
+/// The records of a successful 2-of-3 ceremony, in order.
+const FULL: [&str; 16] = [
     "ceremony_started",
     "hsm_opened",
+    "approval",
+    "approval",
     "kms_preflight",
     "capability_checked",
     "import_parameters",
     "key_generated",
     "key_wrapped",
+    "approval",
+    "approval",
     "import_confirmed",
     "key_imported",
     "import_verified",
@@ -53,14 +58,27 @@ const FULL: [&str; 12] = [
     "ceremony_finished",
 ];
 
-/// Runs `template` end to end; returns the transcript path and records.
-fn full_ceremony(template: &str, location: &str) {
+/// The first record of type `kind`.
+fn first<'a>(recs: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    recs.iter()
+        .find(|r| r["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} record"))
+}
+
+/// Runs `template` end to end with `answers` (None: every answer of a 2-of-3 ceremony).
+fn full_ceremony(template: &str, location: &str, rehearsal: bool) {
     let hsm = SoftHsm::new();
     let kms = TestKms::new();
     let (arn, alias) = kms.external_key();
     let file = ceremony_for(&hsm, template, &alias, &[]);
     let t = hsm.path("t.jsonl");
-    let out = run(&hsm, &file, &t, &format!("{}\nyes\n", hsm.pin));
+    let answers = if rehearsal {
+        format!("{}\nyes\n", hsm.pin)
+    } else {
+        hsm.all_answers()
+    };
+    let out = run(&hsm, &file, &t, &answers);
+    let run_out = out.clone();
     assert!(
         out.status.success(),
         "run failed: {}\n{}",
@@ -79,14 +97,40 @@ fn full_ceremony(template: &str, location: &str) {
     assert!(kms.round_trip(&arn));
 
     // The transcript has every step, verifies, and names what happened.
-    assert_eq!(types(&t), FULL);
+    let expected: Vec<&str> = FULL
+        .iter()
+        .copied()
+        .filter(|t| !(rehearsal && *t == "approval"))
+        .collect();
+    assert_eq!(types(&t), expected);
     let recs = records(&t);
-    assert_eq!(recs[6]["data"]["location"], location);
-    assert_eq!(recs[3]["data"]["known_answer_test"], "pass");
-    assert_eq!(recs[5]["data"]["kcv"], recs[11]["data"]["kcv"]);
-    assert_eq!(recs[9]["data"]["round_trip"], "ok");
+    assert_eq!(first(&recs, "key_wrapped")["data"]["location"], location);
+    assert_eq!(
+        first(&recs, "capability_checked")["data"]["known_answer_test"],
+        "pass"
+    );
+    assert_eq!(
+        first(&recs, "key_generated")["data"]["kcv"],
+        first(&recs, "ceremony_finished")["data"]["kcv"]
+    );
+    assert_eq!(first(&recs, "import_verified")["data"]["round_trip"], "ok");
+    assert_eq!(
+        first(&recs, "ceremony_started")["data"]["dual_control"]["enabled"],
+        !rehearsal
+    );
     let out = verify(&hsm, &t);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    if rehearsal {
+        assert_contains(&stdout(&out), "dual control    OFF (REHEARSAL)");
+        assert_contains(&stderr(&run_out), "REHEARSAL: dual control is OFF");
+    } else {
+        assert_contains(&stdout(&out), "approved        plan: Alice, Bob");
+        assert_contains(&stdout(&out), "approved        import: Alice, Carol");
+        assert_contains(&stderr(&run_out), "import   approved by Alice, Carol");
+        for c in &hsm.custodians {
+            assert!(!std::fs::read_to_string(&t).unwrap().contains(&c.pin));
+        }
+    }
     let last = std::fs::read_to_string(&t).unwrap();
     let last_line = last.trim_end().rsplit('\n').next().unwrap();
     use sha2::Digest as _;
@@ -111,12 +155,12 @@ fn full_ceremony(template: &str, location: &str) {
 
 #[test]
 fn demo_ceremony_oaep_sha1_wraps_inside_softhsm_and_imports() {
-    full_ceremony("demo-softhsm.toml", "hsm");
+    full_ceremony("demo-softhsm.toml", "hsm", false);
 }
 
 #[test]
 fn host_wrap_oaep_sha256_ceremony_imports() {
-    full_ceremony("host-wrap-oaep-sha256.toml", "host");
+    full_ceremony("host-wrap-oaep-sha256.toml", "host", true);
 }
 
 #[test]
@@ -172,7 +216,7 @@ fn key_not_external_is_refused_at_preflight() {
     let kms = TestKms::new();
     let (arn, alias) = kms.create_key(aws_sdk_kms::types::OriginType::AwsKms);
     let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
-    let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
+    let (out, recs) = aborted(&hsm, &file, &hsm.through_plan(), &[]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(last_data(&recs)["step"], "kms_preflight");
     assert_eq!(last_data(&recs)["error_class"], "precondition");
@@ -190,14 +234,9 @@ fn key_already_enabled_is_refused() {
     let kms = TestKms::new();
     let (arn, alias) = kms.external_key();
     let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
-    let first = run(
-        &hsm,
-        &file,
-        &hsm.path("first.jsonl"),
-        &format!("{}\nyes\n", hsm.pin),
-    );
+    let first = run(&hsm, &file, &hsm.path("first.jsonl"), &hsm.all_answers());
     assert!(first.status.success(), "{}", stderr(&first));
-    let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
+    let (out, recs) = aborted(&hsm, &file, &hsm.through_plan(), &[]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(last_data(&recs)["step"], "kms_preflight");
     assert_contains(
@@ -212,7 +251,7 @@ fn key_already_enabled_is_refused() {
 fn key_not_found_is_a_kms_error() {
     let hsm = SoftHsm::new();
     let file = ceremony_for(&hsm, "demo-softhsm.toml", "alias/byok-does-not-exist", &[]);
-    let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
+    let (out, recs) = aborted(&hsm, &file, &hsm.through_plan(), &[]);
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(last_data(&recs)["error_class"], "kms");
     assert_contains(&stderr(&out), "KMS DescribeKey failed: NotFoundException");
@@ -225,7 +264,7 @@ fn kms_unreachable_is_a_kms_error() {
     let (out, recs) = aborted(
         &hsm,
         &file,
-        &format!("{}\n", hsm.pin),
+        &hsm.through_plan(),
         &[("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:9")],
     );
     assert_eq!(out.status.code(), Some(5));
@@ -239,7 +278,12 @@ fn declining_the_import_aborts_and_imports_nothing() {
     let kms = TestKms::new();
     let (arn, alias) = kms.external_key();
     let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
-    let (out, recs) = aborted(&hsm, &file, &format!("{}\nno\n", hsm.pin), &[]);
+    let (out, recs) = aborted(
+        &hsm,
+        &file,
+        &format!("{}Alice\nno\n", hsm.through_plan()),
+        &[],
+    );
     assert_eq!(out.status.code(), Some(6));
     assert_eq!(last_data(&recs)["step"], "confirm_import");
     assert_eq!(last_data(&recs)["error_class"], "aborted");
@@ -273,7 +317,7 @@ fn ctrl_c_at_the_confirmation_aborts_cleanly() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{}", hsm.pin).unwrap();
+    write!(stdin, "{}", hsm.through_plan()).unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
     loop {
@@ -283,7 +327,7 @@ fn ctrl_c_at_the_confirmation_aborts_cleanly() {
             "byok ended before the confirmation: {seen}"
         );
         seen.push_str(&line);
-        if line.starts_with("byok? confirm confirm-import") {
+        if line.starts_with("byok? select approver-import") {
             break;
         }
     }
@@ -339,7 +383,7 @@ fn wrong_pin_then_right_pin_goes_on() {
         &hsm,
         &file,
         &hsm.path("t.jsonl"),
-        &format!("0000\n{}\nyes\n", hsm.pin),
+        &format!("0000\n{}", hsm.all_answers()),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(kms.state(&arn), "Enabled");
@@ -386,10 +430,8 @@ fn unknown_token_lists_the_tokens_present() {
         err.contains("no token with label \"no-such-token\" in module"),
         "{err}"
     );
-    assert!(
-        err.contains("tokens present: \"byok-hsm\" (serial "),
-        "{err}"
-    );
+    assert_contains(&err, "; tokens present: \"");
+    assert_contains(&err, "\"byok-hsm\" (serial ");
 }
 
 #[test]
@@ -456,7 +498,7 @@ fn in_hsm_oaep_sha256_on_softhsm_is_refused_with_alternatives() {
         &alias,
         &[("import.wrapping_algorithm", "\"RSAES_OAEP_SHA_256\"")],
     );
-    let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
+    let (out, recs) = aborted(&hsm, &file, &hsm.through_plan(), &[]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(last_data(&recs)["step"], "capability_check");
     assert_contains(
@@ -477,7 +519,12 @@ fn keep_key_label_keeps_a_sealed_token_copy_only_when_imported() {
         &alias,
         &[("hsm.keep_key_label", "\"escrow-1\"")],
     );
-    let (out, recs) = aborted(&hsm, &file, &format!("{}\nno\n", hsm.pin), &[]);
+    let (out, recs) = aborted(
+        &hsm,
+        &file,
+        &format!("{}Alice\nno\n", hsm.through_plan()),
+        &[],
+    );
     assert_eq!(out.status.code(), Some(6));
     assert_eq!(last_data(&recs)["kept_key"], serde_json::Value::Null);
     assert_eq!(last_data(&recs)["material_imported"], false);
@@ -490,13 +537,19 @@ fn keep_key_label_keeps_a_sealed_token_copy_only_when_imported() {
         &[("hsm.keep_key_label", "\"escrow-2\"")],
     );
     let t = hsm.path("kept.jsonl");
-    let out = run(&hsm, &file, &t, &format!("{}\nyes\n", hsm.pin));
+    let out = run(&hsm, &file, &t, &hsm.all_answers());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(kms.state(&arn), "Enabled");
     let recs = records(&t);
-    assert_eq!(recs[10]["data"]["kept_key"]["label"], "escrow-2");
-    assert_eq!(recs[10]["data"]["kept_key"]["extractable"], false);
-    assert_eq!(recs[5]["data"]["token_object"], true);
+    assert_eq!(
+        first(&recs, "cleanup_done")["data"]["kept_key"]["label"],
+        "escrow-2"
+    );
+    assert_eq!(
+        first(&recs, "cleanup_done")["data"]["kept_key"]["extractable"],
+        false
+    );
+    assert_eq!(first(&recs, "key_generated")["data"]["token_object"], true);
     assert_eq!(
         hsm.token_object_labels(),
         ["byok-audit", "byok-audit", "escrow-2"]

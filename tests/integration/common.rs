@@ -68,7 +68,20 @@ pub struct SoftHsm {
     pub label: String,
     pub pin: String,
     pub audit_sha256: String,
+    /// Alice, Bob and Carol, each with their own token and approval key.
+    pub custodians: Vec<Custodian>,
 }
+
+/// A custodian's token.
+pub struct Custodian {
+    pub name: &'static str,
+    pub token: String,
+    pub pin: String,
+    pub sha256: String,
+}
+
+/// The custodians of `ceremonies/demo-softhsm.toml`, in file order.
+pub const CUSTODIANS: [&str; 3] = ["Alice", "Bob", "Carol"];
 
 impl SoftHsm {
     /// Creates the token and its audit key (through `byok audit-key create`).
@@ -86,31 +99,15 @@ impl SoftHsm {
             ),
         )
         .expect("write conf");
-        let pin = format!("{:08}", rand_u32() % 100_000_000);
-        let so_pin = format!("{:08}", rand_u32() % 100_000_000);
-        let util = std::env::var("BYOK_SOFTHSM_UTIL").unwrap_or_else(|_| "softhsm2-util".into());
-        let out = Command::new(util)
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                "byok-hsm",
-                "--so-pin",
-                &so_pin,
-                "--pin",
-                &pin,
-            ])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .expect("softhsm2-util must be installed (scripts/testenv install)");
-        assert!(out.status.success(), "init-token failed: {}", stderr(&out));
         let mut token = SoftHsm {
             dir,
             conf,
             label: "byok-hsm".into(),
-            pin,
+            pin: String::new(),
             audit_sha256: String::new(),
+            custodians: Vec::new(),
         };
+        token.pin = token.init_token("byok-hsm");
         let mut cmd = token.byok();
         cmd.args([
             "audit-key",
@@ -135,7 +132,93 @@ impl SoftHsm {
             "fingerprint: {}",
             stdout(&out)
         );
+        for name in CUSTODIANS {
+            let label = format!("cust-{}", name.to_lowercase());
+            let pin = token.init_token(&label);
+            let mut cmd = token.byok();
+            cmd.args([
+                "custodian",
+                "enroll",
+                "--module",
+                &module,
+                "--token-label",
+                &label,
+                "--name",
+                name,
+            ]);
+            let out = run_with_stdin(cmd, &format!("{pin}\n"));
+            assert!(
+                out.status.success(),
+                "custodian enroll failed: {}",
+                stderr(&out)
+            );
+            let snippet = stdout(&out);
+            let sha256 = snippet
+                .lines()
+                .find_map(|l| l.strip_prefix("public_key_sha256 = \""))
+                .map(|l| l.trim_end_matches('"').to_string())
+                .expect("enroll prints public_key_sha256");
+            assert!(snippet.contains(&format!("name = \"{name}\"")), "{snippet}");
+            token.custodians.push(Custodian {
+                name,
+                token: label,
+                pin,
+                sha256,
+            });
+        }
         token
+    }
+
+    /// Initialises a token labelled `label`; returns its user PIN.
+    fn init_token(&self, label: &str) -> String {
+        let pin = format!("{:08}", rand_u32() % 100_000_000);
+        let so_pin = format!("{:08}", rand_u32() % 100_000_000);
+        let util = std::env::var("BYOK_SOFTHSM_UTIL").unwrap_or_else(|_| "softhsm2-util".into());
+        let out = Command::new(util)
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                &so_pin,
+                "--pin",
+                &pin,
+            ])
+            .env("SOFTHSM2_CONF", &self.conf)
+            .output()
+            .expect("softhsm2-util must be installed (scripts/testenv install)");
+        assert!(out.status.success(), "init-token failed: {}", stderr(&out));
+        pin
+    }
+
+    pub fn custodian(&self, name: &str) -> &Custodian {
+        self.custodians
+            .iter()
+            .find(|c| c.name == name)
+            .expect("known custodian")
+    }
+
+    /// Answer lines for one approval point: each custodian selected, approving, and their PIN.
+    pub fn approve(&self, names: &[&str]) -> String {
+        names
+            .iter()
+            .map(|n| format!("{n}\nyes\n{}\n", self.custodian(n).pin))
+            .collect()
+    }
+
+    /// The HSM PIN and the plan approved by Alice and Bob.
+    pub fn through_plan(&self) -> String {
+        format!("{}\n{}", self.pin, self.approve(&["Alice", "Bob"]))
+    }
+
+    /// Every answer of a successful 2-of-3 ceremony (import approved by Alice and Carol).
+    pub fn all_answers(&self) -> String {
+        format!(
+            "{}{}",
+            self.through_plan(),
+            self.approve(&["Alice", "Carol"])
+        )
     }
 
     /// byok with this token's configuration.
@@ -294,7 +377,16 @@ pub fn ceremony_from(template: &str, dir: &Path, name: &str, set: &[(&str, &str)
     for (path, value) in set {
         let (table, key) = path.split_once('.').expect("section.field");
         let value: toml_edit::Value = value.parse().expect("TOML value");
-        doc[table][key] = toml_edit::Item::Value(value);
+        match table.split_once('[') {
+            Some((array, index)) => {
+                let i: usize = index.trim_end_matches(']').parse().expect("index");
+                let tables = doc[array]
+                    .as_array_of_tables_mut()
+                    .expect("array of tables");
+                tables.get_mut(i).expect("entry")[key] = toml_edit::Item::Value(value);
+            }
+            None => doc[table][key] = toml_edit::Item::Value(value),
+        }
     }
     let out = dir.join(name);
     std::fs::write(&out, doc.to_string()).expect("write ceremony");
@@ -311,6 +403,23 @@ pub fn ceremony_for(hsm: &SoftHsm, template: &str, alias: &str, extra: &[(&str, 
         ("hsm.audit_key_sha256", fp.as_str()),
         ("kms.key", key.as_str()),
     ];
+    let pins: Vec<(String, String)> = if template == "demo-softhsm.toml" {
+        hsm.custodians
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    format!("custodian[{i}].public_key_sha256"),
+                    format!("\"{}\"", c.sha256),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (k, v) in &pins {
+        set.push((k.as_str(), v.as_str()));
+    }
     set.extend_from_slice(extra);
     ceremony_from(template, hsm.dir.path(), "ceremony.toml", &set)
 }

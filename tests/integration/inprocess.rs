@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use byok::ceremony::{self, Env};
-use byok::hsm::{AesKeyKind, Hsm, Pkcs11Hsm, TokenSelector};
+use byok::hsm::{AesKeyKind, CustodianTokens, Hsm, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
 use byok::kms::{AwsKms, Expiration, ImportParameters, ImportToken, KeyInfo, Kms, KmsError};
 use byok::prompt::{Answer, ScriptedPrompter};
 use byok::wrap::{OaepHash, WrappingAlgorithm, WrappingKeySpec};
@@ -80,7 +80,17 @@ fn run_altered(
         real: AwsKms::new("us-east-1").unwrap(),
         params,
     };
-    let mut prompter = ScriptedPrompter::new(vec![Answer::Secret("hsm-pin", token.pin.clone())]);
+    let mut answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
+    for name in ["Alice", "Bob"] {
+        answers.push(Answer::Select("approver-plan", name.into()));
+        answers.push(Answer::Confirm("approve-plan", true));
+        answers.push(Answer::Secret(
+            "custodian-pin",
+            token.custodian(name).pin.clone(),
+        ));
+    }
+    let mut prompter = ScriptedPrompter::new(answers);
+    let custodians = Pkcs11Custodians::for_hsm(&hsm);
     let t = token.path("t.jsonl");
     let clock = OffsetDateTime::now_utc;
     let err = ceremony::run(
@@ -88,6 +98,7 @@ fn run_altered(
         Env {
             hsm: &hsm,
             kms: &altered,
+            custodians: &custodians,
             prompter: &mut prompter,
             now: &clock,
         },
@@ -299,6 +310,61 @@ fn a_second_login_is_not_accepted_without_a_pin_check() {
         .unwrap_err();
     assert!(
         matches!(err, byok::hsm::HsmError::AlreadyLoggedIn { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_custodian_token_logged_in_elsewhere_still_checks_the_pin() {
+    let token = SoftHsm::new();
+    token.use_in_process();
+    let alice = token.custodian("Alice");
+    let module = byok::hsm::pkcs11::Module::load(Path::new(&module())).unwrap();
+    let hsm = Pkcs11Hsm::open(module.clone(), &TokenSelector::Label("byok-hsm".into())).unwrap();
+    // Another session of this process holds a login on Alice's token.
+    let other = Pkcs11Hsm::open(module, &TokenSelector::Label(alice.token.clone())).unwrap();
+    other.login(&SecretString::from(alice.pin.clone())).unwrap();
+    let custodians = Pkcs11Custodians::for_hsm(&hsm);
+    let selector = TokenSelector::Label(alice.token.clone());
+    let err = custodians
+        .sign_approval(
+            &selector,
+            "byok-approval",
+            &SecretString::from("99999999".to_string()),
+            b"statement",
+        )
+        .err()
+        .expect("a wrong PIN must not sign, whatever other sessions hold");
+    assert!(
+        matches!(err, byok::hsm::HsmError::PinIncorrect { .. }),
+        "{err}"
+    );
+    let ok = custodians
+        .sign_approval(
+            &selector,
+            "byok-approval",
+            &SecretString::from(alice.pin.clone()),
+            b"statement",
+        )
+        .unwrap();
+    assert_eq!(byok::ecdsa::fingerprint(&ok.spki), alice.sha256);
+    assert!(
+        byok::ecdsa::Verifier::from_spki(&ok.spki)
+            .unwrap()
+            .verify(b"statement", &ok.signature)
+    );
+    // Approvals are never made on the ceremony's own HSM token.
+    let err = custodians
+        .sign_approval(
+            &TokenSelector::Label("byok-hsm".into()),
+            "byok-audit",
+            &SecretString::from(token.pin.clone()),
+            b"x",
+        )
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, byok::hsm::HsmError::CustodianOnHsmToken { .. }),
         "{err}"
     );
 }

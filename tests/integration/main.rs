@@ -7,6 +7,7 @@
 
 mod ceremony;
 mod common;
+mod dual_control;
 mod inprocess;
 mod spec;
 mod transcript;

@@ -30,6 +30,21 @@ wrapping_algorithm = "RSAES_OAEP_SHA_256"
 wrapping_key_spec = "RSA_4096"
 wrap = "hsm"
 expiration = "KEY_MATERIAL_DOES_NOT_EXPIRE"
+
+[dual_control]
+quorum = 2
+
+[[custodian]]
+name = "Alice"
+token_label = "cust-alice"
+key_label = "byok-approval"
+public_key_sha256 = "1111111111111111111111111111111111111111111111111111111111111111"
+
+[[custodian]]
+name = "Bob"
+token_label = "cust-bob"
+key_label = "byok-approval"
+public_key_sha256 = "2222222222222222222222222222222222222222222222222222222222222222"
 "#;
 
 fn problems(text: &str) -> String {
@@ -59,6 +74,17 @@ fn the_base_file_is_valid_and_defaults_apply() {
     );
     assert_eq!(c.import.key_spec, byok::wrap::WrappingKeySpec::Rsa4096);
     assert_eq!(c.import.wrap, byok::wrap::WrapLocation::Hsm);
+    match &c.dual_control {
+        byok::spec::DualControl::Quorum { quorum, custodians } => {
+            assert_eq!(*quorum, 2);
+            assert_eq!(custodians.len(), 2);
+            assert_eq!(custodians[1].name, "Bob");
+        }
+        other => panic!("expected a quorum, found {other:?}"),
+    }
+    let rehearsal = BASE.replace("quorum = 2", "enabled = false");
+    let c = byok::spec::parse(Path::new("c.toml"), &rehearsal, NOW).unwrap();
+    assert_eq!(c.dual_control, byok::spec::DualControl::Off);
 }
 
 #[test]
@@ -169,7 +195,7 @@ fn validation_table_gives_exact_messages() {
         ),
         (
             "module and module_env",
-            BASE.replace("token_label", "module_env = \"X\"\ntoken_label"),
+            BASE.replacen("token_label", "module_env = \"X\"\ntoken_label", 1),
             one("c.toml:7: hsm.module: give either module or module_env, not both"),
         ),
         (
@@ -194,6 +220,56 @@ fn validation_table_gives_exact_messages() {
             BASE.replace("wrap = \"hsm\"", "wrap = \"hsm\"\nshipping = 1"),
             one(
                 "c.toml:20: import.shipping: unknown field `shipping`, expected one of `wrapping_algorithm`, `wrapping_key_spec`, `wrap`, `expiration`, `valid_to`",
+            ),
+        ),
+        (
+            "quorum of one",
+            BASE.replace("quorum = 2", "quorum = 1"),
+            one(
+                "c.toml:23: dual_control.quorum: expected 2 ≤ quorum ≤ the number of custodians (2), found 1",
+            ),
+        ),
+        (
+            "quorum larger than the custodians",
+            BASE.replace("quorum = 2", "quorum = 3"),
+            one(
+                "c.toml:23: dual_control.quorum: expected 2 ≤ quorum ≤ the number of custodians (2), found 3",
+            ),
+        ),
+        (
+            "no quorum and not a rehearsal",
+            BASE.replace("quorum = 2", ""),
+            one(
+                "c.toml:22: dual_control.quorum: missing: set quorum = M (at least 2 custodians must approve), or enabled = false for a rehearsal",
+            ),
+        ),
+        (
+            "the same custodian name twice",
+            BASE.replace("name = \"Bob\"", "name = \"Alice\""),
+            one("c.toml:32: custodian[1].name: \"Alice\" is listed twice; each custodian once"),
+        ),
+        (
+            "the same approval key twice",
+            BASE.replace(
+                "2222222222222222222222222222222222222222222222222222222222222222",
+                "1111111111111111111111111111111111111111111111111111111111111111",
+            ),
+            one(
+                "c.toml:35: custodian[1].public_key_sha256: the same approval key is listed for two custodians; each needs their own key",
+            ),
+        ),
+        (
+            "a custodian on the HSM token",
+            BASE.replace("token_label = \"cust-bob\"", "token_label = \"byok-hsm\""),
+            one(
+                "c.toml:33: custodian[1].token_label: is the ceremony's HSM token; approvals must be made on the custodian's own token",
+            ),
+        ),
+        (
+            "a custodian field unknown",
+            BASE.replace("name = \"Bob\"", "name = \"Bob\"\nrole = \"x\""),
+            one(
+                "c.toml:33: custodian[1].role: unknown field `role`, expected one of `name`, `token_label`, `token_serial`, `key_label`, `public_key_sha256`",
             ),
         ),
         (

@@ -368,3 +368,310 @@ fn verify_cli_names_the_bad_line_and_exits_1() {
         )
     );
 }
+
+/// Dual-control transcripts built with software keys: the audit key and three custodians.
+mod dual {
+    use super::*;
+    use base64::Engine as _;
+    use byok::quorum;
+    use sha2::Digest as _;
+
+    pub struct Keys {
+        audit: SoftSigner,
+        custodians: Vec<(&'static str, SoftSigner)>,
+    }
+
+    fn keys() -> Keys {
+        Keys {
+            audit: SoftSigner::new(),
+            custodians: vec![
+                ("A", SoftSigner::new()),
+                ("B", SoftSigner::new()),
+                ("C", SoftSigner::new()),
+            ],
+        }
+    }
+
+    fn file(k: &Keys) -> String {
+        let mut f = format!(
+            "[ceremony]\nid = \"t\"\noperator = \"O\"\n[hsm]\naudit_key_sha256 = \"{}\"\n[kms]\nkey = \"alias/x\"\n[dual_control]\nquorum = 2\n",
+            k.audit.fingerprint()
+        );
+        for (name, s) in &k.custodians {
+            f.push_str(&format!(
+                "[[custodian]]\nname = \"{name}\"\npublic_key_sha256 = \"{}\"\n",
+                s.fingerprint()
+            ));
+        }
+        f
+    }
+
+    fn b64(b: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    /// An approval record's data: `by` signs as `name`.
+    fn approval(name: &str, by: &SoftSigner, statement: &serde_json::Value) -> serde_json::Value {
+        let signed = quorum::signed_bytes(statement).unwrap();
+        json!({
+            "point": statement["point"],
+            "custodian": name,
+            "public_key": b64(by.public_key_spki_der()),
+            "public_key_sha256": by.fingerprint(),
+            "statement": statement,
+            "statement_sha256": quorum::statement_sha256(statement).unwrap(),
+            "signature": b64(&by.sign(&signed).unwrap()),
+        })
+    }
+
+    fn facts() -> quorum::ImportFacts {
+        quorum::ImportFacts {
+            ceremony_id: "t".into(),
+            key_arn: "arn:aws:kms:us-east-1:000000000000:key/k".into(),
+            wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
+            wrapping_key_spec: "RSA_4096".into(),
+            wrapping_public_key_sha256: "aa".repeat(32),
+            blob_sha256: "bb".repeat(32),
+            kcv: "650927".into(),
+            expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+            valid_to: None,
+        }
+    }
+
+    /// The records of a 2-of-3 ceremony; `edit` may change the list before signing.
+    fn records(
+        k: &Keys,
+        edit: impl FnOnce(&mut Vec<(RecordType, serde_json::Value)>),
+    ) -> Vec<(RecordType, serde_json::Value)> {
+        let file = file(k);
+        let file_sha = hex::encode(sha2::Sha256::digest(file.as_bytes()));
+        let plan = quorum::plan_statement("t", &file_sha, &k.audit.fingerprint(), "alias/x");
+        let f = facts();
+        let import = quorum::import_statement(&f);
+        let (a, b) = (&k.custodians[0].1, &k.custodians[1].1);
+        let mut recs = vec![
+            (
+                RecordType::CeremonyStarted,
+                json!({
+                    "ceremony_id": "t", "ceremony_file": file, "ceremony_file_sha256": file_sha,
+                    "audit_public_key": b64(k.audit.public_key_spki_der()),
+                    "audit_key_sha256": k.audit.fingerprint(),
+                }),
+            ),
+            (RecordType::Approval, approval("A", a, &plan)),
+            (RecordType::Approval, approval("B", b, &plan)),
+            (RecordType::KmsPreflight, json!({"key_arn": f.key_arn})),
+            (
+                RecordType::ImportParameters,
+                json!({
+                    "wrapping_algorithm": f.wrapping_algorithm, "wrapping_key_spec": f.wrapping_key_spec,
+                    "public_key_sha256": f.wrapping_public_key_sha256,
+                }),
+            ),
+            (RecordType::KeyGenerated, json!({"kcv": f.kcv})),
+            (
+                RecordType::KeyWrapped,
+                json!({"blob_sha256": f.blob_sha256}),
+            ),
+            (RecordType::Approval, approval("A", a, &import)),
+            (RecordType::Approval, approval("B", b, &import)),
+            (
+                RecordType::ImportConfirmed,
+                json!({"approved_by": ["A", "B"]}),
+            ),
+            (
+                RecordType::KeyImported,
+                json!({
+                    "key_arn": f.key_arn, "expiration_model": f.expiration_model, "valid_to": null,
+                }),
+            ),
+            (RecordType::CeremonyFinished, json!({"kcv": f.kcv})),
+        ];
+        edit(&mut recs);
+        recs
+    }
+
+    fn sign_all(k: &Keys, recs: Vec<(RecordType, serde_json::Value)>) -> Vec<u8> {
+        let mut lines = Vec::new();
+        let mut prev = "0".repeat(64);
+        for (seq, (kind, data)) in recs.into_iter().enumerate() {
+            let line = encode_record(
+                &k.audit,
+                seq as u64,
+                &prev,
+                "2026-11-23T12:00:00.000Z",
+                kind,
+                data,
+            )
+            .unwrap();
+            prev = hex::encode(sha2::Sha256::digest(line.as_bytes()));
+            lines.push(line);
+        }
+        join(&lines)
+    }
+
+    fn verify(
+        k: &Keys,
+        edit: impl FnOnce(&mut Vec<(RecordType, serde_json::Value)>),
+    ) -> Result<byok::transcript::verify::Report, (usize, Problem)> {
+        let bytes = sign_all(k, records(k, edit));
+        verify_bytes(
+            &bytes,
+            &VerifyOptions {
+                audit_key_sha256: Some(k.audit.fingerprint()),
+            },
+        )
+        .map_err(|e| (e.line, e.problem))
+    }
+
+    #[test]
+    fn a_two_of_three_transcript_verifies_and_reports_who_approved_what() {
+        let k = keys();
+        let report = verify(&k, |_| {}).unwrap();
+        assert_eq!(report.quorum, Some(2));
+        assert_eq!(
+            report.approvals,
+            vec![
+                ("plan".to_string(), vec!["A".to_string(), "B".to_string()]),
+                ("import".to_string(), vec!["A".to_string(), "B".to_string()])
+            ]
+        );
+    }
+
+    #[test]
+    fn approvals_after_the_step_they_guard_fail() {
+        let k = keys();
+        let err = verify(&k, |r| {
+            let a = r.remove(7);
+            let b = r.remove(7);
+            r.insert(9, a); // after key_imported (now at index 8)
+            r.insert(10, b);
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            (
+                9,
+                Problem::QuorumMissing {
+                    step: "key_imported".into(),
+                    point: "import",
+                    need: 2,
+                    have: 0
+                }
+            )
+        );
+        let err = verify(&k, |r| {
+            let plan = r.remove(1);
+            r.insert(3, plan); // after kms_preflight
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            (
+                3,
+                Problem::QuorumMissing {
+                    step: "kms_preflight".into(),
+                    point: "plan",
+                    need: 2,
+                    have: 1
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn an_edited_custodian_signature_fails_on_its_line() {
+        let k = keys();
+        let err = verify(&k, |r| {
+            let c = &k.custodians[2].1;
+            let forged = c.sign(b"something else").unwrap();
+            r[8].1["signature"] = json!(b64(&forged));
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            (
+                9,
+                Problem::BadApproval("B's signature does not verify under the pinned key".into())
+            )
+        );
+    }
+
+    #[test]
+    fn a_replaced_custodian_key_fails_on_its_line() {
+        let k = keys();
+        let import = quorum::import_statement(&facts());
+        let c = &k.custodians[2].1;
+        let err = verify(&k, |r| r[8].1 = approval("B", c, &import)).unwrap_err();
+        assert_eq!(err.0, 9);
+        assert_eq!(
+            err.1,
+            Problem::BadApproval(format!(
+                "the approval key on B's token has SHA-256 {}, but the ceremony file pins {}; use the token that holds the enrolled key",
+                c.fingerprint(),
+                k.custodians[1].1.fingerprint()
+            ))
+        );
+    }
+
+    #[test]
+    fn an_edited_statement_does_not_count_for_the_step() {
+        let k = keys();
+        // Both custodians validly signed a statement with another KCV than the one generated.
+        let mut f = facts();
+        f.kcv = "000000".into();
+        let other = quorum::import_statement(&f);
+        let (a, b) = (&k.custodians[0].1, &k.custodians[1].1);
+        let err = verify(&k, |r| {
+            r[7].1 = approval("A", a, &other);
+            r[8].1 = approval("B", b, &other);
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            (
+                11,
+                Problem::QuorumMissing {
+                    step: "key_imported".into(),
+                    point: "import",
+                    need: 2,
+                    have: 0
+                }
+            )
+        );
+        // A plan statement for another target is refused where it appears.
+        let plan = quorum::plan_statement("t", "00", &k.audit.fingerprint(), "alias/other");
+        let err = verify(&k, |r| r[1].1 = approval("A", a, &plan)).unwrap_err();
+        assert_eq!(
+            err,
+            (2, Problem::BadApproval("A approved a plan statement that does not match this ceremony (id, file, audit key, target key)".into()))
+        );
+    }
+
+    #[test]
+    fn the_same_custodian_never_counts_twice() {
+        let k = keys();
+        let a = &k.custodians[0].1;
+        let err = verify(&k, |r| {
+            let plan = r[1].1["statement"].clone();
+            r[2].1 = approval("A", a, &plan);
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            (
+                3,
+                Problem::BadApproval("A approved the same plan statement twice".into())
+            )
+        );
+        // An approval by someone not in the ceremony file.
+        let err = verify(&k, |r| r[2].1["custodian"] = json!("Mallory")).unwrap_err();
+        assert_eq!(
+            err,
+            (
+                3,
+                Problem::BadApproval("\"Mallory\" is not a custodian in the ceremony file".into())
+            )
+        );
+    }
+}

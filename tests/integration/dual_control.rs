@@ -1,0 +1,185 @@
+//! Dual control through the `byok` binary: SoftHSM custodian tokens, LocalStack KMS.
+
+use std::path::Path;
+
+use crate::common::{
+    SoftHsm, TestKms, assert_contains, byok, ceremony_for, run_with_stdin, stderr, stdout,
+};
+
+fn run(hsm: &SoftHsm, file: &Path, transcript: &Path, stdin: &str) -> std::process::Output {
+    let mut cmd = hsm.byok();
+    cmd.arg("run").arg(file).arg("--transcript").arg(transcript);
+    run_with_stdin(cmd, stdin)
+}
+
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn types(recs: &[serde_json::Value]) -> Vec<&str> {
+    recs.iter().map(|r| r["type"].as_str().unwrap()).collect()
+}
+
+struct Case {
+    hsm: SoftHsm,
+    kms: TestKms,
+    arn: String,
+    file: std::path::PathBuf,
+    transcript: std::path::PathBuf,
+}
+
+fn case(extra: &[(&str, &str)]) -> Case {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, extra);
+    let transcript = hsm.path("t.jsonl");
+    Case {
+        hsm,
+        kms,
+        arn,
+        file,
+        transcript,
+    }
+}
+
+#[test]
+fn a_single_import_approval_never_imports() {
+    let c = case(&[]);
+    let answers = format!("{}{}", c.hsm.through_plan(), c.hsm.approve(&["Alice"]));
+    let out = run(&c.hsm, &c.file, &c.transcript, &answers);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "standard input closed while waiting for approver-import",
+    );
+    let recs = records(&c.transcript);
+    let t = types(&recs);
+    assert!(!t.contains(&"key_imported"));
+    assert_eq!(t.iter().filter(|t| **t == "approval").count(), 3);
+    assert_eq!(recs.last().unwrap()["type"], "ceremony_aborted");
+    assert_eq!(recs.last().unwrap()["data"]["step"], "confirm_import");
+    assert_eq!(c.kms.state(&c.arn), "PendingImport");
+}
+
+#[test]
+fn the_same_custodian_twice_is_refused() {
+    let c = case(&[]);
+    let answers = format!(
+        "{}{}Alice\n",
+        c.hsm.through_plan(),
+        c.hsm.approve(&["Alice"])
+    );
+    let out = run(&c.hsm, &c.file, &c.transcript, &answers);
+    assert_ne!(out.status.code(), Some(0));
+    assert_contains(
+        &stderr(&out),
+        "Alice has already approved this statement; a different custodian must approve (1 of 2 so far)",
+    );
+    assert_eq!(c.kms.state(&c.arn), "PendingImport");
+    assert_eq!(
+        records(&c.transcript).last().unwrap()["type"],
+        "ceremony_aborted"
+    );
+}
+
+#[test]
+fn a_wrong_custodian_pin_is_retried_then_accepted() {
+    let c = case(&[]);
+    let alice = c.hsm.custodian("Alice");
+    let answers = format!(
+        "{}\nAlice\nyes\n00000000\n{}\n{}{}",
+        c.hsm.pin,
+        alice.pin,
+        c.hsm.approve(&["Bob"]),
+        c.hsm.approve(&["Alice", "Carol"])
+    );
+    let out = run(&c.hsm, &c.file, &c.transcript, &answers);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "the PIN for Alice's token \"cust-alice\" is incorrect (attempt 1 of 3); try again",
+    );
+    assert_eq!(c.kms.state(&c.arn), "Enabled");
+}
+
+#[test]
+fn three_wrong_custodian_pins_abort() {
+    let c = case(&[]);
+    let answers = format!("{}\nAlice\nyes\n1\n2\n3\n", c.hsm.pin);
+    let out = run(&c.hsm, &c.file, &c.transcript, &answers);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "caused by: the PIN for token \"cust-alice\" is incorrect",
+    );
+    let recs = records(&c.transcript);
+    assert_eq!(recs.last().unwrap()["data"]["step"], "approve_plan");
+    assert!(!types(&recs).contains(&"kms_preflight"));
+}
+
+#[test]
+fn a_custodian_declining_aborts_with_a_declined_record() {
+    let c = case(&[]);
+    let answers = format!("{}\nBob\nno\n", c.hsm.pin);
+    let out = run(&c.hsm, &c.file, &c.transcript, &answers);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let recs = records(&c.transcript);
+    let n = recs.len();
+    assert_eq!(recs[n - 2]["type"], "declined");
+    assert_eq!(recs[n - 2]["data"]["custodian"], "Bob");
+    assert_eq!(recs[n - 2]["data"]["point"], "plan");
+    assert_eq!(recs[n - 1]["data"]["step"], "approve_plan");
+    // Nothing in KMS was even looked at.
+    assert!(!types(&recs).contains(&"kms_preflight"));
+    let v = byok().arg("verify").arg(&c.transcript).output().unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+}
+
+#[test]
+fn a_token_whose_key_does_not_match_the_pin_is_refused() {
+    let pinned = format!("\"{}\"", "ab".repeat(32));
+    let c = case(&[("custodian[1].public_key_sha256", &pinned)]);
+    let answers = format!("{}\n{}", c.hsm.pin, c.hsm.approve(&["Alice", "Bob"]));
+    let out = run(&c.hsm, &c.file, &c.transcript, &answers);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "the approval key on Bob's token has SHA-256 {}, but the ceremony file pins {}",
+            c.hsm.custodian("Bob").sha256,
+            "ab".repeat(32)
+        ),
+    );
+}
+
+#[test]
+fn editing_an_approval_in_a_real_transcript_is_detected_on_its_line() {
+    let c = case(&[]);
+    let out = run(&c.hsm, &c.file, &c.transcript, &c.hsm.all_answers());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&c.transcript).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.contains("\"type\":\"approval\"") && l.contains("\"point\":\"import\""))
+        .unwrap();
+    for (from, to) in [
+        ("\"custodian\":\"Alice\"", "\"custodian\":\"Carol\""),
+        ("\"signature\":\"ME", "\"signature\":\"MF"),
+    ] {
+        let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        assert!(edited[i].contains(from), "{}", edited[i]);
+        edited[i] = edited[i].replacen(from, to, 1);
+        let path = c.hsm.path("edited.jsonl");
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, edited.join("\n") + "\n").unwrap();
+        let v = byok().arg("verify").arg(&path).output().unwrap();
+        assert_eq!(v.status.code(), Some(1));
+        assert_contains(&stdout(&v), &format!("INVALID at line {}:", i + 1));
+    }
+}
