@@ -10,4 +10,5 @@ mod common;
 mod dual_control;
 mod inprocess;
 mod spec;
+mod terminal;
 mod transcript;
