@@ -197,7 +197,7 @@ impl Pkcs11Hsm {
                 label: label.to_string(),
                 token: self.description.token_label.clone(),
                 detail: format!(
-                    "no {what} with that label; create it with `byok audit-key create`"
+                    "no {what} with that label; create it with `byok audit-key create` (audit key) or `byok custodian enroll` (approval key)"
                 ),
             }),
             _ => Err(HsmError::KeyNotFound {

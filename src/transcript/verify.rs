@@ -293,7 +293,7 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
         }
 
         if n == 1 {
-            dual = DualState::from_start(&map["data"]).map_err(|p| bad(n, p))?;
+            dual = DualState::from_start(&map["data"], &audit_fp).map_err(|p| bad(n, p))?;
         } else {
             dual.check(kind, &map["data"]).map_err(|p| bad(n, p))?;
         }
@@ -401,7 +401,7 @@ struct DualState {
 }
 
 impl DualState {
-    fn from_start(data: &Value) -> Result<Self, Problem> {
+    fn from_start(data: &Value, audit_key_sha256: &str) -> Result<Self, Problem> {
         let file = data["ceremony_file"].as_str().unwrap_or_default();
         let pins = crate::spec::pinned_dual_control(file);
         let id = data["ceremony_id"].as_str().unwrap_or_default().to_string();
@@ -409,7 +409,7 @@ impl DualState {
         let plan_expected = crate::quorum::plan_statement(
             &id,
             data["ceremony_file_sha256"].as_str().unwrap_or_default(),
-            data["audit_key_sha256"].as_str().unwrap_or_default(),
+            audit_key_sha256,
             &target,
         );
         let (quorum, pinned) = match pins {
