@@ -15,7 +15,7 @@ use crate::hsm::{Hsm, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
 use crate::kms::AwsKms;
 use crate::prompt::{self, Prompter};
 use crate::transcript::verify::{self, VerifyOptions};
-use crate::wrap::{self, WrapLocation, WrappingAlgorithm};
+use crate::wrap;
 
 fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
@@ -202,23 +202,17 @@ pub fn probe(args: &TokenArgs) -> Result<i32, Error> {
         d.token_serial,
         d.token_model
     ));
-    for algorithm in WrappingAlgorithm::ALL {
-        let line = match wrap::self_test(&hsm, algorithm, WrapLocation::Hsm) {
-            Ok(t) => format!(
-                "{:<20} inside HSM: yes ({}, known-answer test passed)",
-                algorithm.kms_name(),
-                t.mechanism
-            ),
-            Err(wrap::WrapError::Unsupported { reason, .. }) => {
-                format!("{:<20} inside HSM: no ({reason})", algorithm.kms_name())
-            }
-            Err(wrap::WrapError::Mismatch { detail, hash, .. }) => format!(
-                "{:<20} inside HSM: MISMATCH (output does not unwrap with {hash} OAEP: {detail})",
-                algorithm.kms_name()
-            ),
-            Err(e) => format!("{:<20} inside HSM: error ({e})", algorithm.kms_name()),
-        };
-        out(&line);
+    let lines = wrap::probe(&hsm);
+    for line in &lines {
+        out(&line.to_string());
+    }
+    if lines
+        .iter()
+        .any(|l| matches!(l.outcome, wrap::ProbeOutcome::Mismatch { .. }))
+    {
+        prompter.warn(
+            "the token produced a wrap that does not unwrap as requested (MISMATCH above): do not trust it for that algorithm",
+        );
     }
     Ok(exit::OK)
 }

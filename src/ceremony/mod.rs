@@ -367,6 +367,7 @@ impl Run<'_> {
                 "mechanism": test.mechanism,
                 "known_answer_key_bits": test.kat_key_bits,
                 "known_answer_test": "pass",
+                "rejected": test.rejected,
                 "process_hardening": hardening.map(|h| json!({
                     "core_dumps_disabled": h.core_dumps_disabled,
                     "not_dumpable": h.not_dumpable,
@@ -374,9 +375,10 @@ impl Run<'_> {
             }),
         )?;
         self.prompter.say(&format!(
-            "  {} at {}: known-answer test passed",
+            "  {} at {} ({}): known-answer test passed",
             algorithm,
-            location.name()
+            location.name(),
+            test.mechanism
         ));
 
         // 5. import parameters
@@ -425,11 +427,7 @@ impl Run<'_> {
             RecordType::KeyGenerated,
             json!({
                 "handle": self.hsm.raw_handle(key),
-                "label": match &kind {
-                    AesKeyKind::SensitiveToken { label } => label.clone(),
-                    AesKeyKind::Sensitive => "byok-ceremony-key".into(),
-                    AesKeyKind::Extractable => "byok-ceremony-key-host".into(),
-                },
+                "label": kind.label(),
                 "key_type": "AES",
                 "value_length": length,
                 "token_object": matches!(kind, AesKeyKind::SensitiveToken { .. }),
@@ -443,30 +441,29 @@ impl Run<'_> {
 
         // 7. wrap
         self.enter(Step::Wrap)?;
-        let (blob, mechanism, memory_locked) = match location {
-            WrapLocation::Hsm => {
+        let (blob, mechanism, memory_locked) = match (location, test.plan) {
+            (WrapLocation::Hsm, Some(plan)) => {
                 let wrapping = self
                     .hsm
                     .import_rsa_public_key(&public.modulus(), &public.exponent())?;
                 self.created.push(wrapping);
-                let blob = self
-                    .hsm
-                    .wrap_rsa_oaep(wrapping, key, algorithm.oaep_hash())?;
-                (blob, "CKM_RSA_PKCS_OAEP", None)
+                // Exactly the plan the known-answer test proved on this token.
+                let blob = wrap::wrap_in_hsm(self.hsm, plan, wrapping, key)?;
+                (blob, plan.mechanism(), None)
             }
-            WrapLocation::Host => {
+            _ => {
                 let material = self.hsm.extract_key_value(key)?;
                 let locked = material.is_locked();
                 let blob = wrap::host_wrap(&material, &public, algorithm)?;
                 drop(material);
-                (blob, "host RSA-OAEP (rsa crate)", Some(locked))
+                (blob, test.mechanism.clone(), Some(locked))
             }
         };
-        let modulus_bytes = public.bits().div_ceil(8);
-        if blob.len() != modulus_bytes {
+        let expected_len = algorithm.blob_len(public.bits());
+        if blob.len() != expected_len {
             return Err(Error::Refused {
                 reason: format!(
-                    "the wrapped blob has {} bytes, expected {modulus_bytes} for RSA-{}",
+                    "the wrapped blob has {} bytes, expected {expected_len} for {algorithm} with RSA-{}; the token did not wrap as KMS expects",
                     blob.len(),
                     public.bits()
                 ),
@@ -480,6 +477,7 @@ impl Run<'_> {
                 "mechanism": mechanism,
                 "wrapping_algorithm": algorithm.kms_name(),
                 "oaep_hash": algorithm.oaep_hash().name(),
+                "aes_key_wrap": algorithm.is_rsa_aes().then_some("RFC 5649"),
                 "wrapping_public_key_sha256": public_key_sha256,
                 "blob_sha256": blob_sha256,
                 "blob_length": blob.len(),

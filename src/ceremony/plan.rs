@@ -10,6 +10,7 @@ pub fn render(c: &Ceremony) -> String {
         ModuleSource::Env(var) => format!("${var}"),
     };
     let wrap = match c.import.wrap {
+        WrapLocation::Hsm if c.import.algorithm.is_rsa_aes() => "inside the HSM (CKM_RSA_AES_KEY_WRAP, or an ephemeral AES key with RFC 5649 wrap and CKM_RSA_PKCS_OAEP; the known-answer test picks)".to_string(),
         WrapLocation::Hsm => "inside the HSM (C_WrapKey, CKM_RSA_PKCS_OAEP)".to_string(),
         WrapLocation::Host => "on the HOST: the material leaves the HSM in plaintext into locked memory (wrap = \"host\")".to_string(),
     };

@@ -31,6 +31,57 @@ pub enum AesKeyKind {
     SensitiveToken { label: String },
     /// Session object whose value can be read: only for `wrap = "host"`.
     Extractable,
+    /// Session object for a composed RSA-AES wrap: sensitive, `CKA_WRAP`, extractable only by
+    /// wrapping (under the KMS public key), destroyed right after.
+    EphemeralWrapping,
+}
+
+impl AesKeyKind {
+    /// The `CKA_LABEL` the key gets.
+    pub fn label(&self) -> &str {
+        match self {
+            AesKeyKind::Sensitive => "byok-ceremony-key",
+            AesKeyKind::SensitiveToken { label } => label,
+            AesKeyKind::Extractable => "byok-ceremony-key-host",
+            AesKeyKind::EphemeralWrapping => "byok-ephemeral-kwp",
+        }
+    }
+}
+
+/// A wrapping mechanism byok may use inside a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WrapMechanism {
+    /// `CKM_RSA_PKCS_OAEP` (0x0009).
+    RsaPkcsOaep,
+    /// `CKM_RSA_AES_KEY_WRAP` (0x1054): the whole RSA-AES wrap in one call.
+    RsaAesKeyWrap,
+    /// `CKM_AES_KEY_WRAP_KWP` (0x210B): RFC 5649 in PKCS#11 3.0.
+    AesKeyWrapKwp,
+    /// `CKM_AES_KEY_WRAP_PAD` (0x210A): RFC 5649 in SoftHSM; PKCS#11 3.0 defines it as RFC 3394
+    /// with PKCS#7 padding, so only the known-answer test tells which a token does.
+    AesKeyWrapPad,
+}
+
+impl WrapMechanism {
+    /// The PKCS#11 name.
+    pub fn ck_name(self) -> &'static str {
+        match self {
+            WrapMechanism::RsaPkcsOaep => "CKM_RSA_PKCS_OAEP",
+            WrapMechanism::RsaAesKeyWrap => "CKM_RSA_AES_KEY_WRAP",
+            WrapMechanism::AesKeyWrapKwp => "CKM_AES_KEY_WRAP_KWP",
+            WrapMechanism::AesKeyWrapPad => "CKM_AES_KEY_WRAP_PAD",
+        }
+    }
+
+    /// The `CK_MECHANISM_TYPE` value.
+    pub fn code(self) -> u64 {
+        match self {
+            WrapMechanism::RsaPkcsOaep => 0x0009,
+            WrapMechanism::RsaAesKeyWrap => 0x1054,
+            WrapMechanism::AesKeyWrapKwp => 0x210B,
+            WrapMechanism::AesKeyWrapPad => 0x210A,
+        }
+    }
 }
 
 /// How to find a token.
@@ -128,6 +179,11 @@ pub enum HsmError {
         "custodian token {token:?} (serial {serial}) is the ceremony's HSM token; each custodian approves on their own token"
     )]
     CustodianOnHsmToken { token: String, serial: String },
+    #[error("the token cannot use {mechanism}: {detail}; run `byok probe` to see what it can do")]
+    MechanismNotOffered {
+        mechanism: &'static str,
+        detail: String,
+    },
     #[error("unknown object reference {0:?}")]
     UnknownObject(KeyRef),
 }
@@ -150,9 +206,9 @@ pub trait Hsm {
     fn login(&self, pin: &SecretString) -> Result<(), HsmError>;
     /// Logs the user out (of every session of this process on the token).
     fn logout(&self) -> Result<(), HsmError>;
-    /// Whether `CKM_RSA_PKCS_OAEP` is offered with `CKF_WRAP` for `bits`-bit keys; `Err` says
-    /// why not (the function and CK_RV, or the missing flag).
-    fn oaep_wrap_support(&self) -> Result<(), String>;
+    /// Whether the token offers `mechanism` with `CKF_WRAP`; `Err` says why not (not in
+    /// `C_GetMechanismList`, the missing flag, or the function and CK_RV).
+    fn mechanism_support(&self, mechanism: WrapMechanism) -> Result<(), String>;
     /// Generates an AES-256 key.
     fn generate_aes256(&self, kind: AesKeyKind) -> Result<KeyRef, HsmError>;
     /// `CKA_VALUE_LEN` of a secret key, in bytes.
@@ -163,6 +219,22 @@ pub trait Hsm {
     fn import_rsa_public_key(&self, modulus: &[u8], exponent: &[u8]) -> Result<KeyRef, HsmError>;
     /// `C_WrapKey` with `CKM_RSA_PKCS_OAEP` (hash and MGF1 of `hash`, empty label).
     fn wrap_rsa_oaep(
+        &self,
+        wrapping: KeyRef,
+        key: KeyRef,
+        hash: OaepHash,
+    ) -> Result<Vec<u8>, HsmError>;
+    /// `C_WrapKey` of `key` under the AES key `wrapping` with an RFC 5649 mechanism
+    /// ([`WrapMechanism::AesKeyWrapKwp`] or [`WrapMechanism::AesKeyWrapPad`]).
+    fn wrap_aes_kwp(
+        &self,
+        mechanism: WrapMechanism,
+        wrapping: KeyRef,
+        key: KeyRef,
+    ) -> Result<Vec<u8>, HsmError>;
+    /// `C_WrapKey` with `CKM_RSA_AES_KEY_WRAP` (AES-256 ephemeral key; OAEP with `hash` and its
+    /// MGF1, empty label).
+    fn wrap_rsa_aes(
         &self,
         wrapping: KeyRef,
         key: KeyRef,

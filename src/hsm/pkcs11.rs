@@ -12,6 +12,7 @@ use std::sync::Arc;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+use cryptoki::mechanism::vendor_defined::VendorDefinedMechanism;
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
@@ -21,7 +22,7 @@ use zeroize::Zeroize;
 
 use super::{
     AesKeyKind, ApprovalSignature, CustodianTokens, Hsm, HsmDescription, HsmError, KeyRef,
-    Pkcs11Call, TokenSelector,
+    Pkcs11Call, TokenSelector, WrapMechanism,
 };
 use crate::secure::KeyMaterial;
 use crate::wrap::OaepHash;
@@ -117,6 +118,10 @@ pub struct Pkcs11Hsm {
     session: Session,
     objects: RefCell<HashMap<u64, ObjectHandle>>,
     slot: Slot,
+    /// `C_GetMechanismList` of the slot, read once at open (or why it could not be read).
+    /// cryptoki 0.12 has no constant for `CKM_AES_KEY_WRAP_KWP` or `CKM_RSA_AES_KEY_WRAP`; the
+    /// list is where byok gets their `MechanismType` from, so it only uses what the token offers.
+    mechanisms: Result<Vec<MechanismType>, String>,
     description: HsmDescription,
     module: Arc<Module>,
 }
@@ -137,6 +142,10 @@ impl Pkcs11Hsm {
             .ctx
             .open_rw_session(slot)
             .map_err(|e| pkcs11_error("opening a session", e))?;
+        let mechanisms = module
+            .ctx
+            .get_mechanism_list(slot)
+            .map_err(|e| format!("C_GetMechanismList: {}", call_of(&e).rv));
         let description = HsmDescription {
             module_path: module.path.display().to_string(),
             module_manufacturer: lib.manufacturer_id().trim_end().to_string(),
@@ -152,6 +161,7 @@ impl Pkcs11Hsm {
             session,
             objects: RefCell::new(HashMap::new()),
             slot,
+            mechanisms,
             description,
             module,
         })
@@ -179,6 +189,21 @@ impl Pkcs11Hsm {
             .get(&key.0)
             .copied()
             .ok_or(HsmError::UnknownObject(key))
+    }
+
+    /// The token's `MechanismType` for `mechanism`, if `C_GetMechanismList` lists it.
+    fn offered(&self, mechanism: WrapMechanism) -> Result<MechanismType, String> {
+        let list = self.mechanisms.as_ref().map_err(Clone::clone)?;
+        list.iter()
+            .copied()
+            .find(|m| cryptoki_sys::CK_MECHANISM_TYPE::from(*m) == mechanism.code())
+            .ok_or_else(|| {
+                format!(
+                    "{} ({:#06x}) is not in the token's mechanism list",
+                    mechanism.ck_name(),
+                    mechanism.code()
+                )
+            })
     }
 
     fn find_one(
@@ -237,27 +262,27 @@ impl Hsm for Pkcs11Hsm {
             .map_err(|e| pkcs11_error("logging out", e))
     }
 
-    fn oaep_wrap_support(&self) -> Result<(), String> {
-        match self
-            .module
-            .ctx
-            .get_mechanism_info(self.slot, MechanismType::RSA_PKCS_OAEP)
-        {
+    fn mechanism_support(&self, mechanism: WrapMechanism) -> Result<(), String> {
+        let offered = self.offered(mechanism)?;
+        match self.module.ctx.get_mechanism_info(self.slot, offered) {
             Ok(info) if info.wrap() => Ok(()),
-            Ok(_) => Err("C_GetMechanismInfo(CKM_RSA_PKCS_OAEP) lacks CKF_WRAP".into()),
+            Ok(_) => Err(format!(
+                "C_GetMechanismInfo({}) lacks CKF_WRAP",
+                mechanism.ck_name()
+            )),
             Err(e) => Err(format!(
-                "C_GetMechanismInfo(CKM_RSA_PKCS_OAEP): {}",
+                "C_GetMechanismInfo({}): {}",
+                mechanism.ck_name(),
                 call_of(&e).rv
             )),
         }
     }
 
     fn generate_aes256(&self, kind: AesKeyKind) -> Result<KeyRef, HsmError> {
-        let (token, sensitive, label) = match &kind {
-            AesKeyKind::Sensitive => (false, true, "byok-ceremony-key".to_string()),
-            AesKeyKind::SensitiveToken { label } => (true, true, label.clone()),
-            AesKeyKind::Extractable => (false, false, "byok-ceremony-key-host".to_string()),
-        };
+        let token = matches!(kind, AesKeyKind::SensitiveToken { .. });
+        let sensitive = kind != AesKeyKind::Extractable;
+        let label = kind.label().to_string();
+        let wrapping = kind == AesKeyKind::EphemeralWrapping;
         if token && self.label_exists(&label)? {
             return Err(HsmError::LabelExists {
                 label,
@@ -274,9 +299,10 @@ impl Hsm for Pkcs11Hsm {
             Attribute::Sensitive(sensitive),
             // Needed for C_WrapKey; a kept key is sealed (set unextractable) after the wrap.
             Attribute::Extractable(true),
-            Attribute::Encrypt(true),
+            // ENCRYPT for the key check value of the material; an ephemeral key only wraps.
+            Attribute::Encrypt(!wrapping),
             Attribute::Decrypt(false),
-            Attribute::Wrap(false),
+            Attribute::Wrap(wrapping),
             Attribute::Unwrap(false),
             Attribute::Label(label.into_bytes()),
         ];
@@ -362,6 +388,58 @@ impl Hsm for Pkcs11Hsm {
                 self.handle(key)?,
             )
             .map_err(|e| pkcs11_error("wrapping the key with RSA-OAEP", e))
+    }
+
+    fn wrap_aes_kwp(
+        &self,
+        mechanism: WrapMechanism,
+        wrapping: KeyRef,
+        key: KeyRef,
+    ) -> Result<Vec<u8>, HsmError> {
+        let mech = match mechanism {
+            WrapMechanism::AesKeyWrapPad => Mechanism::AesKeyWrapPad,
+            WrapMechanism::AesKeyWrapKwp => Mechanism::VendorDefined(
+                VendorDefinedMechanism::new::<()>(self.mechanism_type(mechanism)?, None),
+            ),
+            WrapMechanism::RsaPkcsOaep | WrapMechanism::RsaAesKeyWrap => {
+                return Err(HsmError::MechanismNotOffered {
+                    mechanism: mechanism.ck_name(),
+                    detail: "not an AES key wrap with padding".into(),
+                });
+            }
+        };
+        self.session
+            .wrap_key(&mech, self.handle(wrapping)?, self.handle(key)?)
+            .map_err(|e| pkcs11_error("wrapping the key under the ephemeral AES key", e))
+    }
+
+    fn wrap_rsa_aes(
+        &self,
+        wrapping: KeyRef,
+        key: KeyRef,
+        hash: OaepHash,
+    ) -> Result<Vec<u8>, HsmError> {
+        let mechanism = self.mechanism_type(WrapMechanism::RsaAesKeyWrap)?;
+        let (hash_alg, mgf) = match hash {
+            OaepHash::Sha1 => (cryptoki_sys::CKM_SHA_1, cryptoki_sys::CKG_MGF1_SHA1),
+            OaepHash::Sha256 => (cryptoki_sys::CKM_SHA256, cryptoki_sys::CKG_MGF1_SHA256),
+        };
+        let oaep = cryptoki_sys::CK_RSA_PKCS_OAEP_PARAMS {
+            hashAlg: hash_alg,
+            mgf,
+            source: cryptoki_sys::CKZ_DATA_SPECIFIED,
+            pSourceData: std::ptr::null_mut(),
+            ulSourceDataLen: 0,
+        };
+        // `oaep` outlives the call below; the token only reads through the pointer.
+        let params = cryptoki_sys::CK_RSA_AES_KEY_WRAP_PARAMS {
+            ulAESKeyBits: 256,
+            pOAEPParams: std::ptr::addr_of!(oaep).cast_mut(),
+        };
+        let mech = Mechanism::VendorDefined(VendorDefinedMechanism::new(mechanism, Some(&params)));
+        self.session
+            .wrap_key(&mech, self.handle(wrapping)?, self.handle(key)?)
+            .map_err(|e| pkcs11_error("wrapping the key with CKM_RSA_AES_KEY_WRAP", e))
     }
 
     fn extract_key_value(&self, key: KeyRef) -> Result<KeyMaterial, HsmError> {
@@ -543,6 +621,14 @@ impl CustodianTokens for Pkcs11Custodians {
 }
 
 impl Pkcs11Hsm {
+    fn mechanism_type(&self, mechanism: WrapMechanism) -> Result<MechanismType, HsmError> {
+        self.offered(mechanism)
+            .map_err(|detail| HsmError::MechanismNotOffered {
+                mechanism: mechanism.ck_name(),
+                detail,
+            })
+    }
+
     fn ec_public_spki(&self, public: ObjectHandle) -> Result<Vec<u8>, HsmError> {
         let attrs = self
             .session

@@ -1,26 +1,45 @@
 //! Wrapping algorithms KMS accepts, where the wrap happens, and the checks that prove a wrap.
 //!
-//! The known-answer self-test wraps a throwaway AES key inside the token under a fixed RSA key
-//! pair whose private half is compiled into byok (`kat-rsa-2048.pem`, a public test vector that
-//! protects nothing), unwraps it here with exactly the padding the ceremony asks for, and compares
-//! key check values. A token that silently pads differently fails it.
+//! Four algorithms, each with the RSA sizes KMS offers:
 //!
-//! This module never returns key material: the host wrap consumes the material it is given and
-//! the self-test's throwaway key is wiped before returning.
+//! - `RSAES_OAEP_SHA_256` and `RSAES_OAEP_SHA_1`: RSA-OAEP of the 32-byte material, with the
+//!   named hash for OAEP and for MGF1 and an empty label.
+//! - `RSA_AES_KEY_WRAP_SHA_256` and `RSA_AES_KEY_WRAP_SHA_1`: RSA-OAEP (same rules) of a fresh,
+//!   ephemeral AES-256 key, followed by the RFC 5649 AES key wrap with padding of the material
+//!   under that ephemeral key. The blob is the RSA part (modulus length) then the AES part
+//!   (40 bytes for 32 bytes of material).
+//!
+//! Inside the HSM ([`HsmWrapPlan`]) OAEP is `CKM_RSA_PKCS_OAEP`; RSA-AES is
+//! `CKM_RSA_AES_KEY_WRAP` where the token offers it, or composed in the token from an ephemeral
+//! `CKM_AES_KEY_GEN` key, `CKM_AES_KEY_WRAP_KWP` or `CKM_AES_KEY_WRAP_PAD`, and
+//! `CKM_RSA_PKCS_OAEP`. On the host ([`host_wrap`]) the same is done by byok, for
+//! `wrap = "host"` only. [`selftest`] proves each plan with a known-answer test before it is used.
+//!
+//! This module never returns key material: the host wrap consumes the material it is given, and
+//! every ephemeral or throwaway key is destroyed (HSM) or wiped (host) before returning.
 
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+pub mod selftest;
+
+use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
-use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
+use rsa::{Oaep, RsaPublicKey};
 use zeroize::Zeroizing;
 
-use crate::hsm::{AesKeyKind, Hsm, HsmError, KeyRef};
+use crate::hsm::{AesKeyKind, Hsm, HsmError, KeyRef, WrapMechanism};
 use crate::secure::KeyMaterial;
+
+pub use selftest::{ProbeLine, ProbeOutcome, SelfTest, probe, self_test};
+
+/// Length of the RFC 5649 wrap of 32 bytes of material: 32 rounded up to 8, plus 8.
+pub const AES_KWP_BLOB_LEN: usize = 40;
 
 /// The wrapping algorithms of KMS `GetParametersForImport` that byok implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WrappingAlgorithm {
     RsaesOaepSha256,
     RsaesOaepSha1,
+    RsaAesKeyWrapSha256,
+    RsaAesKeyWrapSha1,
 }
 
 /// The digest used for OAEP (and its MGF1).
@@ -31,10 +50,12 @@ pub enum OaepHash {
 }
 
 impl WrappingAlgorithm {
-    /// Every algorithm byok implements, strongest first.
-    pub const ALL: [WrappingAlgorithm; 2] = [
+    /// Every algorithm byok implements, in the order `byok probe` lists them.
+    pub const ALL: [WrappingAlgorithm; 4] = [
         WrappingAlgorithm::RsaesOaepSha256,
         WrappingAlgorithm::RsaesOaepSha1,
+        WrappingAlgorithm::RsaAesKeyWrapSha256,
+        WrappingAlgorithm::RsaAesKeyWrapSha1,
     ];
 
     /// The KMS API name.
@@ -42,36 +63,64 @@ impl WrappingAlgorithm {
         match self {
             WrappingAlgorithm::RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
             WrappingAlgorithm::RsaesOaepSha1 => "RSAES_OAEP_SHA_1",
+            WrappingAlgorithm::RsaAesKeyWrapSha256 => "RSA_AES_KEY_WRAP_SHA_256",
+            WrappingAlgorithm::RsaAesKeyWrapSha1 => "RSA_AES_KEY_WRAP_SHA_1",
         }
     }
 
     /// Parses a KMS name; `Err` explains why a known-but-unsupported name is refused.
     pub fn from_kms_name(name: &str) -> Result<Self, String> {
+        if let Some(a) = Self::ALL.into_iter().find(|a| a.kms_name() == name) {
+            return Ok(a);
+        }
+        let all = Self::names();
         match name {
-            "RSAES_OAEP_SHA_256" => Ok(WrappingAlgorithm::RsaesOaepSha256),
-            "RSAES_OAEP_SHA_1" => Ok(WrappingAlgorithm::RsaesOaepSha1),
-            "RSA_AES_KEY_WRAP_SHA_256" | "RSA_AES_KEY_WRAP_SHA_1" => Err(format!(
-                "{name} is not implemented in this version of byok; use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"
+            "RSAES_PKCS1_V1_5" => Err(format!(
+                "RSAES_PKCS1_V1_5 is no longer accepted by AWS KMS; use {all}"
             )),
-            "RSAES_PKCS1_V1_5" => Err(
-                "RSAES_PKCS1_V1_5 is no longer accepted by AWS KMS; use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"
-                    .to_string(),
-            ),
-            "SM2PKE" => Err(
-                "SM2PKE (China regions) is not supported by byok; use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"
-                    .to_string(),
-            ),
-            other => Err(format!(
-                "expected RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1, found {other:?}"
+            "SM2PKE" => Err(format!(
+                "SM2PKE (China regions) is not supported by byok; use {all}"
             )),
+            other => Err(format!("expected {all}, found {other:?}")),
         }
     }
 
-    /// OAEP digest of this algorithm.
+    /// "A, B, C or D": every KMS name, for messages.
+    pub fn names() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|a| a.kms_name()).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
+    }
+
+    /// OAEP digest of this algorithm (of the material, or of the ephemeral AES key).
     pub fn oaep_hash(self) -> OaepHash {
         match self {
-            WrappingAlgorithm::RsaesOaepSha256 => OaepHash::Sha256,
-            WrappingAlgorithm::RsaesOaepSha1 => OaepHash::Sha1,
+            WrappingAlgorithm::RsaesOaepSha256 | WrappingAlgorithm::RsaAesKeyWrapSha256 => {
+                OaepHash::Sha256
+            }
+            WrappingAlgorithm::RsaesOaepSha1 | WrappingAlgorithm::RsaAesKeyWrapSha1 => {
+                OaepHash::Sha1
+            }
+        }
+    }
+
+    /// True for the two-layer RSA_AES_KEY_WRAP algorithms.
+    pub fn is_rsa_aes(self) -> bool {
+        matches!(
+            self,
+            WrappingAlgorithm::RsaAesKeyWrapSha256 | WrappingAlgorithm::RsaAesKeyWrapSha1
+        )
+    }
+
+    /// The length KMS expects of a blob wrapping 32 bytes under a `modulus_bits` RSA key.
+    pub fn blob_len(self, modulus_bits: usize) -> usize {
+        let rsa = modulus_bits.div_ceil(8);
+        if self.is_rsa_aes() {
+            rsa + AES_KWP_BLOB_LEN
+        } else {
+            rsa
         }
     }
 
@@ -117,6 +166,13 @@ pub enum WrappingKeySpec {
 }
 
 impl WrappingKeySpec {
+    /// Every size, smallest first.
+    pub const ALL: [WrappingKeySpec; 3] = [
+        WrappingKeySpec::Rsa2048,
+        WrappingKeySpec::Rsa3072,
+        WrappingKeySpec::Rsa4096,
+    ];
+
     /// The KMS API name.
     pub fn kms_name(self) -> &'static str {
         match self {
@@ -128,12 +184,7 @@ impl WrappingKeySpec {
 
     /// Parses a KMS name.
     pub fn from_kms_name(name: &str) -> Option<Self> {
-        match name {
-            "RSA_2048" => Some(WrappingKeySpec::Rsa2048),
-            "RSA_3072" => Some(WrappingKeySpec::Rsa3072),
-            "RSA_4096" => Some(WrappingKeySpec::Rsa4096),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|s| s.kms_name() == name)
     }
 
     /// Modulus size in bits.
@@ -171,11 +222,111 @@ impl WrapLocation {
     }
 }
 
+/// How a wrap is done inside the token. Chosen (and proven) by [`self_test`]; the ceremony's
+/// real wrap then uses exactly the same plan through [`wrap_in_hsm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HsmWrapPlan {
+    /// `CKM_RSA_PKCS_OAEP` of the material.
+    Oaep { hash: OaepHash },
+    /// `CKM_RSA_AES_KEY_WRAP` (AES-256 ephemeral key, OAEP with `hash`), done by the token.
+    RsaAesNative { hash: OaepHash },
+    /// RSA-AES composed in the token: an ephemeral AES-256 key, the material wrapped under it
+    /// with `kwp`, the ephemeral key wrapped with `CKM_RSA_PKCS_OAEP`, and the ephemeral key
+    /// destroyed.
+    RsaAesComposed { hash: OaepHash, kwp: WrapMechanism },
+}
+
+impl HsmWrapPlan {
+    /// The plans that could do `algorithm` on a token, preferred first, as far as the token's
+    /// mechanism list says; `Err` says why there is none.
+    pub fn candidates(hsm: &dyn Hsm, algorithm: WrappingAlgorithm) -> Result<Vec<Self>, String> {
+        let hash = algorithm.oaep_hash();
+        let oaep = hsm.mechanism_support(WrapMechanism::RsaPkcsOaep);
+        if !algorithm.is_rsa_aes() {
+            return oaep.map(|()| vec![HsmWrapPlan::Oaep { hash }]);
+        }
+        let mut plans = Vec::new();
+        let mut missing = Vec::new();
+        match hsm.mechanism_support(WrapMechanism::RsaAesKeyWrap) {
+            Ok(()) => plans.push(HsmWrapPlan::RsaAesNative { hash }),
+            Err(why) => missing.push(why),
+        }
+        match &oaep {
+            Ok(()) => {
+                for kwp in [WrapMechanism::AesKeyWrapKwp, WrapMechanism::AesKeyWrapPad] {
+                    match hsm.mechanism_support(kwp) {
+                        Ok(()) => plans.push(HsmWrapPlan::RsaAesComposed { hash, kwp }),
+                        Err(why) => missing.push(why),
+                    }
+                }
+            }
+            Err(why) => missing.push(why.clone()),
+        }
+        if plans.is_empty() {
+            Err(format!(
+                "neither CKM_RSA_AES_KEY_WRAP nor CKM_RSA_PKCS_OAEP with an AES key wrap with padding is offered ({})",
+                missing.join("; ")
+            ))
+        } else {
+            Ok(plans)
+        }
+    }
+
+    /// The mechanisms, as written in `capability_checked` and `key_wrapped` records.
+    pub fn mechanism(self) -> String {
+        match self {
+            HsmWrapPlan::Oaep { .. } => "CKM_RSA_PKCS_OAEP".into(),
+            HsmWrapPlan::RsaAesNative { .. } => "CKM_RSA_AES_KEY_WRAP".into(),
+            HsmWrapPlan::RsaAesComposed { kwp, .. } => {
+                format!("CKM_AES_KEY_GEN + {} + CKM_RSA_PKCS_OAEP", kwp.ck_name())
+            }
+        }
+    }
+
+    fn hash(self) -> OaepHash {
+        match self {
+            HsmWrapPlan::Oaep { hash }
+            | HsmWrapPlan::RsaAesNative { hash }
+            | HsmWrapPlan::RsaAesComposed { hash, .. } => hash,
+        }
+    }
+}
+
+/// Wraps `key` under the imported RSA public key `wrapping` inside the HSM, following `plan`.
+///
+/// For a composed RSA-AES plan the ephemeral AES key is destroyed before this returns, whatever
+/// happens; the material never leaves the token in plaintext.
+pub fn wrap_in_hsm(
+    hsm: &dyn Hsm,
+    plan: HsmWrapPlan,
+    wrapping: KeyRef,
+    key: KeyRef,
+) -> Result<Vec<u8>, HsmError> {
+    match plan {
+        HsmWrapPlan::Oaep { hash } => hsm.wrap_rsa_oaep(wrapping, key, hash),
+        HsmWrapPlan::RsaAesNative { hash } => hsm.wrap_rsa_aes(wrapping, key, hash),
+        HsmWrapPlan::RsaAesComposed { hash, kwp } => {
+            let ephemeral = hsm.generate_aes256(AesKeyKind::EphemeralWrapping)?;
+            let composed: Result<Vec<u8>, HsmError> = (|| {
+                let aes_part = hsm.wrap_aes_kwp(kwp, ephemeral, key)?;
+                let mut blob = hsm.wrap_rsa_oaep(wrapping, ephemeral, hash)?;
+                blob.extend_from_slice(&aes_part);
+                Ok(blob)
+            })();
+            let destroyed = hsm.destroy(ephemeral);
+            let blob = composed?;
+            // A wrap whose ephemeral key survived is not a clean wrap: report it.
+            destroyed?;
+            Ok(blob)
+        }
+    }
+}
+
 /// Why a wrap or its proof failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WrapError {
     #[error(
-        "the token cannot do {algorithm} inside the HSM: {reason}; alternatives: {}, or wrap = \"host\" in the ceremony file",
+        "the token cannot do {algorithm} inside the HSM: {reason}; alternatives: {} (run `byok probe` to see which this token can do), or wrap = \"host\" in the ceremony file",
         alternatives.join(", ")
     )]
     Unsupported {
@@ -184,11 +335,11 @@ pub enum WrapError {
         alternatives: Vec<&'static str>,
     },
     #[error(
-        "the token's {algorithm} wrap does not unwrap with {hash} OAEP padding ({detail}): the token does not do what it claims; do not use it for this algorithm"
+        "the token's {algorithm} wrap ({mechanism}) does not unwrap as KMS expects ({detail}): the token does not do what it claims; do not use it for this algorithm"
     )]
     Mismatch {
         algorithm: WrappingAlgorithm,
-        hash: &'static str,
+        mechanism: String,
         detail: String,
     },
     #[error("the wrapping public key is not a usable RSA public key: {0}")]
@@ -243,30 +394,53 @@ impl WrappingPublicKey {
     }
 }
 
-/// Wraps `material` on the host with RSA-OAEP. Used only for `wrap = "host"`.
+/// Wraps `material` on the host. Used only for `wrap = "host"`.
+///
+/// For RSA-AES the ephemeral AES-256 key comes from the operating system's CSPRNG into a
+/// zeroizing buffer and is wiped before this returns.
 pub fn host_wrap(
     material: &KeyMaterial,
     public_key: &WrappingPublicKey,
     algorithm: WrappingAlgorithm,
 ) -> Result<Vec<u8>, WrapError> {
+    let failed = |detail: String| WrapError::HostWrap { algorithm, detail };
     let mut rng = rand_core::OsRng;
-    public_key
+    let padding = || algorithm.oaep_hash().padding();
+    if !algorithm.is_rsa_aes() {
+        return public_key
+            .key
+            .encrypt(&mut rng, padding(), material.as_bytes())
+            .map_err(|e| failed(e.to_string()));
+    }
+    let mut ephemeral = Zeroizing::new([0u8; 32]);
+    rand_core::RngCore::try_fill_bytes(&mut rng, ephemeral.as_mut())
+        .map_err(|e| failed(format!("no random ephemeral key: {e}")))?;
+    let aes_part = aes_kwp_wrap(&ephemeral, material.as_bytes()).map_err(failed)?;
+    let mut blob = public_key
         .key
-        .encrypt(
-            &mut rng,
-            algorithm.oaep_hash().padding(),
-            material.as_bytes(),
-        )
-        .map_err(|e| WrapError::HostWrap {
-            algorithm,
-            detail: e.to_string(),
-        })
+        .encrypt(&mut rng, padding(), ephemeral.as_ref())
+        .map_err(|e| failed(e.to_string()))?;
+    blob.extend_from_slice(&aes_part);
+    Ok(blob)
 }
 
-/// The compiled-in known-answer key pair (a public test vector).
-fn kat_private_key() -> Result<RsaPrivateKey, WrapError> {
-    RsaPrivateKey::from_pkcs8_pem(include_str!("kat-rsa-2048.pem"))
-        .map_err(|e| WrapError::BadPublicKey(format!("built-in known-answer key: {e}")))
+/// RFC 5649 AES key wrap with padding of `data` under the AES-256 key `kek`.
+fn aes_kwp_wrap(kek: &[u8; 32], data: &[u8]) -> Result<Vec<u8>, String> {
+    aes_kw::KekAes256::from(*kek)
+        .wrap_with_padding_vec(data)
+        .map_err(|e| format!("AES key wrap with padding: {e}"))
+}
+
+/// RFC 5649 unwrap, into a zeroizing buffer.
+fn aes_kwp_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    let kek: [u8; 32] = kek
+        .try_into()
+        .map_err(|_| format!("the ephemeral key has {} bytes, expected 32", kek.len()))?;
+    let kek = Zeroizing::new(kek);
+    aes_kw::KekAes256::from(*kek)
+        .unwrap_with_padding_vec(wrapped)
+        .map(Zeroizing::new)
+        .map_err(|e| format!("RFC 5649 unwrap failed: {e}"))
 }
 
 /// AES-256-ECB of a zero block, first 3 bytes: the key check value.
@@ -276,116 +450,6 @@ pub fn software_kcv(key: &[u8]) -> Option<[u8; 3]> {
     let mut block = aes::Block::default();
     cipher.encrypt_block(&mut block);
     Some([block[0], block[1], block[2]])
-}
-
-/// What the known-answer test proved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SelfTest {
-    pub algorithm: WrappingAlgorithm,
-    pub location: WrapLocation,
-    /// The mechanism used inside the token (for `hsm`), e.g. `CKM_RSA_PKCS_OAEP`.
-    pub mechanism: &'static str,
-    pub kat_key_bits: usize,
-}
-
-/// Proves that `algorithm` works as KMS expects at `location` on this token, or says why not.
-///
-/// Every object the test creates is destroyed before it returns, whatever happens.
-pub fn self_test(
-    hsm: &dyn Hsm,
-    algorithm: WrappingAlgorithm,
-    location: WrapLocation,
-) -> Result<SelfTest, WrapError> {
-    let private = kat_private_key()?;
-    let public = WrappingPublicKey {
-        key: private.to_public_key(),
-    };
-    let mut created: Vec<KeyRef> = Vec::new();
-    let result = run_self_test(hsm, algorithm, location, &private, &public, &mut created);
-    for key in created.into_iter().rev() {
-        // Best effort: the session objects also vanish when the session closes.
-        let _ = hsm.destroy(key);
-    }
-    result
-}
-
-fn run_self_test(
-    hsm: &dyn Hsm,
-    algorithm: WrappingAlgorithm,
-    location: WrapLocation,
-    private: &RsaPrivateKey,
-    public: &WrappingPublicKey,
-    created: &mut Vec<KeyRef>,
-) -> Result<SelfTest, WrapError> {
-    let hash = algorithm.oaep_hash();
-    let unsupported = |reason: String| WrapError::Unsupported {
-        algorithm,
-        reason,
-        alternatives: algorithm.alternatives(),
-    };
-    let blob = match location {
-        WrapLocation::Hsm => {
-            hsm.oaep_wrap_support().map_err(unsupported)?;
-            let wrapping = hsm.import_rsa_public_key(&public.modulus(), &public.exponent())?;
-            created.push(wrapping);
-            let key = hsm.generate_aes256(AesKeyKind::Sensitive)?;
-            created.push(key);
-            let kcv = hsm.key_check_value(key)?;
-            let blob =
-                hsm.wrap_rsa_oaep(wrapping, key, hash)
-                    .map_err(|e| match e.pkcs11_call() {
-                        Some(call) => unsupported(format!("{call} with OAEP {}", hash.name())),
-                        None => WrapError::Hsm(e),
-                    })?;
-            (blob, kcv)
-        }
-        WrapLocation::Host => {
-            let key = hsm.generate_aes256(AesKeyKind::Extractable)?;
-            created.push(key);
-            let kcv = hsm.key_check_value(key)?;
-            let material = hsm.extract_key_value(key)?;
-            if software_kcv(material.as_bytes()) != Some(kcv) {
-                return Err(WrapError::Mismatch {
-                    algorithm,
-                    hash: hash.name(),
-                    detail: "the value the token returned does not match its own key check value"
-                        .into(),
-                });
-            }
-            (host_wrap(&material, public, algorithm)?, kcv)
-        }
-    };
-    let (blob, kcv) = blob;
-    let unwrapped = Zeroizing::new(private.decrypt(hash.padding(), &blob).map_err(|e| {
-        WrapError::Mismatch {
-            algorithm,
-            hash: hash.name(),
-            detail: format!("unwrap failed: {e}"),
-        }
-    })?);
-    if unwrapped.len() != 32 {
-        return Err(WrapError::Mismatch {
-            algorithm,
-            hash: hash.name(),
-            detail: format!("unwrapped {} bytes, expected 32", unwrapped.len()),
-        });
-    }
-    if software_kcv(&unwrapped) != Some(kcv) {
-        return Err(WrapError::Mismatch {
-            algorithm,
-            hash: hash.name(),
-            detail: "the unwrapped key's check value differs from the HSM's".into(),
-        });
-    }
-    Ok(SelfTest {
-        algorithm,
-        location,
-        mechanism: match location {
-            WrapLocation::Hsm => "CKM_RSA_PKCS_OAEP",
-            WrapLocation::Host => "host RSA-OAEP (rsa crate)",
-        },
-        kat_key_bits: public.bits(),
-    })
 }
 
 #[cfg(test)]
@@ -399,18 +463,34 @@ mod tests {
         }
         assert_eq!(
             WrappingAlgorithm::from_kms_name("RSAES_PKCS1_V1_5").unwrap_err(),
-            "RSAES_PKCS1_V1_5 is no longer accepted by AWS KMS; use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"
+            "RSAES_PKCS1_V1_5 is no longer accepted by AWS KMS; use RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1"
         );
         assert_eq!(
             WrappingAlgorithm::from_kms_name("rsaes_oaep_sha_256").unwrap_err(),
-            "expected RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1, found \"rsaes_oaep_sha_256\""
+            "expected RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1, found \"rsaes_oaep_sha_256\""
+        );
+        for s in WrappingKeySpec::ALL {
+            assert_eq!(WrappingKeySpec::from_kms_name(s.kms_name()), Some(s));
+        }
+        assert_eq!(WrappingKeySpec::from_kms_name("RSA_1024"), None);
+    }
+
+    #[test]
+    fn blob_lengths_follow_the_kms_layout() {
+        assert_eq!(WrappingAlgorithm::RsaesOaepSha256.blob_len(4096), 512);
+        assert_eq!(WrappingAlgorithm::RsaesOaepSha1.blob_len(2048), 256);
+        assert_eq!(
+            WrappingAlgorithm::RsaAesKeyWrapSha256.blob_len(3072),
+            384 + 40
+        );
+        assert_eq!(
+            WrappingAlgorithm::RsaAesKeyWrapSha1.blob_len(2048),
+            256 + 40
         );
     }
 
     #[test]
     fn kcv_matches_a_published_vector() {
-        // FIPS-197 C.3: AES-256 with key 00..1f encrypting 00112233..ff gives 8ea2b7ca...;
-        // for the zero block we check against OpenSSL's output for the same key:
         // `openssl enc -aes-256-ecb -K 000102..1f -nopad` of 16 zero bytes = f29000b6 2a49...
         let key: Vec<u8> = (0u8..32).collect();
         assert_eq!(software_kcv(&key), Some([0xf2, 0x90, 0x00]));
@@ -418,24 +498,25 @@ mod tests {
     }
 
     #[test]
-    fn host_wrap_round_trips_with_the_kat_key_and_checks_size() {
-        let private = kat_private_key().unwrap();
-        let der = rsa::pkcs8::EncodePublicKey::to_public_key_der(&private.to_public_key()).unwrap();
-        let public =
-            WrappingPublicKey::from_spki_der(der.as_bytes(), WrappingKeySpec::Rsa2048).unwrap();
-        let material = KeyMaterial::from_slice(&[7u8; 32]).unwrap();
-        for alg in WrappingAlgorithm::ALL {
-            let blob = host_wrap(&material, &public, alg).unwrap();
-            assert_eq!(blob.len(), 256);
-            let back = private.decrypt(alg.oaep_hash().padding(), &blob).unwrap();
-            assert_eq!(back, vec![7u8; 32]);
-        }
-        let err = WrappingPublicKey::from_spki_der(der.as_bytes(), WrappingKeySpec::Rsa4096)
-            .err()
-            .unwrap();
+    fn aes_kwp_matches_an_independent_known_answer() {
+        // 32 bytes of 0x11 under the all-zero AES-256 key. The expected value was computed
+        // independently by OpenSSL (`openssl enc -id-aes256-wrap-pad -K 00…00 -iv A65959A6`)
+        // and by Python `cryptography` (`aes_key_wrap_with_padding`).
+        let kek = [0u8; 32];
+        let data = [0x11u8; 32];
+        let wrapped = aes_kwp_wrap(&kek, &data).unwrap();
         assert_eq!(
-            err.to_string(),
-            "the wrapping public key is RSA-2048, but the ceremony asked KMS for RSA_4096"
+            hex::encode(&wrapped),
+            "88c8bb18f84df09ed29b2f84d73db864fd119c71663198a842e52789a15a095108ea117a3852a9d1"
         );
+        assert_eq!(wrapped.len(), AES_KWP_BLOB_LEN);
+        assert_eq!(
+            aes_kwp_unwrap(&kek, &wrapped).unwrap().as_slice(),
+            data.as_slice()
+        );
+        // One flipped bit fails the integrity check.
+        let mut bad = wrapped.clone();
+        bad[5] ^= 1;
+        assert!(aes_kwp_unwrap(&kek, &bad).is_err());
     }
 }

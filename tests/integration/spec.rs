@@ -124,14 +124,14 @@ fn validation_table_gives_exact_messages() {
             "unsupported algorithm",
             BASE.replace("RSAES_OAEP_SHA_256", "RSAES_PKCS1_V1_5"),
             one(
-                "c.toml:17: import.wrapping_algorithm: RSAES_PKCS1_V1_5 is no longer accepted by AWS KMS; use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
+                "c.toml:17: import.wrapping_algorithm: RSAES_PKCS1_V1_5 is no longer accepted by AWS KMS; use RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1",
             ),
         ),
         (
-            "not yet implemented algorithm",
-            BASE.replace("RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_256"),
+            "SM2PKE is refused",
+            BASE.replace("RSAES_OAEP_SHA_256", "SM2PKE"),
             one(
-                "c.toml:17: import.wrapping_algorithm: RSA_AES_KEY_WRAP_SHA_256 is not implemented in this version of byok; use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1",
+                "c.toml:17: import.wrapping_algorithm: SM2PKE (China regions) is not supported by byok; use RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1",
             ),
         ),
         (
@@ -312,7 +312,7 @@ fn check_exits_2_and_names_file_line_and_field() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains(&format!(
-            "{}:17: import.wrapping_algorithm: expected RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1, found \"RSAES_OAEP_SHA_512\"",
+            "{}:17: import.wrapping_algorithm: expected RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or RSA_AES_KEY_WRAP_SHA_1, found \"RSAES_OAEP_SHA_512\"",
             path.display()
         )),
         "{}",
