@@ -118,10 +118,6 @@ pub struct Pkcs11Hsm {
     session: Session,
     objects: RefCell<HashMap<u64, ObjectHandle>>,
     slot: Slot,
-    /// `C_GetMechanismList` of the slot, read once at open (or why it could not be read).
-    /// cryptoki 0.12 has no constant for `CKM_AES_KEY_WRAP_KWP` or `CKM_RSA_AES_KEY_WRAP`; the
-    /// list is where byok gets their `MechanismType` from, so it only uses what the token offers.
-    mechanisms: Result<Vec<MechanismType>, String>,
     description: HsmDescription,
     module: Arc<Module>,
 }
@@ -142,10 +138,7 @@ impl Pkcs11Hsm {
             .ctx
             .open_rw_session(slot)
             .map_err(|e| pkcs11_error("opening a session", e))?;
-        let mechanisms = module
-            .ctx
-            .get_mechanism_list(slot)
-            .map_err(|e| format!("C_GetMechanismList: {}", call_of(&e).rv));
+
         let description = HsmDescription {
             module_path: module.path.display().to_string(),
             module_manufacturer: lib.manufacturer_id().trim_end().to_string(),
@@ -161,7 +154,6 @@ impl Pkcs11Hsm {
             session,
             objects: RefCell::new(HashMap::new()),
             slot,
-            mechanisms,
             description,
             module,
         })
@@ -189,21 +181,6 @@ impl Pkcs11Hsm {
             .get(&key.0)
             .copied()
             .ok_or(HsmError::UnknownObject(key))
-    }
-
-    /// The token's `MechanismType` for `mechanism`, if `C_GetMechanismList` lists it.
-    fn offered(&self, mechanism: WrapMechanism) -> Result<MechanismType, String> {
-        let list = self.mechanisms.as_ref().map_err(Clone::clone)?;
-        list.iter()
-            .copied()
-            .find(|m| cryptoki_sys::CK_MECHANISM_TYPE::from(*m) == mechanism.code())
-            .ok_or_else(|| {
-                format!(
-                    "{} ({:#06x}) is not in the token's mechanism list",
-                    mechanism.ck_name(),
-                    mechanism.code()
-                )
-            })
     }
 
     fn find_one(
@@ -263,15 +240,18 @@ impl Hsm for Pkcs11Hsm {
     }
 
     fn mechanism_support(&self, mechanism: WrapMechanism) -> Result<(), String> {
-        let offered = self.offered(mechanism)?;
-        match self.module.ctx.get_mechanism_info(self.slot, offered) {
+        match self
+            .module
+            .ctx
+            .get_mechanism_info(self.slot, mechanism_type(mechanism))
+        {
             Ok(info) if info.wrap() => Ok(()),
             Ok(_) => Err(format!(
                 "C_GetMechanismInfo({}) lacks CKF_WRAP",
                 mechanism.ck_name()
             )),
             Err(e) => Err(format!(
-                "C_GetMechanismInfo({}): {}",
+                "C_GetMechanismInfo({}) returned {}",
                 mechanism.ck_name(),
                 call_of(&e).rv
             )),
@@ -399,7 +379,7 @@ impl Hsm for Pkcs11Hsm {
         let mech = match mechanism {
             WrapMechanism::AesKeyWrapPad => Mechanism::AesKeyWrapPad,
             WrapMechanism::AesKeyWrapKwp => Mechanism::VendorDefined(
-                VendorDefinedMechanism::new::<()>(self.mechanism_type(mechanism)?, None),
+                VendorDefinedMechanism::new::<()>(mechanism_type(mechanism), None),
             ),
             WrapMechanism::RsaPkcsOaep | WrapMechanism::RsaAesKeyWrap => {
                 return Err(HsmError::MechanismNotOffered {
@@ -419,7 +399,7 @@ impl Hsm for Pkcs11Hsm {
         key: KeyRef,
         hash: OaepHash,
     ) -> Result<Vec<u8>, HsmError> {
-        let mechanism = self.mechanism_type(WrapMechanism::RsaAesKeyWrap)?;
+        let mechanism = mechanism_type(WrapMechanism::RsaAesKeyWrap);
         let (hash_alg, mgf) = match hash {
             OaepHash::Sha1 => (cryptoki_sys::CKM_SHA_1, cryptoki_sys::CKG_MGF1_SHA1),
             OaepHash::Sha256 => (cryptoki_sys::CKM_SHA256, cryptoki_sys::CKG_MGF1_SHA256),
@@ -621,14 +601,6 @@ impl CustodianTokens for Pkcs11Custodians {
 }
 
 impl Pkcs11Hsm {
-    fn mechanism_type(&self, mechanism: WrapMechanism) -> Result<MechanismType, HsmError> {
-        self.offered(mechanism)
-            .map_err(|detail| HsmError::MechanismNotOffered {
-                mechanism: mechanism.ck_name(),
-                detail,
-            })
-    }
-
     fn ec_public_spki(&self, public: ObjectHandle) -> Result<Vec<u8>, HsmError> {
         let attrs = self
             .session
@@ -642,6 +614,35 @@ impl Pkcs11Hsm {
         Err(HsmError::ValueUnavailable(
             "the public key has no CKA_EC_POINT".into(),
         ))
+    }
+}
+
+// `mechanism_type` relies on this layout.
+const _: () = assert!(
+    std::mem::size_of::<MechanismType>() == std::mem::size_of::<cryptoki_sys::CK_MECHANISM_TYPE>()
+);
+
+/// cryptoki's `MechanismType` for a wrapping mechanism.
+///
+/// cryptoki 0.12 has no constant for the standard `CKM_AES_KEY_WRAP_KWP` (0x210B) and
+/// `CKM_RSA_AES_KEY_WRAP` (0x1054), refuses values below `CKM_VENDOR_DEFINED` in
+/// `new_vendor_defined`, and drops mechanisms it does not know from `get_mechanism_list`.
+fn mechanism_type(mechanism: WrapMechanism) -> MechanismType {
+    match mechanism {
+        WrapMechanism::RsaPkcsOaep => MechanismType::RSA_PKCS_OAEP,
+        WrapMechanism::AesKeyWrapPad => MechanismType::AES_KEY_WRAP_PAD,
+        WrapMechanism::AesKeyWrapKwp | WrapMechanism::RsaAesKeyWrap => {
+            // SAFETY: `MechanismType` is `#[repr(transparent)]` over `CK_MECHANISM_TYPE`
+            // (cryptoki 0.12 `mechanism/mod.rs`, so that `Vec<MechanismType>` and
+            // `Vec<CK_MECHANISM_TYPE>` share a layout; the size is asserted above) and has no
+            // invariant beyond holding a mechanism number. The token itself answers
+            // CKR_MECHANISM_INVALID for a number it does not implement.
+            unsafe {
+                std::mem::transmute::<cryptoki_sys::CK_MECHANISM_TYPE, MechanismType>(
+                    mechanism.code(),
+                )
+            }
+        }
     }
 }
 
@@ -687,6 +688,39 @@ fn rv_name(rv: RvError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrapping_mechanisms_carry_their_pkcs11_numbers() {
+        for m in [
+            WrapMechanism::RsaPkcsOaep,
+            WrapMechanism::RsaAesKeyWrap,
+            WrapMechanism::AesKeyWrapKwp,
+            WrapMechanism::AesKeyWrapPad,
+        ] {
+            assert_eq!(
+                cryptoki_sys::CK_MECHANISM_TYPE::from(mechanism_type(m)),
+                m.code(),
+                "{}",
+                m.ck_name()
+            );
+        }
+        assert_eq!(
+            WrapMechanism::AesKeyWrapKwp.code(),
+            cryptoki_sys::CKM_AES_KEY_WRAP_KWP
+        );
+        assert_eq!(
+            WrapMechanism::RsaAesKeyWrap.code(),
+            cryptoki_sys::CKM_RSA_AES_KEY_WRAP
+        );
+        assert_eq!(
+            WrapMechanism::AesKeyWrapPad.code(),
+            cryptoki_sys::CKM_AES_KEY_WRAP_PAD
+        );
+        assert_eq!(
+            WrapMechanism::RsaPkcsOaep.code(),
+            cryptoki_sys::CKM_RSA_PKCS_OAEP
+        );
+    }
 
     #[test]
     fn return_values_are_named_like_the_spec() {

@@ -1,11 +1,12 @@
-//! Whole ceremonies through the `byok` binary against SoftHSM 2.6.1 and LocalStack KMS.
+//! Whole ceremonies through the `byok` binary against the token under test (SoftHSM 2.6.1, or
+//! kryoptic with `BYOK_TEST_TOKEN=kryoptic`) and LocalStack KMS.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::common::{
-    SoftHsm, TestKms, assert_contains, ceremony_for, run_with_stdin, stderr, stdout,
+    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, run_with_stdin, stderr, stdout,
 };
 
 fn records(path: &Path) -> Vec<serde_json::Value> {
@@ -65,9 +66,20 @@ fn first<'a>(recs: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value
         .unwrap_or_else(|| panic!("no {kind} record"))
 }
 
-/// Runs `template` end to end with `answers` (None: every answer of a 2-of-3 ceremony).
-fn full_ceremony(template: &str, location: &str, rehearsal: bool) {
-    let hsm = SoftHsm::new();
+/// Runs `template` end to end on the token under test; returns its records.
+fn full_ceremony(template: &str, location: &str, rehearsal: bool) -> Vec<serde_json::Value> {
+    full_ceremony_on(TokenKind::under_test(), template, location, rehearsal)
+}
+
+/// Runs `template` end to end on `kind` (every answer of a 2-of-3 ceremony, or of a
+/// rehearsal) and checks the key, the transcript and what is left on the token.
+fn full_ceremony_on(
+    kind: TokenKind,
+    template: &str,
+    location: &str,
+    rehearsal: bool,
+) -> Vec<serde_json::Value> {
+    let hsm = SoftHsm::of_kind(kind);
     let kms = TestKms::new();
     let (arn, alias) = kms.external_key();
     let file = ceremony_for(&hsm, template, &alias, &[]);
@@ -151,16 +163,44 @@ fn full_ceremony(template: &str, location: &str, rehearsal: bool) {
     let edited = hsm.path("edited.jsonl");
     std::fs::write(&edited, bytes).unwrap();
     assert_eq!(verify(&hsm, &edited).status.code(), Some(1));
+    recs
 }
 
 #[test]
-fn demo_ceremony_oaep_sha1_wraps_inside_softhsm_and_imports() {
+fn demo_ceremony_oaep_sha1_wraps_inside_the_hsm_and_imports() {
     full_ceremony("demo-softhsm.toml", "hsm", false);
 }
 
 #[test]
 fn host_wrap_oaep_sha256_ceremony_imports() {
     full_ceremony("host-wrap-oaep-sha256.toml", "host", true);
+}
+
+/// Issue 4's ceremony: OAEP-SHA-256 with RSA_4096 entirely inside kryoptic, whatever token the
+/// rest of the suite runs on.
+#[test]
+fn kryoptic_ceremony_oaep_sha256_rsa_4096_wraps_inside_the_hsm_and_imports() {
+    let recs = full_ceremony_on(
+        TokenKind::Kryoptic,
+        "kryoptic-oaep-sha256.toml",
+        "hsm",
+        false,
+    );
+    let checked = &first(&recs, "capability_checked")["data"];
+    assert_eq!(checked["algorithm"], "RSAES_OAEP_SHA_256");
+    assert_eq!(checked["location"], "hsm");
+    assert_eq!(checked["mechanism"], "CKM_RSA_PKCS_OAEP");
+    let opened = &first(&recs, "hsm_opened")["data"];
+    assert_eq!(opened["module_manufacturer"], "Kryoptic");
+    let wrapped = &first(&recs, "key_wrapped")["data"];
+    assert_eq!(wrapped["mechanism"], "CKM_RSA_PKCS_OAEP");
+    assert_eq!(wrapped["oaep_hash"], "SHA-256");
+    assert_eq!(wrapped["host_memory_locked"], serde_json::Value::Null);
+    assert_eq!(wrapped["blob_length"], 512);
+    assert_eq!(
+        first(&recs, "import_parameters")["data"]["wrapping_key_spec"],
+        "RSA_4096"
+    );
 }
 
 #[test]
@@ -174,7 +214,11 @@ fn every_ceremony_file_has_an_end_to_end_test() {
     names.sort();
     assert_eq!(
         names,
-        ["demo-softhsm.toml", "host-wrap-oaep-sha256.toml"],
+        [
+            "demo-softhsm.toml",
+            "host-wrap-oaep-sha256.toml",
+            "kryoptic-oaep-sha256.toml"
+        ],
         "add a full_ceremony test for each new file"
     );
 }
@@ -466,30 +510,35 @@ fn wrong_audit_key_pin_is_refused_before_the_transcript() {
 }
 
 #[test]
-fn probe_reports_softhsm_oaep_support() {
+fn probe_reports_what_the_token_can_do_inside_the_hsm() {
     let hsm = SoftHsm::new();
     let mut cmd = hsm.byok();
     cmd.args(["probe", "--token-label", "byok-hsm"]);
     let out = run_with_stdin(cmd, &format!("{}\n", hsm.pin));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert_eq!(
-        text.lines().skip(1).collect::<Vec<_>>(),
-        [
+    let expected = match hsm.kind {
+        TokenKind::SoftHsm => [
             "RSAES_OAEP_SHA_256       inside HSM: no (C_WrapKey returned CKR_ARGUMENTS_BAD with OAEP SHA-256)",
             "RSAES_OAEP_SHA_1         inside HSM: yes (CKM_RSA_PKCS_OAEP, known-answer test passed)",
             "RSA_AES_KEY_WRAP_SHA_256 inside HSM: no (C_WrapKey returned CKR_ARGUMENTS_BAD with OAEP SHA-256 in CKM_AES_KEY_GEN + CKM_AES_KEY_WRAP_PAD + CKM_RSA_PKCS_OAEP)",
             "RSA_AES_KEY_WRAP_SHA_1   inside HSM: yes (CKM_AES_KEY_GEN + CKM_AES_KEY_WRAP_PAD + CKM_RSA_PKCS_OAEP, known-answer test passed)",
         ],
-        "{text}"
-    );
+        TokenKind::Kryoptic => [
+            "RSAES_OAEP_SHA_256       inside HSM: yes (CKM_RSA_PKCS_OAEP, known-answer test passed)",
+            "RSAES_OAEP_SHA_1         inside HSM: yes (CKM_RSA_PKCS_OAEP, known-answer test passed)",
+            "RSA_AES_KEY_WRAP_SHA_256 inside HSM: yes (CKM_AES_KEY_GEN + CKM_AES_KEY_WRAP_KWP + CKM_RSA_PKCS_OAEP, known-answer test passed)",
+            "RSA_AES_KEY_WRAP_SHA_1   inside HSM: yes (CKM_AES_KEY_GEN + CKM_AES_KEY_WRAP_KWP + CKM_RSA_PKCS_OAEP, known-answer test passed)",
+        ],
+    };
+    assert_eq!(text.lines().skip(1).collect::<Vec<_>>(), expected, "{text}");
     // The probe leaves nothing behind.
     assert_eq!(hsm.token_object_labels(), ["byok-audit", "byok-audit"]);
 }
 
 #[test]
 fn in_hsm_oaep_sha256_on_softhsm_is_refused_with_alternatives() {
-    let hsm = SoftHsm::new();
+    let hsm = SoftHsm::of_kind(TokenKind::SoftHsm);
     let kms = TestKms::new();
     let (_arn, alias) = kms.external_key();
     let file = ceremony_for(

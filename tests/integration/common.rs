@@ -23,8 +23,74 @@ pub fn require_env(name: &str) -> String {
     }
 }
 
+/// The PKCS#11 token implementation the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// SoftHSM2 (`BYOK_PKCS11_MODULE`), the default.
+    SoftHsm,
+    /// kryoptic (`BYOK_KRYOPTIC_MODULE`), with `BYOK_TEST_TOKEN=kryoptic`.
+    Kryoptic,
+}
+
+impl TokenKind {
+    /// From `BYOK_TEST_TOKEN` (`softhsm`, the default, or `kryoptic`); anything else fails.
+    pub fn under_test() -> TokenKind {
+        match std::env::var("BYOK_TEST_TOKEN").as_deref() {
+            Err(_) | Ok("") | Ok("softhsm") => TokenKind::SoftHsm,
+            Ok("kryoptic") => TokenKind::Kryoptic,
+            Ok(other) => panic!("BYOK_TEST_TOKEN={other:?}: expected softhsm or kryoptic"),
+        }
+    }
+
+    /// The variable naming this implementation's module.
+    pub fn module_var(self) -> &'static str {
+        match self {
+            TokenKind::SoftHsm => "BYOK_PKCS11_MODULE",
+            TokenKind::Kryoptic => "BYOK_KRYOPTIC_MODULE",
+        }
+    }
+
+    /// This implementation's PKCS#11 module.
+    pub fn module(self) -> String {
+        require_env(self.module_var())
+    }
+
+    /// The variable pointing the module at its token store.
+    pub fn conf_var(self) -> &'static str {
+        match self {
+            TokenKind::SoftHsm => "SOFTHSM2_CONF",
+            TokenKind::Kryoptic => "KRYOPTIC_CONF",
+        }
+    }
+}
+
+/// The PKCS#11 module of the token implementation under test.
 pub fn module() -> String {
-    require_env("BYOK_PKCS11_MODULE")
+    TokenKind::under_test().module()
+}
+
+/// Runs OpenSSL with `input` on stdin; fails with its stderr; returns stdout.
+pub fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl must be installed");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.unwrap_or_default())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait for openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// The byok binary under test.
@@ -61,9 +127,13 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A private SoftHSM token directory with one token, `byok-hsm`, and an audit key.
+/// A private token store of the implementation under test ([`TokenKind::under_test`]) with the
+/// ceremony token `byok-hsm` and its audit key, and one token per custodian with their approval
+/// key. (Named after SoftHSM, the default; with `BYOK_TEST_TOKEN=kryoptic` it is kryoptic.)
 pub struct SoftHsm {
+    pub kind: TokenKind,
     pub dir: TempDir,
+    /// The store's configuration: `SOFTHSM2_CONF` or `KRYOPTIC_CONF`.
     pub conf: PathBuf,
     pub label: String,
     pub pin: String,
@@ -84,30 +154,37 @@ pub struct Custodian {
 pub const CUSTODIANS: [&str; 3] = ["Alice", "Bob", "Carol"];
 
 impl SoftHsm {
-    /// Creates the token and its audit key (through `byok audit-key create`).
+    /// Creates the tokens, the audit key (through `byok audit-key create`) and the custodians'
+    /// approval keys (through `byok custodian enroll`).
     pub fn new() -> SoftHsm {
-        let module = module();
+        SoftHsm::of_kind(TokenKind::under_test())
+    }
+
+    /// Like [`SoftHsm::new`], on `kind` whatever `BYOK_TEST_TOKEN` says.
+    pub fn of_kind(kind: TokenKind) -> SoftHsm {
+        let module = kind.module();
         let dir = tempfile::tempdir().expect("tempdir");
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).expect("tokens dir");
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .expect("write conf");
+        let labels: Vec<String> = std::iter::once("byok-hsm".to_string())
+            .chain(
+                CUSTODIANS
+                    .iter()
+                    .map(|n| format!("cust-{}", n.to_lowercase())),
+            )
+            .collect();
+        let pins: Vec<String> = labels.iter().map(|_| random_pin()).collect();
+        let conf = match kind {
+            TokenKind::SoftHsm => init_softhsm(dir.path(), &labels, &pins),
+            TokenKind::Kryoptic => init_kryoptic(&module, dir.path(), &labels, &pins),
+        };
         let mut token = SoftHsm {
+            kind,
             dir,
             conf,
             label: "byok-hsm".into(),
-            pin: String::new(),
+            pin: pins[0].clone(),
             audit_sha256: String::new(),
             custodians: Vec::new(),
         };
-        token.pin = token.init_token("byok-hsm");
         let mut cmd = token.byok();
         cmd.args([
             "audit-key",
@@ -132,9 +209,9 @@ impl SoftHsm {
             "fingerprint: {}",
             stdout(&out)
         );
-        for name in CUSTODIANS {
-            let label = format!("cust-{}", name.to_lowercase());
-            let pin = token.init_token(&label);
+        for (i, name) in CUSTODIANS.into_iter().enumerate() {
+            let label = labels[i + 1].clone();
+            let pin = pins[i + 1].clone();
             let mut cmd = token.byok();
             cmd.args([
                 "custodian",
@@ -169,29 +246,6 @@ impl SoftHsm {
         token
     }
 
-    /// Initialises a token labelled `label`; returns its user PIN.
-    fn init_token(&self, label: &str) -> String {
-        let pin = format!("{:08}", rand_u32() % 100_000_000);
-        let so_pin = format!("{:08}", rand_u32() % 100_000_000);
-        let util = std::env::var("BYOK_SOFTHSM_UTIL").unwrap_or_else(|_| "softhsm2-util".into());
-        let out = Command::new(util)
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                label,
-                "--so-pin",
-                &so_pin,
-                "--pin",
-                &pin,
-            ])
-            .env("SOFTHSM2_CONF", &self.conf)
-            .output()
-            .expect("softhsm2-util must be installed (scripts/testenv install)");
-        assert!(out.status.success(), "init-token failed: {}", stderr(&out));
-        pin
-    }
-
     pub fn custodian(&self, name: &str) -> &Custodian {
         self.custodians
             .iter()
@@ -221,19 +275,20 @@ impl SoftHsm {
         )
     }
 
-    /// byok with this token's configuration.
+    /// byok with this token store's configuration. Ceremony files name their module with
+    /// `module_env = "BYOK_PKCS11_MODULE"`, so that variable names the module under test.
     pub fn byok(&self) -> Command {
         let mut cmd = byok();
-        cmd.env("SOFTHSM2_CONF", &self.conf)
-            .env("BYOK_PKCS11_MODULE", module());
+        cmd.env(self.kind.conf_var(), &self.conf)
+            .env("BYOK_PKCS11_MODULE", self.kind.module());
         cmd
     }
 
-    /// Points this process at the token (for in-process PKCS#11 tests, one per process).
+    /// Points this process at the token store (for in-process PKCS#11 tests, one per process).
     pub fn use_in_process(&self) {
         // SAFETY (edition 2024 `set_var`): nextest runs each test in its own process and this
         // is called before any thread that reads the environment starts.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", &self.conf) };
+        unsafe { std::env::set_var(self.kind.conf_var(), &self.conf) };
     }
 
     /// Labels of the token objects visible after login (via OpenSC's pkcs11-tool).
@@ -241,7 +296,7 @@ impl SoftHsm {
         let out = Command::new("pkcs11-tool")
             .args([
                 "--module",
-                &module(),
+                &self.kind.module(),
                 "--token-label",
                 &self.label,
                 "--login",
@@ -249,7 +304,7 @@ impl SoftHsm {
                 &self.pin,
                 "--list-objects",
             ])
-            .env("SOFTHSM2_CONF", &self.conf)
+            .env(self.kind.conf_var(), &self.conf)
             .output()
             .expect("pkcs11-tool (opensc) must be installed");
         assert!(out.status.success(), "pkcs11-tool failed: {}", stderr(&out));
@@ -265,6 +320,60 @@ impl SoftHsm {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+fn random_pin() -> String {
+    format!("{:08}", rand_u32() % 100_000_000)
+}
+
+/// A SoftHSM2 store in `dir` with one token per label; returns its `SOFTHSM2_CONF`.
+fn init_softhsm(dir: &Path, labels: &[String], pins: &[String]) -> PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir(&tokens).expect("tokens dir");
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .expect("write conf");
+    let util = std::env::var("BYOK_SOFTHSM_UTIL").unwrap_or_else(|_| "softhsm2-util".into());
+    for (label, pin) in labels.iter().zip(pins) {
+        let out = Command::new(&util)
+            .args(["--init-token", "--free", "--label", label, "--pin", pin])
+            .args(["--so-pin", &random_pin()])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .expect("softhsm2-util must be installed (scripts/testenv install)");
+        assert!(out.status.success(), "init-token failed: {}", stderr(&out));
+    }
+    conf
+}
+
+/// A kryoptic store in `dir` with one token per label (scripts/kryoptic-tokens); returns its
+/// `KRYOPTIC_CONF`.
+fn init_kryoptic(module: &str, dir: &Path, labels: &[String], pins: &[String]) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kryoptic-tokens");
+    let specs: Vec<String> = labels
+        .iter()
+        .zip(pins)
+        .map(|(l, p)| format!("{l}:{p}:{}", random_pin()))
+        .collect();
+    let store = dir.join("kryoptic");
+    let out = Command::new(script)
+        .arg(&store)
+        .args(&specs)
+        .env("BYOK_KRYOPTIC_MODULE", module)
+        .output()
+        .expect("run scripts/kryoptic-tokens");
+    assert!(
+        out.status.success(),
+        "scripts/kryoptic-tokens failed: {}",
+        stderr(&out)
+    );
+    PathBuf::from(stdout(&out).trim())
 }
 
 pub fn rand_u32() -> u32 {
@@ -403,7 +512,13 @@ pub fn ceremony_for(hsm: &SoftHsm, template: &str, alias: &str, extra: &[(&str, 
         ("hsm.audit_key_sha256", fp.as_str()),
         ("kms.key", key.as_str()),
     ];
-    let pins: Vec<(String, String)> = if template == "demo-softhsm.toml" {
+    let template_text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("ceremonies")
+            .join(template),
+    )
+    .expect("read template");
+    let pins: Vec<(String, String)> = if template_text.contains("[[custodian]]") {
         hsm.custodians
             .iter()
             .enumerate()

@@ -15,7 +15,7 @@ use byok::wrap::{OaepHash, WrappingAlgorithm, WrappingKeySpec};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use crate::common::{SoftHsm, TestKms, ceremony_for, module};
+use crate::common::{SoftHsm, TestKms, ceremony_for, module, openssl};
 
 /// Real LocalStack with one alteration of GetParametersForImport.
 struct Altered<
@@ -164,30 +164,6 @@ fn parameters_for_another_key_are_refused() {
     assert_eq!(err.exit_code(), byok::error::exit::PRECONDITION);
     assert!(chain(&err).contains(&format!("not {arn}; the public key and import token must come from one response for the target key")), "{}", chain(&err));
     assert_eq!(recs.last().unwrap()["data"]["step"], "import_parameters");
-}
-
-fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("openssl must be installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.unwrap_or_default())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// `openssl pkeyutl -decrypt` with OAEP and `md` for both the hash and MGF1.

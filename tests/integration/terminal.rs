@@ -88,7 +88,8 @@ fn a_two_custodian_ceremony_in_a_real_terminal_with_a_wrong_pin() {
     ]
     .map(|k| format!("{k}={}", require_env(k)));
     let command = format!(
-        "env SOFTHSM2_CONF={} BYOK_PKCS11_MODULE={} {} {} run {} --transcript {}; echo BYOK-EXIT=$?; sleep 60",
+        "env {}={} BYOK_PKCS11_MODULE={} {} {} run {} --transcript {}; echo BYOK-EXIT=$?; sleep 60",
+        hsm.kind.conf_var(),
         hsm.conf.display(),
         module(),
         envs.join(" "),
