@@ -9,6 +9,7 @@ mod ceremony;
 mod common;
 mod dual_control;
 mod inprocess;
+mod liar;
 mod matrix;
 mod spec;
 mod terminal;

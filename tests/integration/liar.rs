@@ -1,0 +1,254 @@
+//! A token that lies: the real token under test behind a double that claims every wrapping
+//! mechanism and pads every RSA-OAEP wrap with SHA-1, whatever it is asked (what SoftHSM 2.7's
+//! `CKM_RSA_AES_KEY_WRAP` does with SHA-256 parameters). byok's known-answer test must catch it:
+//! `byok probe` says MISMATCH, and a ceremony stops before any key is generated.
+//!
+//! Each test loads the PKCS#11 module in its own process (cargo-nextest).
+
+use std::path::Path;
+
+use byok::ceremony::{self, Env};
+use byok::hsm::{
+    AesKeyKind, HsmDescription, HsmError, KeyRef, Pkcs11Custodians, Pkcs11Hsm, TokenSelector,
+    WrapMechanism,
+};
+use byok::kms::AwsKms;
+use byok::prompt::{Answer, ScriptedPrompter};
+use byok::secure::KeyMaterial;
+use byok::wrap::{self, HsmWrapPlan, OaepHash, ProbeOutcome, WrappingAlgorithm};
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+use crate::common::{SoftHsm, TestKms, ceremony_for, module};
+
+struct Liar<'a> {
+    real: &'a Pkcs11Hsm,
+}
+
+impl Liar<'_> {
+    /// The RFC 5649 mechanism the real token has.
+    fn real_kwp(&self) -> WrapMechanism {
+        use byok::hsm::Hsm as _;
+        if self
+            .real
+            .mechanism_support(WrapMechanism::AesKeyWrapKwp)
+            .is_ok()
+        {
+            WrapMechanism::AesKeyWrapKwp
+        } else {
+            WrapMechanism::AesKeyWrapPad
+        }
+    }
+}
+
+impl byok::hsm::Hsm for Liar<'_> {
+    fn description(&self) -> &HsmDescription {
+        self.real.description()
+    }
+    fn login(&self, pin: &SecretString) -> Result<(), HsmError> {
+        self.real.login(pin)
+    }
+    fn logout(&self) -> Result<(), HsmError> {
+        self.real.logout()
+    }
+    fn mechanism_support(&self, _mechanism: WrapMechanism) -> Result<(), String> {
+        Ok(()) // The first lie: everything is offered.
+    }
+    fn generate_aes256(&self, kind: AesKeyKind) -> Result<KeyRef, HsmError> {
+        self.real.generate_aes256(kind)
+    }
+    fn key_length(&self, key: KeyRef) -> Result<usize, HsmError> {
+        self.real.key_length(key)
+    }
+    fn key_check_value(&self, key: KeyRef) -> Result<[u8; 3], HsmError> {
+        self.real.key_check_value(key)
+    }
+    fn import_rsa_public_key(&self, modulus: &[u8], exponent: &[u8]) -> Result<KeyRef, HsmError> {
+        self.real.import_rsa_public_key(modulus, exponent)
+    }
+    fn wrap_rsa_oaep(&self, w: KeyRef, k: KeyRef, _hash: OaepHash) -> Result<Vec<u8>, HsmError> {
+        self.real.wrap_rsa_oaep(w, k, OaepHash::Sha1) // The second lie.
+    }
+    fn wrap_aes_kwp(&self, _m: WrapMechanism, w: KeyRef, k: KeyRef) -> Result<Vec<u8>, HsmError> {
+        self.real.wrap_aes_kwp(self.real_kwp(), w, k)
+    }
+    fn wrap_rsa_aes(&self, w: KeyRef, k: KeyRef, _hash: OaepHash) -> Result<Vec<u8>, HsmError> {
+        // "CKM_RSA_AES_KEY_WRAP", done as SoftHSM 2.7 does it: always OAEP with SHA-1.
+        let plan = HsmWrapPlan::RsaAesComposed {
+            hash: OaepHash::Sha1,
+            kwp: self.real_kwp(),
+        };
+        wrap::wrap_in_hsm(self.real, plan, w, k)
+    }
+    fn extract_key_value(&self, key: KeyRef) -> Result<KeyMaterial, HsmError> {
+        self.real.extract_key_value(key)
+    }
+    fn seal_key(&self, key: KeyRef) -> Result<(), HsmError> {
+        self.real.seal_key(key)
+    }
+    fn destroy(&self, key: KeyRef) -> Result<(), HsmError> {
+        self.real.destroy(key)
+    }
+    fn label_exists(&self, label: &str) -> Result<bool, HsmError> {
+        self.real.label_exists(label)
+    }
+    fn find_ec_key_pair(&self, label: &str) -> Result<(KeyRef, Vec<u8>), HsmError> {
+        self.real.find_ec_key_pair(label)
+    }
+    fn generate_ec_key_pair(&self, label: &str) -> Result<Vec<u8>, HsmError> {
+        self.real.generate_ec_key_pair(label)
+    }
+    fn sign_digest(&self, key: KeyRef, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
+        self.real.sign_digest(key, digest)
+    }
+    fn random(&self, len: usize) -> Result<Vec<u8>, HsmError> {
+        self.real.random(len)
+    }
+    fn raw_handle(&self, key: KeyRef) -> u64 {
+        self.real.raw_handle(key)
+    }
+}
+
+fn open(token: &SoftHsm) -> Pkcs11Hsm {
+    use byok::hsm::Hsm as _;
+    token.use_in_process();
+    let hsm = Pkcs11Hsm::open_path(
+        Path::new(&module()),
+        &TokenSelector::Label("byok-hsm".into()),
+    )
+    .unwrap();
+    hsm.login(&SecretString::from(token.pin.clone())).unwrap();
+    hsm
+}
+
+#[test]
+fn probe_flags_a_token_whose_wrap_does_not_unwrap_as_requested() {
+    let token = SoftHsm::new();
+    let real = open(&token);
+    let liar = Liar { real: &real };
+    let lines = wrap::probe(&liar);
+    let outcome = |a: WrappingAlgorithm| {
+        lines
+            .iter()
+            .find(|l| l.algorithm == a)
+            .map(|l| l.outcome.clone())
+            .unwrap()
+    };
+    // SHA-256 asked, SHA-1 done: a mismatch naming the mechanism and the failed unwrap.
+    assert_eq!(
+        outcome(WrappingAlgorithm::RsaesOaepSha256),
+        ProbeOutcome::Mismatch {
+            mechanism: "CKM_RSA_PKCS_OAEP".into(),
+            detail:
+                "the RSA part does not unwrap with OAEP SHA-256 and MGF1 SHA-256: decryption error"
+                    .into(),
+        }
+    );
+    let line = lines
+        .iter()
+        .find(|l| l.algorithm == WrappingAlgorithm::RsaesOaepSha256)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        line,
+        "RSAES_OAEP_SHA_256       inside HSM: MISMATCH (CKM_RSA_PKCS_OAEP output does not unwrap as KMS expects: the RSA part does not unwrap with OAEP SHA-256 and MGF1 SHA-256: decryption error; do not use this token for RSAES_OAEP_SHA_256)"
+    );
+    // Every RSA-AES plan for SHA-256 lies too: the native one first.
+    match outcome(WrappingAlgorithm::RsaAesKeyWrapSha256) {
+        ProbeOutcome::Mismatch { mechanism, detail } => {
+            assert_eq!(mechanism, "CKM_RSA_AES_KEY_WRAP");
+            assert_eq!(
+                detail,
+                "the RSA part does not unwrap with OAEP SHA-256 and MGF1 SHA-256: decryption error"
+            );
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    // Where the lie happens to be what was asked (SHA-1), the test passes: it checks the
+    // output, not the claim.
+    assert_eq!(
+        outcome(WrappingAlgorithm::RsaesOaepSha1),
+        ProbeOutcome::Yes {
+            mechanism: "CKM_RSA_PKCS_OAEP".into(),
+            rejected: vec![],
+        }
+    );
+    assert_eq!(
+        outcome(WrappingAlgorithm::RsaAesKeyWrapSha1),
+        ProbeOutcome::Yes {
+            mechanism: "CKM_RSA_AES_KEY_WRAP".into(),
+            rejected: vec![],
+        }
+    );
+    // Nothing is left in the session.
+    use byok::hsm::Hsm as _;
+    assert!(!real.label_exists("byok-ceremony-key").unwrap());
+    assert!(!real.label_exists("byok-ephemeral-kwp").unwrap());
+    assert!(!real.label_exists("byok-kms-wrapping-key").unwrap());
+}
+
+#[test]
+fn a_ceremony_on_a_lying_token_stops_before_generating_anything() {
+    let token = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let file = ceremony_for(
+        &token,
+        "host-wrap-oaep-sha256.toml",
+        &alias,
+        &[("import.wrap", "\"hsm\"")],
+    );
+    let c = byok::spec::load(&file, OffsetDateTime::now_utc()).unwrap();
+    let real = {
+        token.use_in_process();
+        Pkcs11Hsm::open_path(
+            Path::new(&module()),
+            &TokenSelector::Label("byok-hsm".into()),
+        )
+        .unwrap()
+    };
+    let liar = Liar { real: &real };
+    let mut prompter = ScriptedPrompter::new(vec![Answer::Secret("hsm-pin", token.pin.clone())]);
+    let custodians = Pkcs11Custodians::for_hsm(&real);
+    let kms_client = AwsKms::new("us-east-1").unwrap();
+    let t = token.path("t.jsonl");
+    let clock = OffsetDateTime::now_utc;
+    let err = ceremony::run(
+        &c,
+        Env {
+            hsm: &liar,
+            kms: &kms_client,
+            custodians: &custodians,
+            prompter: &mut prompter,
+            now: &clock,
+        },
+        &t,
+    )
+    .unwrap_err();
+    let chain = ceremony::chain(&err);
+    assert!(
+        chain.contains(
+            "the token's RSAES_OAEP_SHA_256 wrap (CKM_RSA_PKCS_OAEP) does not unwrap as KMS expects (the RSA part does not unwrap with OAEP SHA-256 and MGF1 SHA-256: decryption error): the token does not do what it claims; do not use it for this algorithm"
+        ),
+        "{chain}"
+    );
+    assert_eq!(err.exit_code(), byok::error::exit::HSM);
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&t)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = recs.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "ceremony_started",
+            "hsm_opened",
+            "kms_preflight",
+            "ceremony_aborted"
+        ]
+    );
+    assert_eq!(recs[3]["data"]["step"], "capability_check");
+    assert_eq!(recs[3]["data"]["error_class"], "hsm");
+    assert_eq!(kms.state(&arn), "PendingImport");
+}
