@@ -1,9 +1,11 @@
-//! Dual control through the `byok` binary: SoftHSM custodian tokens, LocalStack KMS.
+//! Dual control through the `byok` binary: custodian tokens of the implementation under test
+//! (SoftHSM, or kryoptic with `BYOK_TEST_TOKEN=kryoptic`), LocalStack KMS.
 
 use std::path::Path;
 
 use crate::common::{
-    SoftHsm, TestKms, assert_contains, byok, ceremony_for, run_with_stdin, stderr, stdout,
+    SoftHsm, TestKms, TokenKind, assert_contains, byok, ceremony_for, run_with_stdin, stderr,
+    stdout,
 };
 
 fn run(hsm: &SoftHsm, file: &Path, transcript: &Path, stdin: &str) -> std::process::Output {
@@ -33,7 +35,11 @@ struct Case {
 }
 
 fn case(extra: &[(&str, &str)]) -> Case {
-    let hsm = SoftHsm::new();
+    case_on(TokenKind::under_test(), extra)
+}
+
+fn case_on(kind: TokenKind, extra: &[(&str, &str)]) -> Case {
+    let hsm = SoftHsm::of_kind(kind);
     let kms = TestKms::new();
     let (arn, alias) = kms.external_key();
     let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, extra);
@@ -120,6 +126,41 @@ fn three_wrong_custodian_pins_abort() {
     let recs = records(&c.transcript);
     assert_eq!(recs.last().unwrap()["data"]["step"], "approve_plan");
     assert!(!types(&recs).contains(&"kms_preflight"));
+}
+
+/// kryoptic locks a user PIN after 10 failed logins (SoftHSM 2.6 never locks one).
+#[test]
+fn a_locked_custodian_pin_is_reported_as_locked_and_aborts() {
+    let c = case_on(TokenKind::Kryoptic, &[]);
+    let alice = c.hsm.custodian("Alice");
+    let lock = |pin: &str| {
+        std::process::Command::new("pkcs11-tool")
+            .args(["--module", &TokenKind::Kryoptic.module()])
+            .args(["--token-label", &alice.token, "--login", "--pin", pin])
+            .arg("--list-objects")
+            .env("KRYOPTIC_CONF", &c.hsm.conf)
+            .output()
+            .expect("pkcs11-tool (opensc) must be installed")
+    };
+    for _ in 0..10 {
+        assert!(!lock("00000000").status.success());
+    }
+    // Now even the right PIN is refused: the token says CKR_PIN_LOCKED.
+    assert_contains(&stderr(&lock(&alice.pin)), "CKR_PIN_LOCKED");
+    let answers = format!("{}\nAlice\nyes\n{}\n", c.hsm.pin, alice.pin);
+    let out = run(&c.hsm, &c.file, &c.transcript, &answers);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "caused by: the PIN for token \"cust-alice\" is locked after too many wrong attempts; the token's security officer must unlock it",
+    );
+    // A locked PIN is not retried.
+    assert!(!stderr(&out).contains("try again"), "{}", stderr(&out));
+    let recs = records(&c.transcript);
+    assert_eq!(recs.last().unwrap()["type"], "ceremony_aborted");
+    assert_eq!(recs.last().unwrap()["data"]["step"], "approve_plan");
+    assert!(!types(&recs).contains(&"approval"));
+    assert_eq!(c.kms.state(&c.arn), "PendingImport");
 }
 
 #[test]
