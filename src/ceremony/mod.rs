@@ -441,8 +441,14 @@ impl Run<'_> {
 
         // 7. wrap
         self.enter(Step::Wrap)?;
-        let (blob, mechanism, memory_locked) = match (location, test.plan) {
-            (WrapLocation::Hsm, Some(plan)) => {
+        let (blob, mechanism, memory_locked) = match location {
+            WrapLocation::Hsm => {
+                // An in-HSM known-answer test always proves a plan; never fall back to the host.
+                let plan = test.plan.ok_or_else(|| Error::Refused {
+                    reason: format!(
+                        "the known-answer test proved no way to do {algorithm} inside the HSM; run `byok probe`"
+                    ),
+                })?;
                 let wrapping = self
                     .hsm
                     .import_rsa_public_key(&public.modulus(), &public.exponent())?;
@@ -451,7 +457,7 @@ impl Run<'_> {
                 let blob = wrap::wrap_in_hsm(self.hsm, plan, wrapping, key)?;
                 (blob, plan.mechanism(), None)
             }
-            _ => {
+            WrapLocation::Host => {
                 let material = self.hsm.extract_key_value(key)?;
                 let locked = material.is_locked();
                 let blob = wrap::host_wrap(&material, &public, algorithm)?;
