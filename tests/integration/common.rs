@@ -291,6 +291,24 @@ impl SoftHsm {
         unsafe { std::env::set_var(self.kind.conf_var(), &self.conf) };
     }
 
+    /// Opens `byok-hsm` in this process (one per test process), not logged in.
+    pub fn open_in_process(&self) -> byok::hsm::Pkcs11Hsm {
+        self.use_in_process();
+        byok::hsm::Pkcs11Hsm::open_path(
+            Path::new(&self.kind.module()),
+            &byok::hsm::TokenSelector::Label(self.label.clone()),
+        )
+        .expect("open byok-hsm in process")
+    }
+
+    /// Like [`SoftHsm::open_in_process`], logged in with the user PIN.
+    pub fn open_logged_in(&self) -> byok::hsm::Pkcs11Hsm {
+        let hsm = self.open_in_process();
+        byok::hsm::Hsm::login(&hsm, &secrecy::SecretString::from(self.pin.clone()))
+            .expect("log in to byok-hsm");
+        hsm
+    }
+
     /// Labels of the token objects visible after login (via OpenSC's pkcs11-tool).
     pub fn token_object_labels(&self) -> Vec<String> {
         let out = Command::new("pkcs11-tool")

@@ -5,12 +5,9 @@
 //!
 //! Each test loads the PKCS#11 module in its own process (cargo-nextest).
 
-use std::path::Path;
-
 use byok::ceremony::{self, Env};
 use byok::hsm::{
-    AesKeyKind, HsmDescription, HsmError, KeyRef, Pkcs11Custodians, Pkcs11Hsm, TokenSelector,
-    WrapMechanism,
+    AesKeyKind, HsmDescription, HsmError, KeyRef, Pkcs11Custodians, Pkcs11Hsm, WrapMechanism,
 };
 use byok::kms::AwsKms;
 use byok::prompt::{Answer, ScriptedPrompter};
@@ -19,7 +16,7 @@ use byok::wrap::{self, HsmWrapPlan, OaepHash, ProbeOutcome, WrappingAlgorithm};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use crate::common::{SoftHsm, TestKms, ceremony_for, module};
+use crate::common::{SoftHsm, TestKms, ceremony_for};
 
 struct Liar<'a> {
     real: &'a Pkcs11Hsm,
@@ -109,22 +106,10 @@ impl byok::hsm::Hsm for Liar<'_> {
     }
 }
 
-fn open(token: &SoftHsm) -> Pkcs11Hsm {
-    use byok::hsm::Hsm as _;
-    token.use_in_process();
-    let hsm = Pkcs11Hsm::open_path(
-        Path::new(&module()),
-        &TokenSelector::Label("byok-hsm".into()),
-    )
-    .unwrap();
-    hsm.login(&SecretString::from(token.pin.clone())).unwrap();
-    hsm
-}
-
 #[test]
 fn probe_flags_a_token_whose_wrap_does_not_unwrap_as_requested() {
     let token = SoftHsm::new();
-    let real = open(&token);
+    let real = token.open_logged_in();
     let liar = Liar { real: &real };
     let lines = wrap::probe(&liar);
     let outcome = |a: WrappingAlgorithm| {
@@ -199,14 +184,7 @@ fn a_ceremony_on_a_lying_token_stops_before_generating_anything() {
         &[("import.wrap", "\"hsm\"")],
     );
     let c = byok::spec::load(&file, OffsetDateTime::now_utc()).unwrap();
-    let real = {
-        token.use_in_process();
-        Pkcs11Hsm::open_path(
-            Path::new(&module()),
-            &TokenSelector::Label("byok-hsm".into()),
-        )
-        .unwrap()
-    };
+    let real = token.open_in_process();
     let liar = Liar { real: &real };
     let mut prompter = ScriptedPrompter::new(vec![Answer::Secret("hsm-pin", token.pin.clone())]);
     let custodians = Pkcs11Custodians::for_hsm(&real);

@@ -15,12 +15,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use byok::hsm::{AesKeyKind, Hsm, Pkcs11Hsm, TokenSelector};
+use byok::hsm::{AesKeyKind, Hsm};
 use byok::wrap::{self, WrapError, WrapLocation, WrappingAlgorithm, WrappingKeySpec};
-use secrecy::SecretString;
 
 use crate::common::{
-    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, module, openssl, require_env,
+    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, openssl, require_env,
     run_with_stdin, stderr, stdout,
 };
 
@@ -154,13 +153,7 @@ fn openssl_rsa(dir: &Path, bits: usize) -> (std::path::PathBuf, Vec<u8>) {
 fn matrix(algorithm: WrappingAlgorithm) {
     let token = SoftHsm::new();
     let kind = token.kind;
-    token.use_in_process();
-    let hsm = Pkcs11Hsm::open_path(
-        Path::new(&module()),
-        &TokenSelector::Label("byok-hsm".into()),
-    )
-    .unwrap();
-    hsm.login(&SecretString::from(token.pin.clone())).unwrap();
+    let hsm = token.open_logged_in();
 
     // 1. Inside the HSM: the plan the known-answer test proves, or a clear refusal.
     let location = if inside(kind, algorithm) {
