@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::common::{
-    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, run_with_stdin, stderr, stdout,
+    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, reference_verify, run_with_stdin,
+    stderr, stdout,
 };
 
 fn records(path: &Path) -> Vec<serde_json::Value> {
@@ -132,6 +133,12 @@ fn full_ceremony_on(
     );
     let out = verify(&hsm, &t);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // The transcript contract is precise enough for an independent verifier.
+    let independent = reference_verify(&t, &hsm.audit_sha256);
+    if !rehearsal {
+        assert_contains(&independent, "approved plan: Alice, Bob");
+        assert_contains(&independent, "approved import: Alice, Carol");
+    }
     if rehearsal {
         assert_contains(&stdout(&out), "dual control    OFF (REHEARSAL)");
         assert_contains(&stderr(&run_out), "REHEARSAL: dual control is OFF");
@@ -192,6 +199,8 @@ fn kryoptic_ceremony_oaep_sha256_rsa_4096_wraps_inside_the_hsm_and_imports() {
     assert_eq!(checked["mechanism"], "CKM_RSA_PKCS_OAEP");
     let opened = &first(&recs, "hsm_opened")["data"];
     assert_eq!(opened["module_manufacturer"], "Kryoptic");
+    // The material never left the HSM in plaintext: sensitive, wrapped by the token.
+    assert_eq!(first(&recs, "key_generated")["data"]["sensitive"], true);
     let wrapped = &first(&recs, "key_wrapped")["data"];
     assert_eq!(wrapped["mechanism"], "CKM_RSA_PKCS_OAEP");
     assert_eq!(wrapped["oaep_hash"], "SHA-256");

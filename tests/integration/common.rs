@@ -69,6 +69,43 @@ pub fn module() -> String {
     TokenKind::under_test().module()
 }
 
+/// Runs the reference verifier of `docs/transcript.md` Appendix A (Python and `openssl`, no
+/// byok code) on `transcript`, pinning the audit key; fails unless it says valid.
+pub fn reference_verify(transcript: &Path, audit_key_sha256: &str) -> String {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/transcript.md"))
+            .expect("read docs/transcript.md");
+    let appendix = &doc[doc
+        .find("## Appendix A")
+        .expect("docs/transcript.md has Appendix A")..];
+    let start = appendix
+        .find("```python\n")
+        .expect("Appendix A has a python block")
+        + 10;
+    let len = appendix[start..]
+        .find("```")
+        .expect("the python block ends");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("verify_ref.py");
+    std::fs::write(&script, &appendix[start..start + len]).expect("write verify_ref.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(transcript)
+        .arg(audit_key_sha256)
+        .output()
+        .expect("python3 must be installed");
+    assert!(
+        out.status.success(),
+        "the reference verifier of docs/transcript.md rejects {}: {}{}",
+        transcript.display(),
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.starts_with("valid: "), "{text}");
+    text
+}
+
 /// Runs OpenSSL with `input` on stdin; fails with its stderr; returns stdout.
 pub fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
     let mut child = Command::new("openssl")

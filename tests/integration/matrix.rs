@@ -19,8 +19,8 @@ use byok::hsm::{AesKeyKind, Hsm};
 use byok::wrap::{self, WrapError, WrapLocation, WrappingAlgorithm, WrappingKeySpec};
 
 use crate::common::{
-    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, openssl, require_env,
-    run_with_stdin, stderr, stdout,
+    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, openssl, reference_verify,
+    require_env, run_with_stdin, stderr, stdout,
 };
 
 /// Whether the token under test can do `algorithm` inside the HSM (measured; see
@@ -246,6 +246,14 @@ fn matrix(algorithm: WrappingAlgorithm) {
             stderr(&out)
         );
         assert_contains(&stdout(&out), "transcript fingerprint");
+        let verified = crate::common::byok()
+            .arg("verify")
+            .arg(&transcript)
+            .args(["--audit-key-sha256", &token.audit_sha256])
+            .output()
+            .unwrap();
+        assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));
+        reference_verify(&transcript, &token.audit_sha256);
         assert_eq!(kms.state(&arn), "Enabled", "{algorithm} {spec}");
         assert!(kms.round_trip(&arn), "{algorithm} {spec}: KMS round trip");
         let wrapped = std::fs::read_to_string(&transcript)
