@@ -16,10 +16,13 @@ use byok::wrap::{self, HsmWrapPlan, OaepHash, ProbeOutcome, WrappingAlgorithm};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use crate::common::{SoftHsm, TestKms, ceremony_for};
+use crate::common::{SoftHsm, TestKms, TokenKind, ceremony_for};
 
 struct Liar<'a> {
     real: &'a Pkcs11Hsm,
+    /// Lie only about `CKM_RSA_AES_KEY_WRAP` (claim it, do it with SHA-1) and tell the truth
+    /// about everything else, like SoftHSM 2.7.
+    only_native: bool,
 }
 
 impl Liar<'_> {
@@ -48,7 +51,10 @@ impl byok::hsm::Hsm for Liar<'_> {
     fn logout(&self) -> Result<(), HsmError> {
         self.real.logout()
     }
-    fn mechanism_support(&self, _mechanism: WrapMechanism) -> Result<(), String> {
+    fn mechanism_support(&self, mechanism: WrapMechanism) -> Result<(), String> {
+        if self.only_native && mechanism != WrapMechanism::RsaAesKeyWrap {
+            return self.real.mechanism_support(mechanism);
+        }
         Ok(()) // The first lie: everything is offered.
     }
     fn generate_aes256(&self, kind: AesKeyKind) -> Result<KeyRef, HsmError> {
@@ -63,10 +69,16 @@ impl byok::hsm::Hsm for Liar<'_> {
     fn import_rsa_public_key(&self, modulus: &[u8], exponent: &[u8]) -> Result<KeyRef, HsmError> {
         self.real.import_rsa_public_key(modulus, exponent)
     }
-    fn wrap_rsa_oaep(&self, w: KeyRef, k: KeyRef, _hash: OaepHash) -> Result<Vec<u8>, HsmError> {
+    fn wrap_rsa_oaep(&self, w: KeyRef, k: KeyRef, hash: OaepHash) -> Result<Vec<u8>, HsmError> {
+        if self.only_native {
+            return self.real.wrap_rsa_oaep(w, k, hash);
+        }
         self.real.wrap_rsa_oaep(w, k, OaepHash::Sha1) // The second lie.
     }
-    fn wrap_aes_kwp(&self, _m: WrapMechanism, w: KeyRef, k: KeyRef) -> Result<Vec<u8>, HsmError> {
+    fn wrap_aes_kwp(&self, m: WrapMechanism, w: KeyRef, k: KeyRef) -> Result<Vec<u8>, HsmError> {
+        if self.only_native {
+            return self.real.wrap_aes_kwp(m, w, k);
+        }
         self.real.wrap_aes_kwp(self.real_kwp(), w, k)
     }
     fn wrap_rsa_aes(&self, w: KeyRef, k: KeyRef, _hash: OaepHash) -> Result<Vec<u8>, HsmError> {
@@ -110,7 +122,10 @@ impl byok::hsm::Hsm for Liar<'_> {
 fn probe_flags_a_token_whose_wrap_does_not_unwrap_as_requested() {
     let token = SoftHsm::new();
     let real = token.open_logged_in();
-    let liar = Liar { real: &real };
+    let liar = Liar {
+        real: &real,
+        only_native: false,
+    };
     let lines = wrap::probe(&liar);
     let outcome = |a: WrappingAlgorithm| {
         lines
@@ -172,6 +187,76 @@ fn probe_flags_a_token_whose_wrap_does_not_unwrap_as_requested() {
     assert!(!real.label_exists("byok-kms-wrapping-key").unwrap());
 }
 
+/// SoftHSM 2.7's bug on a token whose other mechanisms are honest: the lying native
+/// `CKM_RSA_AES_KEY_WRAP` is rejected and named, and the honest composed wrap is used where the
+/// token can do it (kryoptic: OAEP-SHA-256 and KWP); where it cannot (SoftHSM 2.6: no
+/// OAEP-SHA-256), the lie is what is reported.
+#[test]
+fn a_lying_native_rsa_aes_wrap_is_rejected_and_an_honest_one_used() {
+    let token = SoftHsm::new();
+    let real = token.open_logged_in();
+    let liar = Liar {
+        real: &real,
+        only_native: true,
+    };
+    let test = wrap::self_test(
+        &liar,
+        WrappingAlgorithm::RsaAesKeyWrapSha256,
+        wrap::WrapLocation::Hsm,
+    );
+    let native_lie = "CKM_RSA_AES_KEY_WRAP: mismatch: the RSA part does not unwrap with OAEP SHA-256 and MGF1 SHA-256: decryption error";
+    match token.kind {
+        TokenKind::Kryoptic => {
+            let test = test.unwrap();
+            assert_eq!(
+                test.mechanism,
+                "CKM_AES_KEY_GEN + CKM_AES_KEY_WRAP_KWP + CKM_RSA_PKCS_OAEP"
+            );
+            assert_eq!(test.rejected, [native_lie]);
+            assert_eq!(
+                test.plan,
+                Some(HsmWrapPlan::RsaAesComposed {
+                    hash: OaepHash::Sha256,
+                    kwp: WrapMechanism::AesKeyWrapKwp
+                })
+            );
+            let line = wrap::probe(&liar)
+                .into_iter()
+                .find(|l| l.algorithm == WrappingAlgorithm::RsaAesKeyWrapSha256)
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                line,
+                format!(
+                    "RSA_AES_KEY_WRAP_SHA_256 inside HSM: yes (CKM_AES_KEY_GEN + CKM_AES_KEY_WRAP_KWP + CKM_RSA_PKCS_OAEP, known-answer test passed)\n{:<24}   tried first: {native_lie}",
+                    ""
+                )
+            );
+        }
+        TokenKind::SoftHsm => match test.unwrap_err() {
+            wrap::WrapError::Mismatch {
+                mechanism, detail, ..
+            } => {
+                assert_eq!(mechanism, "CKM_RSA_AES_KEY_WRAP");
+                assert_eq!(
+                    detail,
+                    "the RSA part does not unwrap with OAEP SHA-256 and MGF1 SHA-256: decryption error"
+                );
+            }
+            other => panic!("expected the native wrap's mismatch, got {other}"),
+        },
+    }
+    // SHA-1 is what the liar really does, so there the native wrap passes first.
+    let sha1 = wrap::self_test(
+        &liar,
+        WrappingAlgorithm::RsaAesKeyWrapSha1,
+        wrap::WrapLocation::Hsm,
+    )
+    .unwrap();
+    assert_eq!(sha1.mechanism, "CKM_RSA_AES_KEY_WRAP");
+    assert!(sha1.rejected.is_empty());
+}
+
 #[test]
 fn a_ceremony_on_a_lying_token_stops_before_generating_anything() {
     let token = SoftHsm::new();
@@ -185,7 +270,10 @@ fn a_ceremony_on_a_lying_token_stops_before_generating_anything() {
     );
     let c = byok::spec::load(&file, OffsetDateTime::now_utc()).unwrap();
     let real = token.open_in_process();
-    let liar = Liar { real: &real };
+    let liar = Liar {
+        real: &real,
+        only_native: false,
+    };
     let mut prompter = ScriptedPrompter::new(vec![Answer::Secret("hsm-pin", token.pin.clone())]);
     let custodians = Pkcs11Custodians::for_hsm(&real);
     let kms_client = AwsKms::new("us-east-1").unwrap();

@@ -88,6 +88,26 @@ fn the_base_file_is_valid_and_defaults_apply() {
 }
 
 #[test]
+fn every_algorithm_and_key_spec_is_accepted_at_both_locations() {
+    use byok::wrap::{WrapLocation, WrappingAlgorithm, WrappingKeySpec};
+    for algorithm in WrappingAlgorithm::ALL {
+        for spec in WrappingKeySpec::ALL {
+            for location in [WrapLocation::Hsm, WrapLocation::Host] {
+                let text = BASE
+                    .replace("RSAES_OAEP_SHA_256", algorithm.kms_name())
+                    .replace("RSA_4096", spec.kms_name())
+                    .replace("wrap = \"hsm\"", &format!("wrap = \"{}\"", location.name()));
+                let c = byok::spec::parse(Path::new("c.toml"), &text, NOW)
+                    .unwrap_or_else(|e| panic!("{algorithm} {spec} {location:?}: {e}"));
+                assert_eq!(c.import.algorithm, algorithm);
+                assert_eq!(c.import.key_spec, spec);
+                assert_eq!(c.import.wrap, location);
+            }
+        }
+    }
+}
+
+#[test]
 fn validation_table_gives_exact_messages() {
     let cases: Vec<(&str, String, String)> = vec![
         (
