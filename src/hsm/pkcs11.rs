@@ -138,7 +138,6 @@ impl Pkcs11Hsm {
             .ctx
             .open_rw_session(slot)
             .map_err(|e| pkcs11_error("opening a session", e))?;
-
         let description = HsmDescription {
             module_path: module.path.display().to_string(),
             module_manufacturer: lib.manufacturer_id().trim_end().to_string(),

@@ -424,20 +424,30 @@ pub fn host_wrap(
     Ok(blob)
 }
 
-/// RFC 5649 AES key wrap with padding of `data` under the AES-256 key `kek`.
-fn aes_kwp_wrap(kek: &[u8; 32], data: &[u8]) -> Result<Vec<u8>, String> {
-    aes_kw::KekAes256::from(*kek)
+/// The RFC 5649 key-encryption key, built from a reference so that no copy of the key bytes
+/// is left on the stack; its AES key schedule is wiped on drop (the `aes` crate's `zeroize`).
+fn kek(key: &[u8]) -> Result<aes_kw::KekAes256, String> {
+    if key.len() != 32 {
+        return Err(format!(
+            "the ephemeral key has {} bytes, expected 32",
+            key.len()
+        ));
+    }
+    Ok(aes_kw::KekAes256::new(
+        aes::cipher::generic_array::GenericArray::from_slice(key),
+    ))
+}
+
+/// RFC 5649 AES key wrap with padding of `data` under the AES-256 key `key`.
+fn aes_kwp_wrap(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>, String> {
+    kek(key)?
         .wrap_with_padding_vec(data)
         .map_err(|e| format!("AES key wrap with padding: {e}"))
 }
 
 /// RFC 5649 unwrap, into a zeroizing buffer.
-fn aes_kwp_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
-    let kek: [u8; 32] = kek
-        .try_into()
-        .map_err(|_| format!("the ephemeral key has {} bytes, expected 32", kek.len()))?;
-    let kek = Zeroizing::new(kek);
-    aes_kw::KekAes256::from(*kek)
+fn aes_kwp_unwrap(key: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    kek(key)?
         .unwrap_with_padding_vec(wrapped)
         .map(Zeroizing::new)
         .map_err(|e| format!("RFC 5649 unwrap failed: {e}"))
