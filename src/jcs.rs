@@ -18,6 +18,15 @@ pub enum JcsError {
         "number {0} is not an integer in ±(2^53 − 1); the transcript allows only such integers"
     )]
     UnsupportedNumber(String),
+    /// A typed value could not be turned into JSON at all.
+    #[error("cannot serialize the value as JSON: {0}")]
+    Serialize(String),
+}
+
+/// Canonical serialization of any serializable value.
+pub fn to_vec_of<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, JcsError> {
+    let value = serde_json::to_value(value).map_err(|e| JcsError::Serialize(e.to_string()))?;
+    to_vec(&value)
 }
 
 /// Canonical serialization of `value` as UTF-8 bytes.

@@ -1,0 +1,68 @@
+//! The steps of a ceremony, named the same way in messages, errors and `ceremony_aborted`.
+//!
+//! A leaf module: errors name the step they stopped at without depending on the engine.
+
+/// The steps of a ceremony, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Start,
+    OpenHsm,
+    /// A resumed run: what KMS and the earlier transcript say of each target.
+    Reconcile,
+    ApprovePlan,
+    KmsPreflight,
+    CapabilityCheck,
+    ImportParameters,
+    Generate,
+    Wrap,
+    ConfirmImport,
+    Import,
+    Verify,
+    Keep,
+    Cleanup,
+    Finish,
+}
+
+impl Step {
+    /// Name used in messages and in `ceremony_aborted.data.step`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Start => "start",
+            Step::OpenHsm => "open_hsm",
+            Step::Reconcile => "reconcile",
+            Step::ApprovePlan => "approve_plan",
+            Step::KmsPreflight => "kms_preflight",
+            Step::CapabilityCheck => "capability_check",
+            Step::ImportParameters => "import_parameters",
+            Step::Generate => "generate",
+            Step::Wrap => "wrap",
+            Step::ConfirmImport => "confirm_import",
+            Step::Import => "import",
+            Step::Verify => "verify",
+            Step::Keep => "keep",
+            Step::Cleanup => "cleanup",
+            Step::Finish => "finish",
+        }
+    }
+
+    /// Heading shown to the operator.
+    pub fn heading(self) -> &'static str {
+        match self {
+            Step::Start => "Start",
+            Step::OpenHsm => "Open the HSM",
+            Step::Reconcile => "Reconcile the targets with KMS and the earlier transcript",
+            Step::ApprovePlan => "Approve the plan (dual control)",
+            Step::KmsPreflight => "Check (or create) the KMS keys",
+            Step::CapabilityCheck => "Prove the token's wrap (known-answer test)",
+            Step::ImportParameters => "Get import parameters from KMS, generate and wrap in the HSM",
+            Step::Generate => "Generate AES-256 in the HSM",
+            Step::Wrap => "Wrap the keys for KMS",
+            Step::ConfirmImport => "Approve the import",
+            Step::Import => "Import into KMS and verify",
+            Step::Verify => "Verify the imports",
+            Step::Keep => "Keep the imported material on the token",
+            Step::Cleanup => "Clean up HSM objects",
+            Step::Finish => "Finish",
+        }
+    }
+}
