@@ -1,39 +1,63 @@
-//! [`Kms`] over `aws-sdk-kms`, on a private current-thread tokio runtime.
+//! [`Kms`] over `aws-sdk-kms`, on a private multi-threaded tokio runtime.
 //!
 //! Endpoint and credentials come from the standard AWS environment (`AWS_ENDPOINT_URL_KMS`,
-//! `AWS_ENDPOINT_URL`, the credential chain); the region comes from the ceremony file. Retries
-//! are few on purpose: LocalStack answers a bad blob with HTTP 500, which the SDK would retry.
+//! `AWS_ENDPOINT_URL`, the credential chain); the region comes from the ceremony file (a key
+//! ARN of another region is sent to that region). The SDK's own retries are off: every call is
+//! one attempt with a bounded time, and [`super::Paced`] decides what may be sent again
+//! (ImportKeyMaterial never is: the SDK's standard policy would resend it after a timeout).
+//! Errors keep KMS's code and message, or the transport's error chain in words.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_kms::types::{AlgorithmSpec, EncryptionAlgorithmSpec, ExpirationModelType};
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_sdk_kms::types::{
+    AlgorithmSpec, EncryptionAlgorithmSpec, ExpirationModelType, IncludeKeyMaterial, KeySpec,
+    KeyUsageType, OriginType, Tag,
+};
 use aws_smithy_types::{Blob, DateTime};
 use time::OffsetDateTime;
 
-use super::{Expiration, ImportParameters, ImportToken, KeyInfo, Kms, KmsError, KmsFailure};
+use super::{
+    Expiration, ImportParameters, ImportToken, ImportType, KeyInfo, KeyMaterialInfo, Kms, KmsError,
+    KmsFailure,
+};
 use crate::wrap::{WrappingAlgorithm, WrappingKeySpec};
+
+/// Default time for one call (one attempt).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// KMS through the AWS SDK.
 pub struct AwsKms {
     runtime: tokio::runtime::Runtime,
-    client: aws_sdk_kms::Client,
+    base: aws_config::SdkConfig,
+    region: String,
+    /// One client per region (a target's ARN may name another region).
+    clients: Mutex<HashMap<String, aws_sdk_kms::Client>>,
 }
 
 impl AwsKms {
-    /// Builds a client for `region` from the standard AWS environment.
+    /// A client for `region` from the standard AWS environment, each call bounded by
+    /// [`DEFAULT_CALL_TIMEOUT`].
     pub fn new(region: &str) -> Result<Self, KmsError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        Self::with_timeout(region, DEFAULT_CALL_TIMEOUT)
+    }
+
+    /// A client whose calls each get at most `call_timeout`.
+    pub fn with_timeout(region: &str, call_timeout: Duration) -> Result<Self, KmsError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| KmsError {
                 operation: "client setup",
                 failure: KmsFailure::Unreachable,
                 code: None,
+                status: None,
                 message: format!("cannot start the async runtime: {e}"),
             })?;
         let http = aws_smithy_http_client::Builder::new()
@@ -41,55 +65,135 @@ impl AwsKms {
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
-        let config = runtime.block_on(
+        let base = runtime.block_on(
             aws_config::defaults(BehaviorVersion::latest())
                 .region(aws_config::Region::new(region.to_string()))
                 .http_client(http)
-                .retry_config(RetryConfig::standard().with_max_attempts(2))
+                // One attempt: byok decides what may be sent again (kms::pace).
+                .retry_config(RetryConfig::disabled())
                 .timeout_config(
                     TimeoutConfig::builder()
                         .connect_timeout(Duration::from_secs(5))
-                        .operation_attempt_timeout(Duration::from_secs(30))
-                        .operation_timeout(Duration::from_secs(90))
+                        .operation_attempt_timeout(call_timeout)
+                        .operation_timeout(call_timeout)
                         .build(),
                 )
                 .load(),
         );
         Ok(AwsKms {
-            client: aws_sdk_kms::Client::new(&config),
             runtime,
+            base,
+            region: region.to_string(),
+            clients: Mutex::new(HashMap::new()),
         })
     }
+
+    /// The client for the region of `key` (an ARN's region, else the ceremony's).
+    fn client(&self, key: &str) -> aws_sdk_kms::Client {
+        let region = key
+            .strip_prefix("arn:")
+            .and_then(|r| r.split(':').nth(2))
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&self.region)
+            .to_string();
+        // The map only caches clients; a poisoned lock leaves it intact.
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clients
+            .entry(region.clone())
+            .or_insert_with(|| {
+                let config = aws_sdk_kms::config::Builder::from(&self.base)
+                    .region(aws_config::Region::new(region))
+                    .build();
+                aws_sdk_kms::Client::from_conf(config)
+            })
+            .clone()
+    }
+}
+
+/// The error chain in words: each cause's `Display`, without repeats.
+fn words(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }
 
 fn sdk_error<E, R>(operation: &'static str, e: SdkError<E, R>) -> KmsError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus,
 {
-    match &e {
-        SdkError::ServiceError(ctx) => KmsError {
+    let status = match &e {
+        SdkError::ServiceError(ctx) => ctx.raw().status_code(),
+        SdkError::ResponseError(ctx) => ctx.raw().status_code(),
+        _ => None,
+    };
+    match e {
+        SdkError::ServiceError(ctx) => {
+            let err = ctx.into_err();
+            KmsError {
+                operation,
+                failure: KmsFailure::Service,
+                code: err.code().map(str::to_string),
+                status,
+                message: err
+                    .message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| words(&err)),
+            }
+        }
+        SdkError::DispatchFailure(ref d) => {
+            // A connector error before any byte was sent (refused, DNS, TLS) is unreachable;
+            // anything after that may have reached KMS.
+            let sent = d
+                .as_connector_error()
+                .is_none_or(|c| !(c.is_io() && words(&e).contains("connect")));
+            KmsError {
+                operation,
+                failure: if sent {
+                    KmsFailure::NoAnswer
+                } else {
+                    KmsFailure::Unreachable
+                },
+                code: None,
+                status,
+                message: words(&e),
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => KmsError {
             operation,
-            failure: KmsFailure::Service,
-            code: ctx.err().code().map(str::to_string),
-            message: ctx
-                .err()
-                .message()
-                .map(str::to_string)
-                .unwrap_or_else(|| DisplayErrorContext(&e).to_string()),
-        },
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => KmsError {
-            operation,
-            failure: KmsFailure::Unreachable,
+            failure: KmsFailure::NoAnswer,
             code: None,
-            message: DisplayErrorContext(&e).to_string(),
+            status,
+            message: words(&e),
         },
-        _ => KmsError {
+        other => KmsError {
             operation,
-            failure: KmsFailure::Service,
-            code: e.code().map(str::to_string),
-            message: DisplayErrorContext(&e).to_string(),
+            failure: KmsFailure::BadResponse,
+            code: other.code().map(str::to_string),
+            status,
+            message: words(&other),
         },
+    }
+}
+
+/// The HTTP status of a raw response.
+trait HttpStatus {
+    fn status_code(&self) -> Option<u16>;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::client::orchestrator::HttpResponse {
+    fn status_code(&self) -> Option<u16> {
+        Some(self.status().as_u16())
     }
 }
 
@@ -98,6 +202,7 @@ fn missing(operation: &'static str, what: &str) -> KmsError {
         operation,
         failure: KmsFailure::BadResponse,
         code: None,
+        status: None,
         message: format!("the response has no {what}"),
     }
 }
@@ -108,40 +213,126 @@ fn to_time(operation: &'static str, t: &DateTime) -> Result<OffsetDateTime, KmsE
         .map_err(|_| missing(operation, "valid timestamp"))
 }
 
+fn key_info(op: &'static str, m: &aws_sdk_kms::types::KeyMetadata) -> Result<KeyInfo, KmsError> {
+    Ok(KeyInfo {
+        arn: m.arn().ok_or_else(|| missing(op, "Arn"))?.to_string(),
+        key_id: m.key_id().to_string(),
+        origin: m
+            .origin()
+            .map(|o| o.as_str().to_string())
+            .unwrap_or_default(),
+        key_spec: m
+            .key_spec()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        key_usage: m
+            .key_usage()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        state: m
+            .key_state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        enabled: m.enabled(),
+        expiration_model: m.expiration_model().map(|s| s.as_str().to_string()),
+        valid_to: m.valid_to().map(|t| to_time(op, t)).transpose()?,
+        current_key_material_id: m.current_key_material_id().map(str::to_string),
+    })
+}
+
 impl Kms for AwsKms {
     fn describe_key(&self, key: &str) -> Result<KeyInfo, KmsError> {
         const OP: &str = "DescribeKey";
         let out = self
             .runtime
-            .block_on(self.client.describe_key().key_id(key).send())
+            .block_on(self.client(key).describe_key().key_id(key).send())
             .map_err(|e| sdk_error(OP, e))?;
-        let m = out
-            .key_metadata()
-            .ok_or_else(|| missing(OP, "KeyMetadata"))?;
-        Ok(KeyInfo {
-            arn: m.arn().ok_or_else(|| missing(OP, "Arn"))?.to_string(),
-            key_id: m.key_id().to_string(),
-            origin: m
-                .origin()
-                .map(|o| o.as_str().to_string())
-                .unwrap_or_default(),
-            key_spec: m
-                .key_spec()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            key_usage: m
-                .key_usage()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            state: m
-                .key_state()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            enabled: m.enabled(),
-            expiration_model: m.expiration_model().map(|s| s.as_str().to_string()),
-            valid_to: m.valid_to().map(|t| to_time(OP, t)).transpose()?,
-            current_key_material_id: m.current_key_material_id().map(str::to_string),
-        })
+        key_info(OP, out.key_metadata().ok_or_else(|| missing(OP, "KeyMetadata"))?)
+    }
+
+    fn create_key(
+        &self,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<KeyInfo, KmsError> {
+        const OP: &str = "CreateKey";
+        let mut req = self
+            .client("")
+            .create_key()
+            .origin(OriginType::External)
+            .key_spec(KeySpec::SymmetricDefault)
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .description(description);
+        for (k, v) in tags {
+            let tag = Tag::builder()
+                .tag_key(k)
+                .tag_value(v)
+                .build()
+                .map_err(|e| KmsError {
+                    operation: OP,
+                    failure: KmsFailure::BadResponse,
+                    code: None,
+                    status: None,
+                    message: format!("tag {k:?}: {e}"),
+                })?;
+            req = req.tags(tag);
+        }
+        let out = self
+            .runtime
+            .block_on(req.send())
+            .map_err(|e| sdk_error(OP, e))?;
+        key_info(OP, out.key_metadata().ok_or_else(|| missing(OP, "KeyMetadata"))?)
+    }
+
+    fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
+        const OP: &str = "CreateAlias";
+        self.runtime
+            .block_on(
+                self.client(key_arn)
+                    .create_alias()
+                    .alias_name(alias)
+                    .target_key_id(key_arn)
+                    .send(),
+            )
+            .map_err(|e| sdk_error(OP, e))?;
+        Ok(())
+    }
+
+    fn find_tagged_keys(&self, key: &str, value: &str) -> Result<Vec<String>, KmsError> {
+        let client = self.client("");
+        let mut found = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .runtime
+                .block_on(
+                    client
+                        .list_keys()
+                        .limit(1000)
+                        .set_marker(marker.clone())
+                        .send(),
+                )
+                .map_err(|e| sdk_error("ListKeys", e))?;
+            for entry in page.keys() {
+                let Some(arn) = entry.key_arn() else { continue };
+                let tags = self
+                    .runtime
+                    .block_on(client.list_resource_tags().key_id(arn).send())
+                    .map_err(|e| sdk_error("ListResourceTags", e))?;
+                if tags
+                    .tags()
+                    .iter()
+                    .any(|t| t.tag_key() == key && t.tag_value() == value)
+                {
+                    found.push(arn.to_string());
+                }
+            }
+            match (page.truncated(), page.next_marker()) {
+                (true, Some(m)) => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(found)
     }
 
     fn get_parameters_for_import(
@@ -154,7 +345,7 @@ impl Kms for AwsKms {
         let out = self
             .runtime
             .block_on(
-                self.client
+                self.client(key_arn)
                     .get_parameters_for_import()
                     .key_id(key_arn)
                     .wrapping_algorithm(AlgorithmSpec::from(algorithm.kms_name()))
@@ -192,15 +383,17 @@ impl Kms for AwsKms {
         token: &ImportToken,
         encrypted_key_material: &[u8],
         expiration: Expiration,
+        import_type: ImportType,
     ) -> Result<Option<String>, KmsError> {
         const OP: &str = "ImportKeyMaterial";
         let mut req = self
-            .client
+            .client(key_arn)
             .import_key_material()
             .key_id(key_arn)
             .import_token(Blob::new(token.as_bytes().to_vec()))
             .encrypted_key_material(Blob::new(encrypted_key_material.to_vec()))
-            .expiration_model(ExpirationModelType::from(expiration.model()));
+            .expiration_model(ExpirationModelType::from(expiration.model()))
+            .import_type(aws_sdk_kms::types::ImportType::from(import_type.name()));
         if let Some(valid_to) = expiration.valid_to() {
             req = req.valid_to(DateTime::from_secs(valid_to.unix_timestamp()));
         }
@@ -211,12 +404,44 @@ impl Kms for AwsKms {
         Ok(out.key_material_id().map(str::to_string))
     }
 
+    fn list_key_materials(&self, key_arn: &str) -> Result<Vec<KeyMaterialInfo>, KmsError> {
+        const OP: &str = "ListKeyRotations";
+        let client = self.client(key_arn);
+        let mut found = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .runtime
+                .block_on(
+                    client
+                        .list_key_rotations()
+                        .key_id(key_arn)
+                        .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+                        .set_marker(marker.clone())
+                        .send(),
+                )
+                .map_err(|e| sdk_error(OP, e))?;
+            for r in page.rotations() {
+                found.push(KeyMaterialInfo {
+                    key_material_id: r.key_material_id().unwrap_or_default().to_string(),
+                    import_state: r.import_state().map(|s| s.as_str().to_string()),
+                    key_material_state: r.key_material_state().map(|s| s.as_str().to_string()),
+                });
+            }
+            match (page.truncated(), page.next_marker()) {
+                (true, Some(m)) => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
     fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
         const OP: &str = "Encrypt";
         let out = self
             .runtime
             .block_on(
-                self.client
+                self.client(key_arn)
                     .encrypt()
                     .key_id(key_arn)
                     .plaintext(Blob::new(plaintext.to_vec()))
@@ -236,7 +461,7 @@ impl Kms for AwsKms {
         let out = self
             .runtime
             .block_on(
-                self.client
+                self.client(key_arn)
                     .decrypt()
                     .key_id(key_arn)
                     .ciphertext_blob(Blob::new(ciphertext.to_vec()))

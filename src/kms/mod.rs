@@ -1,10 +1,14 @@
 //! KMS as byok needs it: a narrow, blocking trait, and its `aws-sdk-kms` implementation.
 //!
-//! Async lives only in [`aws`]: the ceremony is a sequence of steps and calls these methods
-//! one at a time. The import token is opaque, never printed and never written; only its
+//! Async lives only in [`aws`]: the engine calls these blocking methods from a few worker
+//! threads at once (one target each), through [`pace::Paced`], which keeps every operation
+//! under KMS's request quotas and backs off on throttling. The import token is opaque, never printed and never written; only its
 //! SHA-256 reaches the transcript.
 
 pub mod aws;
+pub mod pace;
+
+use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -12,6 +16,7 @@ use time::OffsetDateTime;
 use crate::wrap::{WrappingAlgorithm, WrappingKeySpec};
 
 pub use aws::AwsKms;
+pub use pace::{Operation, Paced, Rates};
 
 /// DescribeKey, reduced to what a ceremony checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,15 +90,19 @@ impl Expiration {
 /// Which kind of failure, for exit codes and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KmsFailure {
-    /// No answer: connection refused, DNS, TLS, timeout.
+    /// No connection: the request never left (connection refused, DNS, TLS).
     Unreachable,
+    /// The request may have been sent but no answer came: timeout, connection reset, a
+    /// response that could not be read. KMS may or may not have done it.
+    NoAnswer,
     /// KMS answered with an error code.
     Service,
     /// The answer lacked something byok needs.
     BadResponse,
 }
 
-/// A failed KMS call.
+/// A failed KMS call. Its message is KMS's error code and message (or the transport's error
+/// chain in words), never a Rust `Debug` dump.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "KMS {operation} failed: {}{message}{}",
@@ -105,6 +114,8 @@ pub struct KmsError {
     pub failure: KmsFailure,
     /// The KMS error code, e.g. `NotFoundException`.
     pub code: Option<String>,
+    /// The HTTP status of KMS's answer, when there was one.
+    pub status: Option<u16>,
     pub message: String,
 }
 
@@ -113,18 +124,24 @@ impl KmsError {
     pub fn next_step(&self) -> Option<&'static str> {
         match (self.failure, self.code.as_deref()) {
             (KmsFailure::Unreachable, _) => Some(
-                "check the network, AWS_ENDPOINT_URL_KMS (unset for real AWS) and kms.region, then run the ceremony again",
+                "check the network, AWS_ENDPOINT_URL_KMS (unset for real AWS) and kms.region, then run the ceremony again (with --resume)",
+            ),
+            (KmsFailure::NoAnswer, _) => Some(
+                "KMS did not answer in time; byok asks KMS what happened before anything else, never resends a write",
             ),
             (_, Some("NotFoundException")) => {
-                Some("check kms.key and kms.region in the ceremony file")
+                Some("check the target key and kms.region in the ceremony file")
             }
             (_, Some("AccessDeniedException" | "UnrecognizedClientException"))
             | (_, Some("InvalidSignatureException" | "ExpiredTokenException")) => {
                 Some("check the AWS credentials and the key policy")
             }
             (_, Some("ExpiredImportTokenException")) => {
-                Some("the import parameters expired: run the ceremony again")
+                Some("the import parameters expired: run the ceremony again with --resume")
             }
+            (_, Some("ThrottlingException")) => Some(
+                "KMS kept throttling after byok backed off; lower the rates in [kms.rates] or run again later with --resume",
+            ),
             _ => None,
         }
     }
@@ -133,12 +150,78 @@ impl KmsError {
     pub fn is_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }
+
+    /// KMS refused the call for rate: it did nothing, and the call may be sent again.
+    pub fn is_throttling(&self) -> bool {
+        self.failure == KmsFailure::Service
+            && matches!(
+                self.code.as_deref(),
+                Some("ThrottlingException" | "Throttling" | "TooManyRequestsException")
+            )
+    }
+
+    /// Whether KMS may have carried out the call despite the error: no answer, or a server
+    /// error (5xx). A write that fails like this must be reconciled, never resent.
+    pub fn outcome_unknown(&self) -> bool {
+        match self.failure {
+            KmsFailure::NoAnswer => true,
+            KmsFailure::Service => self.status.is_none_or(|s| s >= 500),
+            KmsFailure::Unreachable | KmsFailure::BadResponse => false,
+        }
+    }
+
+    /// `CODE: message`, for records.
+    pub fn code_and_message(&self) -> String {
+        match &self.code {
+            Some(c) => format!("{c}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
 }
 
-/// The KMS operations a ceremony needs.
-pub trait Kms {
+/// `ImportType` of ImportKeyMaterial, always sent explicitly (the API defaults to
+/// EXISTING_KEY_MATERIAL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportType {
+    /// The first import into a key, or a rotation's new material.
+    NewKeyMaterial,
+}
+
+impl ImportType {
+    /// The API name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImportType::NewKeyMaterial => "NEW_KEY_MATERIAL",
+        }
+    }
+}
+
+/// One key material of a key, from ListKeyRotations (`IncludeKeyMaterial = ALL_KEY_MATERIAL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMaterialInfo {
+    pub key_material_id: String,
+    pub import_state: Option<String>,
+    pub key_material_state: Option<String>,
+}
+
+/// The KMS operations a ceremony needs. Implementations are shared by the threads that run
+/// different targets' calls at once.
+pub trait Kms: Sync {
     /// DescribeKey; `key` is an ARN, key id or `alias/…`.
     fn describe_key(&self, key: &str) -> Result<KeyInfo, KmsError>;
+    /// CreateKey with Origin EXTERNAL, KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT, in
+    /// the ceremony's region.
+    fn create_key(
+        &self,
+        description: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<KeyInfo, KmsError>;
+    /// CreateAlias `alias` → `key_arn`.
+    fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError>;
+    /// The ARNs of the keys in the ceremony's region that carry tag `key` = `value`
+    /// (ListKeys and ListResourceTags): how a resumed run finds a key whose CreateKey answer
+    /// was lost.
+    fn find_tagged_keys(&self, key: &str, value: &str) -> Result<Vec<String>, KmsError>;
     /// GetParametersForImport.
     fn get_parameters_for_import(
         &self,
@@ -146,15 +229,18 @@ pub trait Kms {
         algorithm: WrappingAlgorithm,
         spec: WrappingKeySpec,
     ) -> Result<ImportParameters, KmsError>;
-    /// ImportKeyMaterial with an explicit expiration model; returns the KeyMaterialId if KMS
-    /// reports one.
+    /// ImportKeyMaterial with an explicit expiration model and import type; returns the
+    /// KeyMaterialId if KMS reports one. Sent exactly once: never retried.
     fn import_key_material(
         &self,
         key_arn: &str,
         token: &ImportToken,
         encrypted_key_material: &[u8],
         expiration: Expiration,
+        import_type: ImportType,
     ) -> Result<Option<String>, KmsError>;
+    /// ListKeyRotations with `IncludeKeyMaterial = ALL_KEY_MATERIAL`, every page.
+    fn list_key_materials(&self, key_arn: &str) -> Result<Vec<KeyMaterialInfo>, KmsError>;
     /// Encrypt with SYMMETRIC_DEFAULT.
     fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, KmsError>;
     /// Decrypt; returns the plaintext and the key ARN KMS used.
