@@ -9,11 +9,8 @@ pub mod pkcs11;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
-use sha2::Digest as _;
 
 use crate::secure::KeyMaterial;
-use crate::transcript::RecordSigner;
-use crate::wrap::OaepHash;
 
 pub use pkcs11::{Pkcs11Custodians, Pkcs11Hsm};
 
@@ -21,14 +18,48 @@ pub use pkcs11::{Pkcs11Custodians, Pkcs11Hsm};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyRef(pub u64);
 
+/// The digest used for RSA-OAEP (and its MGF1), as `CK_RSA_PKCS_OAEP_PARAMS` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OaepHash {
+    Sha1,
+    Sha256,
+}
+
+impl OaepHash {
+    /// Name for messages and records: `SHA-1` or `SHA-256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OaepHash::Sha1 => "SHA-1",
+            OaepHash::Sha256 => "SHA-256",
+        }
+    }
+}
+
+/// PKCS#11 attributes of a secret key, as the token reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyAttributes {
+    pub token: bool,
+    pub private: bool,
+    pub sensitive: bool,
+    pub extractable: bool,
+    pub wrap_with_trusted: bool,
+    pub modifiable: bool,
+    pub encrypt: bool,
+    pub decrypt: bool,
+    pub sign: bool,
+    pub verify: bool,
+    pub wrap: bool,
+    pub unwrap: bool,
+    pub derive: bool,
+    /// `CKA_COPYABLE`, when the token knows it.
+    pub copyable: Option<bool>,
+}
+
 /// Which AES-256 key to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AesKeyKind {
     /// Session object, sensitive, extractable only by wrapping.
     Sensitive,
-    /// Token object with this label, sensitive, extractable only by wrapping (kept after the
-    /// ceremony).
-    SensitiveToken { label: String },
     /// Session object whose value can be read: only for `wrap = "host"`.
     Extractable,
     /// Session object for a composed RSA-AES wrap: sensitive, `CKA_WRAP`, extractable only by
@@ -41,7 +72,6 @@ impl AesKeyKind {
     pub fn label(&self) -> &str {
         match self {
             AesKeyKind::Sensitive => "byok-ceremony-key",
-            AesKeyKind::SensitiveToken { label } => label,
             AesKeyKind::Extractable => "byok-ceremony-key-host",
             AesKeyKind::EphemeralWrapping => "byok-ephemeral-kwp",
         }
@@ -242,8 +272,14 @@ pub trait Hsm {
     ) -> Result<Vec<u8>, HsmError>;
     /// Reads the value of a non-sensitive key (host wrap only).
     fn extract_key_value(&self, key: KeyRef) -> Result<KeyMaterial, HsmError>;
-    /// Turns off `CKA_EXTRACTABLE` on a key that is kept on the token.
-    fn seal_key(&self, key: KeyRef) -> Result<(), HsmError>;
+    /// Copies the session key `key`, inside the token, to a token object labelled `label` that
+    /// can do nothing but be wrapped by a trusted wrapping key: `CKA_ENCRYPT`, `CKA_DECRYPT`,
+    /// `CKA_SIGN`, `CKA_VERIFY`, `CKA_WRAP`, `CKA_UNWRAP`, `CKA_DERIVE` and `CKA_MODIFIABLE`
+    /// false, `CKA_WRAP_WITH_TRUSTED` true (and `CKA_COPYABLE` false where the token allows
+    /// it), all set by one call. Refuses an existing label.
+    fn keep_copy(&self, key: KeyRef, label: &str) -> Result<KeyRef, HsmError>;
+    /// The attributes of a secret key, read from the token.
+    fn key_attributes(&self, key: KeyRef) -> Result<KeyAttributes, HsmError>;
     /// Destroys an object.
     fn destroy(&self, key: KeyRef) -> Result<(), HsmError>;
     /// True if any object visible to the session carries `label`.
@@ -258,58 +294,6 @@ pub trait Hsm {
     fn random(&self, len: usize) -> Result<Vec<u8>, HsmError>;
     /// The raw PKCS#11 handle behind `key`, for the record.
     fn raw_handle(&self, key: KeyRef) -> u64;
-}
-
-/// The audit key on the HSM, signing transcript records.
-pub struct HsmSigner<'a> {
-    hsm: &'a dyn Hsm,
-    key: KeyRef,
-    spki: Vec<u8>,
-}
-
-impl<'a> HsmSigner<'a> {
-    /// Finds the key pair labelled `label`, checks its fingerprint against `pinned_sha256`, and
-    /// proves that the private key matches the public key by signing and verifying once.
-    pub fn open(hsm: &'a dyn Hsm, label: &str, pinned_sha256: &str) -> Result<Self, HsmError> {
-        let (key, spki) = hsm.find_ec_key_pair(label)?;
-        let found = crate::ecdsa::fingerprint(&spki);
-        if !found.eq_ignore_ascii_case(pinned_sha256) {
-            return Err(HsmError::SignerSelfCheck {
-                label: label.to_string(),
-                detail: format!(
-                    "its public key SHA-256 is {found}, but the ceremony file pins {pinned_sha256}; use the token that holds the pinned key or correct the pin"
-                ),
-            });
-        }
-        let signer = HsmSigner { hsm, key, spki };
-        let probe = b"byok audit key self-check";
-        let digest: [u8; 32] = sha2::Sha256::digest(probe).into();
-        let sig = hsm.sign_digest(key, &digest)?;
-        let verifier = crate::ecdsa::Verifier::from_spki(&signer.spki)?;
-        if !verifier.verify(probe, &sig) {
-            return Err(HsmError::SignerSelfCheck {
-                label: label.to_string(),
-                detail: "the private key's signature does not verify under the public key with the same label".into(),
-            });
-        }
-        Ok(signer)
-    }
-
-    /// SHA-256 fingerprint of the public key.
-    pub fn fingerprint(&self) -> String {
-        crate::ecdsa::fingerprint(&self.spki)
-    }
-}
-
-impl RecordSigner for HsmSigner<'_> {
-    fn public_key_spki_der(&self) -> &[u8] {
-        &self.spki
-    }
-
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let digest: [u8; 32] = sha2::Sha256::digest(message).into();
-        self.hsm.sign_digest(self.key, &digest)
-    }
 }
 
 /// A custodian's signature over an approval statement, made on their own token.

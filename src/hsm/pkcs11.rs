@@ -21,11 +21,10 @@ use secrecy::SecretString;
 use zeroize::Zeroize;
 
 use super::{
-    AesKeyKind, ApprovalSignature, CustodianTokens, Hsm, HsmDescription, HsmError, KeyRef,
-    Pkcs11Call, TokenSelector, WrapMechanism,
+    AesKeyKind, ApprovalSignature, CustodianTokens, Hsm, HsmDescription, HsmError, KeyAttributes,
+    KeyRef, OaepHash, Pkcs11Call, TokenSelector, WrapMechanism,
 };
 use crate::secure::KeyMaterial;
-use crate::wrap::OaepHash;
 
 /// A loaded and initialised PKCS#11 library. Finalised when the last user drops it.
 pub struct Module {
@@ -258,32 +257,27 @@ impl Hsm for Pkcs11Hsm {
     }
 
     fn generate_aes256(&self, kind: AesKeyKind) -> Result<KeyRef, HsmError> {
-        let token = matches!(kind, AesKeyKind::SensitiveToken { .. });
         let sensitive = kind != AesKeyKind::Extractable;
-        let label = kind.label().to_string();
         let wrapping = kind == AesKeyKind::EphemeralWrapping;
-        if token && self.label_exists(&label)? {
-            return Err(HsmError::LabelExists {
-                label,
-                token: self.description.token_label.clone(),
-            });
-        }
+        // Always a session object: a kill -9 ends the session and the key with it. Material
+        // that must outlive the ceremony is copied to the token only once KMS holds it
+        // (`keep_copy`), with every capability but trusted wrapping turned off.
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),
             Attribute::ValueLen(32.into()),
-            Attribute::Token(token),
+            Attribute::Token(false),
             // SoftHSM creates PRIVATE=false keys without a login: always ask for private.
             Attribute::Private(true),
             Attribute::Sensitive(sensitive),
-            // Needed for C_WrapKey; a kept key is sealed (set unextractable) after the wrap.
+            // Needed for C_WrapKey.
             Attribute::Extractable(true),
             // ENCRYPT for the key check value of the material; an ephemeral key only wraps.
             Attribute::Encrypt(!wrapping),
             Attribute::Decrypt(false),
             Attribute::Wrap(wrapping),
             Attribute::Unwrap(false),
-            Attribute::Label(label.into_bytes()),
+            Attribute::Label(kind.label().as_bytes().to_vec()),
         ];
         let handle = self
             .session
@@ -443,10 +437,151 @@ impl Hsm for Pkcs11Hsm {
         result
     }
 
-    fn seal_key(&self, key: KeyRef) -> Result<(), HsmError> {
-        self.session
-            .update_attributes(self.handle(key)?, &[Attribute::Extractable(false)])
-            .map_err(|e| pkcs11_error("making the kept key unextractable", e))
+    fn keep_copy(&self, key: KeyRef, label: &str) -> Result<KeyRef, HsmError> {
+        if self.label_exists(label)? {
+            return Err(HsmError::LabelExists {
+                label: label.to_string(),
+                token: self.description.token_label.clone(),
+            });
+        }
+        // C_CopyObject cannot set CKA_WRAP_WITH_TRUSTED (SoftHSM 2.6.1 and kryoptic 1.5.4
+        // both answer CKR_ATTRIBUTE_READ_ONLY, docs/hsm-compatibility.md), and a copy without
+        // it could be wrapped out under any key the user makes. So the material is moved
+        // inside the token: wrapped under a throwaway session AES key, then unwrapped into a
+        // token object whose template sets every attribute at once. The throwaway key is
+        // destroyed before this returns, whatever happens.
+        let mechanism = [WrapMechanism::AesKeyWrapKwp, WrapMechanism::AesKeyWrapPad]
+            .into_iter()
+            .find(|m| self.mechanism_support(*m).is_ok())
+            .ok_or_else(|| HsmError::MechanismNotOffered {
+                mechanism: "CKM_AES_KEY_WRAP_KWP or CKM_AES_KEY_WRAP_PAD",
+                detail: "needed to move the kept key into a token object inside the HSM".into(),
+            })?;
+        let transfer_template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(true),
+            Attribute::Unwrap(true),
+            Attribute::Label(b"byok-keep-transfer".to_vec()),
+        ];
+        let transfer = self
+            .session
+            .generate_key(&Mechanism::AesKeyGen, &transfer_template)
+            .map_err(|e| pkcs11_error("generating the transfer key for the kept copy", e))?;
+        let transfer_ref = self.remember(transfer);
+        let result = (|| {
+            let mut blob = self.wrap_aes_kwp(mechanism, transfer_ref, key)?;
+            let mech = match mechanism {
+                WrapMechanism::AesKeyWrapPad => Mechanism::AesKeyWrapPad,
+                _ => Mechanism::VendorDefined(VendorDefinedMechanism::new::<()>(
+                    mechanism_type(mechanism),
+                    None,
+                )),
+            };
+            let mut template = vec![
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+                Attribute::Sign(false),
+                Attribute::Verify(false),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+                Attribute::Derive(false),
+                Attribute::WrapWithTrusted(true),
+                Attribute::Modifiable(false),
+                // kryoptic lets the user copy a kept key with CKA_ENCRYPT=true unless it is
+                // not copyable; SoftHSM refuses the attribute (and such copies) anyway.
+                Attribute::Copyable(false),
+            ];
+            let unwrapped = match self.session.unwrap_key(&mech, transfer, &blob, &template) {
+                Err(CkError::Pkcs11(RvError::AttributeReadOnly | RvError::AttributeTypeInvalid, _)) => {
+                    template.pop();
+                    self.session.unwrap_key(&mech, transfer, &blob, &template)
+                }
+                other => other,
+            };
+            blob.zeroize();
+            unwrapped.map_err(|e| pkcs11_error("unwrapping the kept copy into a token object", e))
+        })();
+        let destroyed = self.destroy(transfer_ref);
+        let handle = result?;
+        destroyed?;
+        Ok(self.remember(handle))
+    }
+
+    fn key_attributes(&self, key: KeyRef) -> Result<KeyAttributes, HsmError> {
+        let asked = [
+            AttributeType::Token,
+            AttributeType::Private,
+            AttributeType::Sensitive,
+            AttributeType::Extractable,
+            AttributeType::WrapWithTrusted,
+            AttributeType::Modifiable,
+            AttributeType::Encrypt,
+            AttributeType::Decrypt,
+            AttributeType::Sign,
+            AttributeType::Verify,
+            AttributeType::Wrap,
+            AttributeType::Unwrap,
+            AttributeType::Derive,
+        ];
+        // CKA_COPYABLE (PKCS#11 2.40) is read separately: a token that predates it answers
+        // CKR_ATTRIBUTE_TYPE_INVALID for the whole list otherwise.
+        let attrs = self
+            .session
+            .get_attributes(self.handle(key)?, &asked)
+            .map_err(|e| pkcs11_error("reading the key's attributes", e))?;
+        let mut out = KeyAttributes::default();
+        let mut seen = 0usize;
+        for attr in attrs {
+            seen += 1;
+            match attr {
+                Attribute::Token(v) => out.token = v,
+                Attribute::Private(v) => out.private = v,
+                Attribute::Sensitive(v) => out.sensitive = v,
+                Attribute::Extractable(v) => out.extractable = v,
+                Attribute::WrapWithTrusted(v) => out.wrap_with_trusted = v,
+                Attribute::Modifiable(v) => out.modifiable = v,
+                Attribute::Encrypt(v) => out.encrypt = v,
+                Attribute::Decrypt(v) => out.decrypt = v,
+                Attribute::Sign(v) => out.sign = v,
+                Attribute::Verify(v) => out.verify = v,
+                Attribute::Wrap(v) => out.wrap = v,
+                Attribute::Unwrap(v) => out.unwrap = v,
+                Attribute::Derive(v) => out.derive = v,
+                _ => seen -= 1,
+            }
+        }
+        if seen != asked.len() {
+            return Err(HsmError::ValueUnavailable(format!(
+                "the token reported {seen} of the {} attributes asked for",
+                asked.len()
+            )));
+        }
+        if let Ok(attrs) = self
+            .session
+            .get_attributes(self.handle(key)?, &[AttributeType::Copyable])
+        {
+            for attr in attrs {
+                if let Attribute::Copyable(v) = attr {
+                    out.copyable = Some(v);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn destroy(&self, key: KeyRef) -> Result<(), HsmError> {
