@@ -28,6 +28,16 @@ pub enum Command {
         /// `<ceremony id>-<UTC time>.transcript.jsonl` in the current directory.
         #[arg(long)]
         transcript: Option<PathBuf>,
+        /// Continue an interrupted run of the same ceremony file: verify its transcript, ask
+        /// KMS where each target stands, and do the rest under fresh approvals in a new
+        /// transcript that links to it.
+        #[arg(long, value_name = "OLD_TRANSCRIPT")]
+        resume: Option<PathBuf>,
+        /// How many targets' KMS calls may run at once (1 = one target at a time). The HSM
+        /// work stays on one session, in target order.
+        #[arg(long, value_name = "N", default_value_t = 4,
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        kms_concurrency: u16,
     },
     /// Verify a transcript offline. Exit 0 valid, 1 invalid.
     Verify {

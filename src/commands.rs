@@ -8,7 +8,8 @@ use std::path::Path;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use crate::ceremony::{self, Env};
+use crate::ceremony::{self, Env, RunOptions};
+use crate::step::Step;
 use crate::cli::TokenArgs;
 use crate::error::{Error, exit};
 use crate::hsm::{Hsm, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
@@ -31,8 +32,8 @@ pub fn check(file: &Path) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
-/// `byok run FILE [--transcript PATH]`.
-pub fn run(file: &Path, transcript: Option<&Path>) -> Result<i32, Error> {
+/// `byok run FILE [--transcript PATH] [--resume OLD] [--kms-concurrency N]`.
+pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Result<i32, Error> {
     let now = OffsetDateTime::now_utc();
     let c = crate::spec::load(file, now)?;
     let transcript = match transcript {
@@ -45,12 +46,17 @@ pub fn run(file: &Path, transcript: Option<&Path>) -> Result<i32, Error> {
     })?;
     let mut prompter = prompt::for_stdin();
     prompter.say(&format!(
-        "byok {}: ceremony {} from {}\ntranscript: {}",
+        "byok {}: ceremony {} from {} ({} target{})\ntranscript: {}",
         env!("CARGO_PKG_VERSION"),
         c.id,
         file.display(),
+        c.targets.len(),
+        if c.targets.len() == 1 { "" } else { "s" },
         transcript.display()
     ));
+    if let Some(old) = &options.resume {
+        prompter.say(&format!("resuming: {}", old.display()));
+    }
     let stop = |step, e: Error| Error::Step {
         step,
         transcript: None,
@@ -59,11 +65,11 @@ pub fn run(file: &Path, transcript: Option<&Path>) -> Result<i32, Error> {
     let module = c
         .hsm
         .module_path()
-        .map_err(|e| stop(ceremony::Step::OpenHsm, e.into()))?;
-    let hsm = Pkcs11Hsm::open_path(&module, &c.hsm.token)
-        .map_err(|e| stop(ceremony::Step::OpenHsm, e.into()))?;
-    let kms =
-        AwsKms::new(&c.kms.region).map_err(|e| stop(ceremony::Step::KmsPreflight, e.into()))?;
+        .map_err(|e| stop(Step::OpenHsm, e.into()))?;
+    let hsm =
+        Pkcs11Hsm::open_path(&module, &c.hsm.token).map_err(|e| stop(Step::OpenHsm, e.into()))?;
+    let kms = AwsKms::with_timeout(&c.kms.region, c.kms.call_timeout)
+        .map_err(|e| stop(Step::KmsPreflight, e.into()))?;
     let clock = OffsetDateTime::now_utc;
     let outcome = ceremony::run(
         &c,
@@ -75,6 +81,7 @@ pub fn run(file: &Path, transcript: Option<&Path>) -> Result<i32, Error> {
             now: &clock,
         },
         &transcript,
+        options,
     )?;
     prompter.say("\nCeremony finished.");
     if outcome.approvals.is_empty() {
@@ -83,11 +90,24 @@ pub fn run(file: &Path, transcript: Option<&Path>) -> Result<i32, Error> {
     for (point, names) in &outcome.approvals {
         prompter.say(&format!("  {point:<8} approved by {}", names.join(", ")));
     }
-    out(&format!("key: {}", outcome.key_arn));
-    if let Some(id) = &outcome.key_material_id {
-        out(&format!("key material id: {id}"));
+    for t in &outcome.targets {
+        out(&format!(
+            "target {}: {} {} key {} kcv {} key material id {}",
+            t.index,
+            t.key,
+            t.status,
+            t.key_arn.as_deref().unwrap_or("-"),
+            t.kcv.as_deref().unwrap_or("-"),
+            t.key_material_id.as_deref().unwrap_or("-")
+        ));
     }
-    out(&format!("kcv: {}", outcome.kcv));
+    if let [only] = outcome.targets.as_slice() {
+        out(&format!("key: {}", only.key_arn.as_deref().unwrap_or("-")));
+        if let Some(id) = &only.key_material_id {
+            out(&format!("key material id: {id}"));
+        }
+        out(&format!("kcv: {}", only.kcv.as_deref().unwrap_or("-")));
+    }
     out(&format!("transcript: {}", outcome.transcript.display()));
     out(&format!(
         "transcript fingerprint (SHA-256 of the last line; write it down): {}",
@@ -109,6 +129,7 @@ pub fn verify(path: &Path, audit_key_sha256: Option<&str>) -> Result<i32, Error>
     }
     let opts = VerifyOptions {
         audit_key_sha256: audit_key_sha256.map(str::to_string),
+        allow_truncated: false,
     };
     let result = verify::verify_file(path, &opts).map_err(|source| Error::Io {
         what: format!("cannot read transcript {}", path.display()),
@@ -120,6 +141,7 @@ pub fn verify(path: &Path, audit_key_sha256: Option<&str>) -> Result<i32, Error>
             out(&format!("  ceremony        {}", report.ceremony_id));
             out(&format!("  records         {}", report.records));
             out(&format!("  outcome         {}", report.outcome));
+            out(&format!("  format version  {}", report.version));
             if report.outcome == crate::transcript::RecordType::CeremonyAborted {
                 out(&format!(
                     "  stopped at      {} ({}): {}",
@@ -127,15 +149,39 @@ pub fn verify(path: &Path, audit_key_sha256: Option<&str>) -> Result<i32, Error>
                     report.outcome_data["error_class"].as_str().unwrap_or("?"),
                     report.outcome_data["message"].as_str().unwrap_or("?")
                 ));
+            }
+            if let Some(r) = &report.resumes {
+                out(&format!(
+                    "  resumes         {} ({} records, {}), last line SHA-256 {}",
+                    r.transcript_name,
+                    r.records,
+                    if r.closed { "closed" } else { "cut off" },
+                    r.last_line_sha256
+                ));
+            }
+            if report.version == 1 {
+                if report.outcome != crate::transcript::RecordType::CeremonyAborted {
+                    out(&format!(
+                        "  key             {}",
+                        report.outcome_data["key_arn"].as_str().unwrap_or("?")
+                    ));
+                    out(&format!(
+                        "  kcv             {}",
+                        report.outcome_data["kcv"].as_str().unwrap_or("?")
+                    ));
+                }
             } else {
-                out(&format!(
-                    "  key             {}",
-                    report.outcome_data["key_arn"].as_str().unwrap_or("?")
-                ));
-                out(&format!(
-                    "  kcv             {}",
-                    report.outcome_data["kcv"].as_str().unwrap_or("?")
-                ));
+                out(&format!("  targets         {}", report.targets.len()));
+                for t in &report.targets {
+                    out(&format!(
+                        "    {:>4} {:<20} {} key {} kcv {}",
+                        t.index,
+                        t.status,
+                        t.key,
+                        t.key_arn.as_deref().unwrap_or("-"),
+                        t.kcv.as_deref().unwrap_or("-")
+                    ));
+                }
             }
             match report.quorum {
                 Some(m) => out(&format!(

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::ceremony::Step;
+use crate::step::Step;
 
 /// Exit codes of the `byok` binary (also listed in the README and `docs/runbook.md`).
 pub mod exit {
@@ -127,7 +127,10 @@ impl Error {
             Error::Spec(_) => ErrorClass::Input,
             Error::Hsm(_) => ErrorClass::Hsm,
             Error::Kms(k) => match k.failure {
-                KmsFailure::Unreachable | KmsFailure::Service | KmsFailure::BadResponse => {
+                KmsFailure::Unreachable
+                | KmsFailure::NoAnswer
+                | KmsFailure::Service
+                | KmsFailure::BadResponse => {
                     ErrorClass::Kms
                 }
             },

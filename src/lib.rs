@@ -9,18 +9,23 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit;
 pub mod cancel;
 pub mod ceremony;
 pub mod cli;
 pub mod commands;
 pub mod ecdsa;
 pub mod error;
+pub mod failpoint;
 pub mod hsm;
+pub mod jcs;
 pub mod kms;
 pub mod prompt;
 pub mod quorum;
+pub mod rfc3339;
 pub mod secure;
 pub mod spec;
+pub mod step;
 pub mod transcript;
 pub mod wrap;
 

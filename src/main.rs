@@ -12,7 +12,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Check { file } => commands::check(file),
-        Command::Run { file, transcript } => commands::run(file, transcript.as_deref()),
+        Command::Run {
+            file,
+            transcript,
+            resume,
+            kms_concurrency,
+        } => commands::run(
+            file,
+            transcript.as_deref(),
+            &byok::ceremony::RunOptions {
+                kms_concurrency: usize::from(*kms_concurrency),
+                resume: resume.clone(),
+            },
+        ),
         Command::Verify {
             transcript,
             audit_key_sha256,

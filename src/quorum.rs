@@ -5,60 +5,115 @@
 //! approvals) and the verifier (which recomputes what each guarded step did), so the two can
 //! never disagree about what was approved.
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::transcript::jcs;
+use crate::jcs;
 
 /// The approval points of an import ceremony.
 pub const PLAN: &str = "plan";
 /// Before ImportKeyMaterial.
 pub const IMPORT: &str = "import";
 
-/// The plan statement: approved before anything changes in the HSM or KMS.
-pub fn plan_statement(
-    ceremony_id: &str,
-    ceremony_file_sha256: &str,
-    audit_key_sha256: &str,
-    target_key: &str,
-) -> Value {
-    json!({
-        "point": PLAN,
-        "ceremony_id": ceremony_id,
-        "ceremony_file_sha256": ceremony_file_sha256,
-        "audit_key_sha256": audit_key_sha256,
-        "target_key": target_key,
-    })
+/// The plan statement (format version 2): approved before anything changes in the HSM or
+/// KMS. It names every target of the ceremony file and, for a resumed run, the transcript it
+/// continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanStatement {
+    pub point: String,
+    pub ceremony_id: String,
+    pub ceremony_file_sha256: String,
+    pub audit_key_sha256: String,
+    /// Every target's key, as the ceremony file names it, in order.
+    pub targets: Vec<String>,
+    /// SHA-256 of the last line of the transcript this run resumes, or null.
+    pub resumes: Option<String>,
 }
 
-/// What the import will do, exactly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportFacts {
+/// The import statement (format version 2): every wrapped target at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportStatement {
+    pub point: String,
     pub ceremony_id: String,
+    pub expiration_model: String,
+    pub valid_to: Option<String>,
+    pub targets: Vec<ImportTarget>,
+}
+
+/// One target of an import statement: exactly what will be sent to KMS for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportTarget {
+    pub target_index: u64,
     pub key_arn: String,
     pub wrapping_algorithm: String,
     pub wrapping_key_spec: String,
     pub wrapping_public_key_sha256: String,
     pub blob_sha256: String,
+    pub import_token_sha256: String,
     pub kcv: String,
-    pub expiration_model: String,
-    pub valid_to: Option<String>,
 }
 
-/// The import statement: approved before ImportKeyMaterial.
-pub fn import_statement(f: &ImportFacts) -> Value {
-    json!({
-        "point": IMPORT,
-        "ceremony_id": f.ceremony_id,
-        "key_arn": f.key_arn,
-        "wrapping_algorithm": f.wrapping_algorithm,
-        "wrapping_key_spec": f.wrapping_key_spec,
-        "wrapping_public_key_sha256": f.wrapping_public_key_sha256,
-        "blob_sha256": f.blob_sha256,
-        "kcv": f.kcv,
-        "expiration_model": f.expiration_model,
-        "valid_to": f.valid_to,
-    })
+/// A statement as JSON (what is signed and recorded).
+pub fn to_value<T: Serialize>(statement: &T) -> Result<Value, jcs::JcsError> {
+    serde_json::to_value(statement).map_err(|e| jcs::JcsError::Serialize(e.to_string()))
+}
+
+/// The statements of format version 1 (one target per ceremony), for verifying old
+/// transcripts.
+pub mod v1 {
+    use serde_json::{Value, json};
+
+    use super::{IMPORT, PLAN};
+
+    /// The plan statement: approved before anything changes in the HSM or KMS.
+    pub fn plan_statement(
+        ceremony_id: &str,
+        ceremony_file_sha256: &str,
+        audit_key_sha256: &str,
+        target_key: &str,
+    ) -> Value {
+        json!({
+            "point": PLAN,
+            "ceremony_id": ceremony_id,
+            "ceremony_file_sha256": ceremony_file_sha256,
+            "audit_key_sha256": audit_key_sha256,
+            "target_key": target_key,
+        })
+    }
+
+    /// What the import will do, exactly.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ImportFacts {
+        pub ceremony_id: String,
+        pub key_arn: String,
+        pub wrapping_algorithm: String,
+        pub wrapping_key_spec: String,
+        pub wrapping_public_key_sha256: String,
+        pub blob_sha256: String,
+        pub kcv: String,
+        pub expiration_model: String,
+        pub valid_to: Option<String>,
+    }
+
+    /// The import statement: approved before ImportKeyMaterial.
+    pub fn import_statement(f: &ImportFacts) -> Value {
+        json!({
+            "point": IMPORT,
+            "ceremony_id": f.ceremony_id,
+            "key_arn": f.key_arn,
+            "wrapping_algorithm": f.wrapping_algorithm,
+            "wrapping_key_spec": f.wrapping_key_spec,
+            "wrapping_public_key_sha256": f.wrapping_public_key_sha256,
+            "blob_sha256": f.blob_sha256,
+            "kcv": f.kcv,
+            "expiration_model": f.expiration_model,
+            "valid_to": f.valid_to,
+        })
+    }
 }
 
 /// The bytes a custodian signs: the RFC 8785 serialization of the statement.
@@ -116,18 +171,73 @@ pub fn check_approval(
     Ok(())
 }
 
-/// The statement in plain words, one `name: value` line each, for the approval screen.
+/// The statement in plain words, one `name: value` line each, for the approval screen; a list
+/// of targets becomes a compact table, one row per target.
 pub fn describe(statement: &Value) -> String {
     let mut out = String::new();
-    if let Some(map) = statement.as_object() {
-        for (k, v) in map {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                Value::Null => "(none)".into(),
-                other => other.to_string(),
-            };
-            out.push_str(&format!("    {k:<28} {v}\n"));
+    let Some(map) = statement.as_object() else {
+        return out;
+    };
+    for (k, v) in map {
+        match v {
+            Value::Array(rows) if rows.iter().all(Value::is_object) && !rows.is_empty() => {
+                out.push_str(&format!("    {k} ({}):\n", rows.len()));
+                out.push_str(&table(rows));
+            }
+            Value::Array(items) => {
+                let list: Vec<String> = items.iter().map(scalar).collect();
+                out.push_str(&format!("    {k:<28} {}\n", list.join(", ")));
+            }
+            other => out.push_str(&format!("    {k:<28} {}\n", scalar(other))),
         }
+    }
+    out
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "(none)".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Rows of objects as aligned columns (hashes shortened to 16 hex digits: the full values
+/// are in the statement whose SHA-256 is signed).
+fn table(rows: &[Value]) -> String {
+    let columns: Vec<String> = rows[0]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let cell = |row: &Value, c: &str| {
+        let text = scalar(&row[c]);
+        if c.ends_with("sha256") && text.len() > 16 {
+            format!("{}…", &text[..16])
+        } else {
+            text
+        }
+    };
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).chars().count())
+                .chain(std::iter::once(c.len()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let line = |cells: Vec<String>| {
+        let mut l = String::from("     ");
+        for (c, w) in cells.iter().zip(&widths) {
+            l.push_str(&format!(" {c:<w$}"));
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(columns.clone()));
+    for r in rows {
+        out.push_str(&line(columns.iter().map(|c| cell(r, c)).collect()));
     }
     out
 }
@@ -138,7 +248,7 @@ mod tests {
 
     #[test]
     fn statements_name_their_point_and_canonicalize() {
-        let s = plan_statement("c", "aa", "bb", "alias/x");
+        let s = v1::plan_statement("c", "aa", "bb", "alias/x");
         assert_eq!(
             String::from_utf8(signed_bytes(&s).unwrap()).unwrap(),
             r#"{"audit_key_sha256":"bb","ceremony_file_sha256":"aa","ceremony_id":"c","point":"plan","target_key":"alias/x"}"#

@@ -18,13 +18,15 @@ pub fn render(c: &Ceremony) -> String {
         Some(t) => format!(
             "{} (ValidTo {})",
             c.import.expiration.model(),
-            crate::transcript::format_rfc3339(t)
+            crate::rfc3339::format(t)
         ),
         None => c.import.expiration.model().to_string(),
     };
     let keep = match &c.hsm.keep_key_label {
-        Some(l) => format!("kept on the token as {l:?} (made unextractable after the wrap)"),
-        None => "destroyed after the import (session object)".to_string(),
+        Some(l) => format!(
+            "a session object; once KMS holds it, copied to the token as {l:?} (wrap-with-trusted only, not modifiable, no encrypt/decrypt)"
+        ),
+        None => "a session object, destroyed after the import".to_string(),
     };
     let dual = match &c.dual_control {
         crate::spec::DualControl::Off => "OFF — REHEARSAL ONLY: the operator alone confirms the import; no custodian approves anything".to_string(),
@@ -37,36 +39,105 @@ pub fn render(c: &Ceremony) -> String {
         }
     };
     let steps = [
-        "start: record the ceremony file and the audit key",
-        "open_hsm: log in to the token (PIN asked at the terminal)",
-        "approve_plan: the custodian quorum signs the plan statement",
-        "kms_preflight: DescribeKey must show EXTERNAL, SYMMETRIC_DEFAULT, PendingImport",
-        "capability_check: known-answer test of the wrap on this token",
-        "import_parameters: GetParametersForImport (public key and token hashes recorded)",
-        "generate: AES-256 inside the HSM, key check value recorded",
-        "wrap: wrap the key under the KMS public key",
-        "confirm_import: the custodian quorum signs the import statement (key, hashes, KCV, expiry)",
-        "import: ImportKeyMaterial",
-        "verify: DescribeKey and an Encrypt/Decrypt round trip",
+        "start: record the ceremony file, the audit key and the target list",
+        "open_hsm: log in to the token (PIN asked at the terminal); refuse kept-key labels that exist",
+        "approve_plan: the custodian quorum signs the plan statement (every target)",
+        "kms_preflight: per target, CreateKey + CreateAlias when create = true; DescribeKey must show EXTERNAL, SYMMETRIC_DEFAULT, PendingImport",
+        "capability_check: known-answer test of the wrap on this token (once)",
+        "import_parameters, generate, wrap: per target, GetParametersForImport, AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
+        "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
+        "import, keep, verify: per target, ImportKeyMaterial (sent once, never retried), the token copy when keep_key_label is set, DescribeKey and an Encrypt/Decrypt round trip",
         "cleanup: destroy session objects",
         "finish: ceremony_finished; print the last line's SHA-256",
     ];
     let mut out = format!(
-        "Ceremony {id}: {desc}\n  operator        {op}\n  HSM module      {module}\n  token           {token}\n  audit key       {label:?}, SHA-256 {fp}\n  KMS key         {key} in {region}\n  algorithm       {alg} with {spec}\n  wrap            {wrap}\n  expiration      {expiry}\n  generated key   {keep}\n  dual control    {dual}\nSteps:\n",
+        "Ceremony {id}: {desc}\n  operator        {op}\n  HSM module      {module}\n  token           {token}\n  audit key       {label:?}, SHA-256 {fp}\n  KMS region      {region}\n  algorithm       {alg} with {spec}\n  wrap            {wrap}\n  expiration      {expiry}\n  generated key   {keep}\n  dual control    {dual}\n",
         id = c.id,
         desc = c.description,
         op = c.operator,
         token = c.hsm.token,
         label = c.hsm.audit_key_label,
         fp = c.hsm.audit_key_sha256,
-        key = c.kms.key,
         region = c.kms.region,
         alg = c.import.algorithm,
         spec = c.import.key_spec,
         dual = dual,
     );
+    out.push_str(&targets(c));
+    out.push_str(&pace(c));
+    out.push_str("Steps:\n");
     for (i, s) in steps.iter().enumerate() {
         out.push_str(&format!("  {:>2}. {s}\n", i + 1));
     }
+    out
+}
+
+/// The expanded target list, with the KMS calls each target makes.
+fn targets(c: &Ceremony) -> String {
+    let mut out = format!("Targets ({}):\n", c.targets.len());
+    for t in &c.targets {
+        let calls = if t.create.is_some() {
+            "DescribeKey, CreateKey, CreateAlias, DescribeKey, GetParametersForImport, ImportKeyMaterial, DescribeKey, Encrypt, Decrypt"
+        } else {
+            "DescribeKey, GetParametersForImport, ImportKeyMaterial, DescribeKey, Encrypt, Decrypt"
+        };
+        out.push_str(&format!(
+            "  {:>4}  {}  ({}{}{})\n        KMS calls: {calls}\n",
+            t.index,
+            t.key,
+            t.region,
+            if t.create.is_some() { ", create" } else { "" },
+            t.keep_key_label
+                .as_deref()
+                .map(|l| format!(", keep as {l:?}"))
+                .unwrap_or_default(),
+        ));
+    }
+    out
+}
+
+/// The least time KMS's quotas allow, per region, at the rates in force.
+fn pace(c: &Ceremony) -> String {
+    use crate::kms::Operation;
+    let mut regions: Vec<&str> = c.targets.iter().map(|t| t.region.as_str()).collect();
+    regions.sort_unstable();
+    regions.dedup();
+    let mut out = String::from("KMS pace (requests/s):");
+    for op in [
+        Operation::GetParametersForImport,
+        Operation::ImportKeyMaterial,
+        Operation::CreateKey,
+        Operation::CreateAlias,
+        Operation::DescribeKey,
+    ] {
+        out.push_str(&format!(" {} {}", op.name(), c.kms.rates.of(op)));
+    }
+    out.push('\n');
+    let mut longest = std::time::Duration::ZERO;
+    for region in regions {
+        let n = c.targets.iter().filter(|t| t.region == region).count();
+        let created = c
+            .targets
+            .iter()
+            .filter(|t| t.region == region && t.create.is_some())
+            .count();
+        let least = c.kms.rates.least_time(&[
+            (Operation::GetParametersForImport, n),
+            (Operation::ImportKeyMaterial, n),
+            (Operation::CreateKey, created),
+            (Operation::CreateAlias, created),
+            (Operation::DescribeKey, 2 * n + created),
+        ]);
+        longest = longest.max(least);
+        out.push_str(&format!(
+            "  {region}: {n} target{}, at least {} s of KMS calls\n",
+            if n == 1 { "" } else { "s" },
+            least.as_secs()
+        ));
+    }
+    out.push_str(&format!(
+        "ETA: at least {} s at KMS's pace, plus the approvals and KMS's answer times\n",
+        longest.as_secs()
+    ));
     out
 }

@@ -33,6 +33,8 @@ pub struct Ceremony {
     pub operator: String,
     pub hsm: HsmSpec,
     pub kms: KmsSpec,
+    /// The keys this ceremony imports into, in file order (after expansion); at least one.
+    pub targets: Vec<Target>,
     pub import: ImportSpec,
     pub dual_control: DualControl,
     pub source: Source,
@@ -81,9 +83,38 @@ pub struct HsmSpec {
 
 #[derive(Debug, Clone)]
 pub struct KmsSpec {
+    /// The region of every target that is not an ARN (ARNs carry their own region).
     pub region: String,
+    /// Requests per second per operation (`[kms.rates]` over AWS's defaults).
+    pub rates: crate::kms::Rates,
+    /// Longest time one KMS call may take (`kms.call_timeout_seconds`, default 30).
+    pub call_timeout: std::time::Duration,
+}
+
+/// Most targets one ceremony may hold.
+pub const MAX_TARGETS: usize = 1000;
+
+/// One KMS key the ceremony imports into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Position in the expanded list (0-based), as records name it.
+    pub index: usize,
     /// ARN, key id or `alias/…`.
     pub key: String,
+    /// The ARN's region, or `kms.region`.
+    pub region: String,
+    /// CreateKey and CreateAlias first (the key must then be `alias/…`).
+    pub create: Option<CreateSpec>,
+    /// The token label of the kept copy (`hsm.keep_key_label`, expanded).
+    pub keep_key_label: Option<String>,
+}
+
+/// What `create = true` creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateSpec {
+    pub alias: String,
+    pub description: String,
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,12 +226,13 @@ pub fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Ceremony, S
         return Err(invalid(problems));
     }
     match ceremony {
-        Some((id, description, operator, hsm, kms, import, dual_control)) => Ok(Ceremony {
+        Some((id, description, operator, hsm, kms, targets, import, dual_control)) => Ok(Ceremony {
             id,
             description,
             operator,
             hsm,
             kms,
+            targets,
             import,
             dual_control,
             source: Source {
@@ -334,6 +366,7 @@ type Validated = (
     String,
     HsmSpec,
     KmsSpec,
+    Vec<Target>,
     ImportSpec,
     DualControl,
 );
@@ -464,26 +497,48 @@ fn validate(
             format!("expected an AWS region like us-east-1, found {region:?}"),
         );
     }
-    let key = raw.kms.key;
-    if let Some(arn_region) = key.strip_prefix("arn:").and_then(|r| r.split(':').nth(2))
-        && is_key_reference(&key)
-        && arn_region != region
-    {
-        bad(
-            "kms.key",
-            format!(
-                "the ARN is in region {arn_region}, but kms.region is {region}; make them agree"
-            ),
-        );
+    let single = raw.kms.key.clone();
+    if let Some(key) = &single {
+        if let Some(arn_region) = key.strip_prefix("arn:").and_then(|r| r.split(':').nth(2))
+            && is_key_reference(key)
+            && arn_region != region
+        {
+            bad(
+                "kms.key",
+                format!(
+                    "the ARN is in region {arn_region}, but kms.region is {region}; make them agree"
+                ),
+            );
+        }
+        if !is_key_reference(key) {
+            bad(
+                "kms.key",
+                format!(
+                    "expected a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), a key id or alias/NAME, found {key:?}"
+                ),
+            );
+        }
     }
-    if !is_key_reference(&key) {
-        bad(
-            "kms.key",
-            format!(
-                "expected a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), a key id or alias/NAME, found {key:?}"
-            ),
-        );
-    }
+    let rates = rates(raw.kms.rates.as_ref(), &mut bad);
+    let call_timeout = match raw.kms.call_timeout_seconds {
+        None => Some(crate::kms::aws::DEFAULT_CALL_TIMEOUT),
+        Some(n @ 1..=600) => Some(std::time::Duration::from_secs(n.unsigned_abs())),
+        Some(n) => {
+            bad(
+                "kms.call_timeout_seconds",
+                format!("expected 1 to 600 seconds, found {n}"),
+            );
+            None
+        }
+    };
+    let targets = targets(
+        single,
+        raw.target,
+        raw.targets,
+        &region,
+        raw.hsm.keep_key_label.as_deref(),
+        &mut bad,
+    );
 
     // [import]
     let algorithm = match raw.import.wrapping_algorithm.as_deref() {
@@ -665,7 +720,12 @@ fn validate(
             audit_key_sha256: audit_fp,
             keep_key_label: raw.hsm.keep_key_label,
         },
-        KmsSpec { region, key },
+        KmsSpec {
+            region,
+            rates: rates?,
+            call_timeout: call_timeout?,
+        },
+        targets?,
         ImportSpec {
             algorithm: algorithm?,
             key_spec: key_spec?,
@@ -676,18 +736,199 @@ fn validate(
     ))
 }
 
+/// `[kms.rates]`: positive requests per second for known operations.
+fn rates(
+    raw: Option<&std::collections::BTreeMap<String, toml::Value>>,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<crate::kms::Rates> {
+    use crate::kms::Operation;
+    let mut overrides = std::collections::BTreeMap::new();
+    let mut ok = true;
+    for (name, value) in raw.into_iter().flatten() {
+        let field = format!("kms.rates.{name}");
+        let Some(op) = Operation::from_name(name) else {
+            let known: Vec<&str> = Operation::ALL.iter().map(|o| o.name()).collect();
+            bad(
+                &field,
+                format!("unknown KMS operation; expected one of {}", known.join(", ")),
+            );
+            ok = false;
+            continue;
+        };
+        let rate = match value {
+            toml::Value::Integer(i) => Some(*i as f64),
+            toml::Value::Float(f) => Some(*f),
+            _ => None,
+        };
+        match rate {
+            Some(r) if r > 0.0 && r <= 1_000_000.0 && r.is_finite() => {
+                overrides.insert(op, r);
+            }
+            _ => {
+                bad(
+                    &field,
+                    format!("expected requests per second, a number above 0 (e.g. 1 or 0.25), found {value}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then(|| crate::kms::Rates::new(overrides))
+}
+
+/// The target list from exactly one of `kms.key`, `[[target]]` and `[targets]`.
+fn targets(
+    single: Option<String>,
+    list: Option<Vec<raw::RawTarget>>,
+    product: Option<raw::RawTargets>,
+    region: &str,
+    keep_key_label: Option<&str>,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<Vec<Target>> {
+    type Draft = (String, bool, Option<String>, std::collections::BTreeMap<String, String>, Vec<(&'static str, String)>);
+    let drafts: Vec<(String, Draft)> = match (single, list, product) {
+        (Some(key), None, None) => vec![("kms.key".into(), (key, false, None, Default::default(), Vec::new()))],
+        (None, Some(list), None) => {
+            if list.is_empty() {
+                bad("target", "names no target; give at least one [[target]] with a key".into());
+                return None;
+            }
+            list.into_iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    (
+                        format!("target[{i}].key"),
+                        (t.key, t.create.unwrap_or(false), t.description, t.tags.unwrap_or_default(), Vec::new()),
+                    )
+                })
+                .collect()
+        }
+        (None, None, Some(p)) => {
+            let mut ok = true;
+            for (field, names) in [("targets.services", &p.services), ("targets.environments", &p.environments)] {
+                if names.is_empty() {
+                    bad(field, "must name at least one".into());
+                    ok = false;
+                }
+                for n in names {
+                    if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
+                        bad(field, format!("{n:?}: expected 1 or more of A-Z a-z 0-9 _ -"));
+                        ok = false;
+                    }
+                }
+            }
+            if p.key.replace("{service}", "").replace("{environment}", "").contains(['{', '}']) {
+                bad("targets.key", format!("{:?}: the only placeholders are {{service}} and {{environment}}", p.key));
+                ok = false;
+            }
+            if !ok {
+                return None;
+            }
+            let mut out = Vec::new();
+            for s in &p.services {
+                for e in &p.environments {
+                    let fill = |t: &str| t.replace("{service}", s).replace("{environment}", e);
+                    let tags = p.tags.clone().unwrap_or_default().into_iter().map(|(k, v)| (fill(&k), fill(&v))).collect();
+                    out.push((
+                        "targets.key".to_string(),
+                        (fill(&p.key), p.create.unwrap_or(false), p.description.as_deref().map(fill), tags, vec![("service", s.clone()), ("environment", e.clone())]),
+                    ));
+                }
+            }
+            out
+        }
+        (None, None, None) => {
+            bad("kms.key", "missing: name the target key with kms.key (one key), [[target]] tables or one [targets] table".into());
+            return None;
+        }
+        (Some(_), _, _) => {
+            bad("kms.key", "give the targets one way: kms.key (one key), [[target]] tables or one [targets] table, not several".into());
+            return None;
+        }
+        (None, Some(_), Some(_)) => {
+            bad("targets", "give the targets one way: [[target]] tables or one [targets] table, not both".into());
+            return None;
+        }
+    };
+    if drafts.len() > MAX_TARGETS {
+        bad("targets", format!("{} targets; a ceremony holds at most {MAX_TARGETS}: split it into several ceremonies", drafts.len()));
+        return None;
+    }
+    let mut ok = true;
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut labels: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (index, (field, (key, create, description, tags, vars))) in drafts.into_iter().enumerate() {
+        if !is_key_reference(&key) {
+            bad(&field, format!("target {index}: expected a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), a key id or alias/NAME, found {key:?}"));
+            ok = false;
+            continue;
+        }
+        if let Some(first) = seen.insert(key.clone(), index) {
+            bad(&field, format!("{key} is listed twice (targets {first} and {index}); each key once"));
+            ok = false;
+        }
+        let key_region = key
+            .strip_prefix("arn:")
+            .and_then(|r| r.split(':').nth(2))
+            .unwrap_or(region)
+            .to_string();
+        let create = if create {
+            match key.strip_prefix("alias/") {
+                Some(_) => Some(CreateSpec {
+                    alias: key.clone(),
+                    description: description.unwrap_or_default(),
+                    tags,
+                }),
+                None => {
+                    bad(&field, format!("target {index}: create = true needs an alias (alias/NAME) to create, found {key:?}"));
+                    ok = false;
+                    None
+                }
+            }
+        } else {
+            if description.is_some() || !tags.is_empty() {
+                bad(&field, format!("target {index}: description and tags are for create = true; remove them or set create = true"));
+                ok = false;
+            }
+            None
+        };
+        let keep = keep_key_label.map(|l| {
+            let mut label = l.replace("{key}", &key).replace("{index}", &index.to_string());
+            for (name, value) in &vars {
+                label = label.replace(&format!("{{{name}}}"), value);
+            }
+            label
+        });
+        if let Some(label) = &keep
+            && let Some(first) = labels.insert(label.clone(), index)
+        {
+            bad("hsm.keep_key_label", format!("expands to {label:?} for targets {first} and {index}; put {{key}} or {{index}} in it so each target gets its own label"));
+            ok = false;
+        }
+        out.push(Target {
+            index,
+            key,
+            region: key_region,
+            create,
+            keep_key_label: keep,
+        });
+    }
+    ok.then_some(out)
+}
+
 /// KMS's rule for `ValidTo`: in the future, at most 365 days ahead of `now`.
 pub fn check_valid_to(valid_to: OffsetDateTime, now: OffsetDateTime) -> Result<(), String> {
     if valid_to <= now {
         return Err(format!(
             "{} is in the past; choose a time after now and at most {MAX_VALID_TO_DAYS} days ahead",
-            crate::transcript::format_rfc3339(valid_to)
+            crate::rfc3339::format(valid_to)
         ));
     }
     if valid_to > now + time::Duration::days(MAX_VALID_TO_DAYS) {
         return Err(format!(
             "{} is more than {MAX_VALID_TO_DAYS} days ahead, which KMS refuses; choose an earlier time",
-            crate::transcript::format_rfc3339(valid_to)
+            crate::rfc3339::format(valid_to)
         ));
     }
     Ok(())

@@ -11,6 +11,10 @@ pub struct RawFile {
     pub ceremony: RawCeremony,
     pub hsm: RawHsm,
     pub kms: RawKms,
+    /// `[[target]]` tables.
+    pub target: Option<Vec<RawTarget>>,
+    /// One `[targets]` table: services × environments.
+    pub targets: Option<RawTargets>,
     pub import: RawImport,
     pub dual_control: RawDualControl,
     #[serde(default)]
@@ -59,7 +63,33 @@ pub struct RawHsm {
 #[serde(deny_unknown_fields)]
 pub struct RawKms {
     pub region: String,
+    /// The one target, when neither `[[target]]` nor `[targets]` is given.
+    pub key: Option<String>,
+    /// Requests per second per KMS operation (`[kms.rates]`).
+    pub rates: Option<std::collections::BTreeMap<String, toml::Value>>,
+    /// How long one KMS call may take before its outcome counts as unknown.
+    pub call_timeout_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
     pub key: String,
+    pub create: Option<bool>,
+    pub description: Option<String>,
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargets {
+    pub services: Vec<String>,
+    pub environments: Vec<String>,
+    /// A template with `{service}` and `{environment}`.
+    pub key: String,
+    pub create: Option<bool>,
+    pub description: Option<String>,
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]

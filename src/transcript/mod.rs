@@ -3,12 +3,14 @@
 //! Each record is one line: the RFC 8785 serialization of an object with `v`, `seq`, `prev`,
 //! `time`, `type`, `data` and `sig`, where `sig` is an ECDSA P-256 signature by the audit key
 //! over the serialization of the record without `sig`, and `prev` the SHA-256 of the previous
-//! line. The format is specified in `docs/transcript.md`.
+//! line. The format is specified in `docs/transcript.md`; the `data` of each record type is a
+//! typed payload in [`payload`].
 //!
-//! This module never sees a PIN or key material: callers pass only public data, and a record's
-//! `data` is built by the ceremony from hashes, lengths and identifiers.
+//! This module never sees a PIN or key material: callers pass only public data. It depends on
+//! no other part of byok but the leaf modules [`crate::jcs`] and [`crate::rfc3339`] (and, for
+//! verification, the ceremony file rules and statements it re-checks).
 
-pub mod jcs;
+pub mod payload;
 pub mod record;
 pub mod verify;
 
@@ -20,14 +22,19 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::jcs;
+pub use payload::Payload;
 pub use record::RecordType;
 
-/// Signs transcript records. Implemented by the HSM's audit key.
+/// Why a signer could not sign (a PKCS#11 error, for the HSM's audit key).
+pub type SignError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Signs transcript records. Implemented by the HSM's audit key ([`crate::audit`]).
 pub trait RecordSigner {
     /// SubjectPublicKeyInfo DER of the audit key.
     fn public_key_spki_der(&self) -> &[u8];
     /// DER ECDSA P-256 signature over SHA-256(`message`).
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, crate::hsm::HsmError>;
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError>;
 }
 
 /// Why a record could not be written.
@@ -54,7 +61,7 @@ pub enum TranscriptError {
     Sign {
         seq: u64,
         #[source]
-        source: crate::hsm::HsmError,
+        source: SignError,
     },
     #[error("record {seq} cannot be serialized")]
     Encode {
@@ -74,9 +81,13 @@ pub struct Appended {
     pub line_sha256: String,
 }
 
-/// Appends records to a transcript that it created itself; never overwrites.
+/// Appends records to a transcript that it creates itself; never overwrites.
+///
+/// The file appears only with its first record in it: record 0 is written to a temporary file
+/// beside it, synced, then hard-linked to the final name (which fails if anything is there), so
+/// a kill before record 0 leaves no empty file blocking the path.
 pub struct TranscriptWriter {
-    file: File,
+    file: Option<File>,
     path: PathBuf,
     next_seq: u64,
     prev: String,
@@ -84,37 +95,15 @@ pub struct TranscriptWriter {
 }
 
 impl TranscriptWriter {
-    /// Creates `path`; fails if anything exists there.
+    /// A writer for `path`; fails if anything exists there. Nothing is created yet.
     pub fn create(path: &Path) -> Result<Self, TranscriptError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|source| {
-                if source.kind() == std::io::ErrorKind::AlreadyExists {
-                    TranscriptError::Exists {
-                        path: path.to_path_buf(),
-                    }
-                } else {
-                    TranscriptError::Create {
-                        path: path.to_path_buf(),
-                        source,
-                    }
-                }
-            })?;
-        // Make the new directory entry durable too, not only the records.
-        if let Some(parent) = path.parent() {
-            let dir = if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            };
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+        if path.symlink_metadata().is_ok() {
+            return Err(TranscriptError::Exists {
+                path: path.to_path_buf(),
+            });
         }
         Ok(TranscriptWriter {
-            file,
+            file: None,
             path: path.to_path_buf(),
             next_seq: 0,
             prev: record::GENESIS_PREV.to_string(),
@@ -137,8 +126,28 @@ impl TranscriptWriter {
         self.next_seq == 0
     }
 
-    /// Signs and appends one record, then syncs the file before returning.
-    pub fn append(
+    /// SHA-256 of the last line written (64 zeros before the first).
+    pub fn last_line_sha256(&self) -> &str {
+        &self.prev
+    }
+
+    /// Signs and appends one typed record, then syncs the file before returning.
+    pub fn append<P: Payload>(
+        &mut self,
+        signer: &dyn RecordSigner,
+        payload: &P,
+    ) -> Result<Appended, TranscriptError> {
+        let seq = self.next_seq;
+        let data = serde_json::to_value(payload).map_err(|e| TranscriptError::Encode {
+            seq,
+            source: jcs::JcsError::Serialize(e.to_string()),
+        })?;
+        self.append_value(signer, P::TYPE, data)
+    }
+
+    /// Signs and appends one record with untyped `data` (tests build malformed transcripts
+    /// with it; the ceremony uses [`TranscriptWriter::append`]).
+    pub fn append_value(
         &mut self,
         signer: &dyn RecordSigner,
         kind: RecordType,
@@ -151,7 +160,7 @@ impl TranscriptWriter {
             });
         }
         let seq = self.next_seq;
-        let line = encode_record(signer, seq, &self.prev, &now_rfc3339(), kind, data)?;
+        let line = encode_record(signer, seq, &self.prev, &crate::rfc3339::now(), kind, data)?;
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
@@ -160,8 +169,13 @@ impl TranscriptWriter {
             seq,
             source,
         };
-        self.file.write_all(&bytes).map_err(write_err)?;
-        self.file.sync_data().map_err(write_err)?;
+        match &mut self.file {
+            Some(file) => {
+                file.write_all(&bytes).map_err(write_err)?;
+                file.sync_data().map_err(write_err)?;
+            }
+            None => self.file = Some(self.publish_first(&bytes)?),
+        }
         let line_sha256 = hex::encode(Sha256::digest(line.as_bytes()));
         self.prev.clone_from(&line_sha256);
         self.next_seq += 1;
@@ -170,9 +184,55 @@ impl TranscriptWriter {
         }
         Ok(Appended { seq, line_sha256 })
     }
+
+    /// Writes record 0 beside the final name, then links it into place (never replacing).
+    fn publish_first(&self, bytes: &[u8]) -> Result<File, TranscriptError> {
+        let create_err = |source| TranscriptError::Create {
+            path: self.path.clone(),
+            source,
+        };
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = self
+            .path
+            .with_file_name(format!(".{name}.{}.partial", std::process::id()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(create_err)?;
+        let written = file.write_all(bytes).and_then(|()| file.sync_all());
+        let linked = written.and_then(|()| std::fs::hard_link(&tmp, &self.path));
+        let _ = std::fs::remove_file(&tmp);
+        if let Err(source) = linked {
+            return Err(if source.kind() == std::io::ErrorKind::AlreadyExists {
+                TranscriptError::Exists {
+                    path: self.path.clone(),
+                }
+            } else {
+                create_err(source)
+            });
+        }
+        // Make the new directory entry durable too, not only the records.
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(create_err)
+    }
 }
 
-/// Serializes and signs one record; returns the line without its newline.
+/// Serializes and signs one record of the current format version; returns the line without
+/// its newline.
 ///
 /// Public so that benchmarks and tests can build transcripts without a file.
 pub fn encode_record(
@@ -183,8 +243,21 @@ pub fn encode_record(
     kind: RecordType,
     data: Value,
 ) -> Result<String, TranscriptError> {
+    encode_record_version(signer, record::FORMAT_VERSION, seq, prev, time, kind, data)
+}
+
+/// [`encode_record`] with an explicit format version (tests build version-1 transcripts).
+pub fn encode_record_version(
+    signer: &dyn RecordSigner,
+    version: u64,
+    seq: u64,
+    prev: &str,
+    time: &str,
+    kind: RecordType,
+    data: Value,
+) -> Result<String, TranscriptError> {
     let mut record = Map::new();
-    record.insert("v".into(), json!(record::FORMAT_VERSION));
+    record.insert("v".into(), json!(version));
     record.insert("seq".into(), json!(seq));
     record.insert("prev".into(), json!(prev));
     record.insert("time".into(), json!(time));
@@ -203,24 +276,4 @@ pub fn encode_record(
         );
     }
     jcs::to_string(&record).map_err(|source| TranscriptError::Encode { seq, source })
-}
-
-/// Current time as RFC 3339 UTC with millisecond precision, e.g. `2026-11-23T19:04:08.123Z`.
-pub fn now_rfc3339() -> String {
-    format_rfc3339(time::OffsetDateTime::now_utc())
-}
-
-/// Formats a UTC time as the transcript writes it.
-pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
 }

@@ -1,24 +1,32 @@
 //! Record types of the transcript: the documented contract of `docs/transcript.md`.
 //!
 //! A record is one line of the transcript. Its members are fixed (`v`, `seq`, `prev`, `time`,
-//! `type`, `data`, `sig`) and the line is the RFC 8785 serialization of the whole record.
+//! `type`, `data`, `sig`) and the line is the RFC 8785 serialization of the whole record. The
+//! `data` of each type in format version 2 is a typed payload in [`super::payload`].
 
 use serde::{Deserialize, Serialize};
 
 /// Format version written in every record's `v`.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
+
+/// Format versions `byok verify` reads: version 1 (one target per ceremony, byok 0.1) and 2.
+pub const SUPPORTED_VERSIONS: [u64; 2] = [1, 2];
 
 /// `prev` of the first record: 64 zeros.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The kinds of record, in the order a successful ceremony writes them.
+/// The kinds of record, roughly in the order a successful ceremony writes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordType {
-    /// Record 0: tool version, ceremony file and its hash, the audit public key.
+    /// Record 0: tool version, ceremony file and its hash, the audit public key, the targets.
     CeremonyStarted,
     /// Module and token identity, and the login.
     HsmOpened,
+    /// (v2, resume) What KMS and the previous transcript say of one target before this run.
+    TargetReconciled,
+    /// (v2) CreateKey (Origin EXTERNAL) and CreateAlias for a target with `create = true`.
+    KeyCreated,
     /// DescribeKey of the target key before anything changes.
     KmsPreflight,
     /// The token's ability to do the chosen wrap, proven by a known-answer test.
@@ -37,13 +45,18 @@ pub enum RecordType {
     ImportConfirmed,
     /// ImportKeyMaterial succeeded; carries the KeyMaterialId.
     KeyImported,
+    /// (v2) ImportKeyMaterial's outcome was unknown (timeout, transport error, 5xx); KMS was
+    /// asked what happened: imported, not imported, or still unknown, with the evidence.
+    ImportReconciled,
+    /// (v2) The token copy of imported material, with the attributes read back from the token.
+    KeyKept,
     /// DescribeKey and an Encrypt/Decrypt round trip after the import.
     ImportVerified,
     /// HSM session objects destroyed (or kept, as recorded).
     CleanupDone,
     /// Last record of a ceremony that completed.
     CeremonyFinished,
-    /// Last record of a ceremony that stopped: which step, which error class.
+    /// Last record of a ceremony that stopped: which step, which error class, which targets.
     CeremonyAborted,
 }
 
@@ -53,6 +66,8 @@ impl RecordType {
         match self {
             RecordType::CeremonyStarted => "ceremony_started",
             RecordType::HsmOpened => "hsm_opened",
+            RecordType::TargetReconciled => "target_reconciled",
+            RecordType::KeyCreated => "key_created",
             RecordType::KmsPreflight => "kms_preflight",
             RecordType::CapabilityChecked => "capability_checked",
             RecordType::ImportParameters => "import_parameters",
@@ -62,6 +77,8 @@ impl RecordType {
             RecordType::Declined => "declined",
             RecordType::ImportConfirmed => "import_confirmed",
             RecordType::KeyImported => "key_imported",
+            RecordType::ImportReconciled => "import_reconciled",
+            RecordType::KeyKept => "key_kept",
             RecordType::ImportVerified => "import_verified",
             RecordType::CleanupDone => "cleanup_done",
             RecordType::CeremonyFinished => "ceremony_finished",
@@ -81,12 +98,25 @@ impl RecordType {
             RecordType::CeremonyFinished | RecordType::CeremonyAborted
         )
     }
+
+    /// True for the types that exist only in format version 2.
+    pub fn is_v2_only(self) -> bool {
+        matches!(
+            self,
+            RecordType::TargetReconciled
+                | RecordType::KeyCreated
+                | RecordType::ImportReconciled
+                | RecordType::KeyKept
+        )
+    }
 }
 
 /// Every record type, for parsing and documentation tests.
-pub const ALL: [RecordType; 15] = [
+pub const ALL: [RecordType; 19] = [
     RecordType::CeremonyStarted,
     RecordType::HsmOpened,
+    RecordType::TargetReconciled,
+    RecordType::KeyCreated,
     RecordType::KmsPreflight,
     RecordType::CapabilityChecked,
     RecordType::ImportParameters,
@@ -96,6 +126,8 @@ pub const ALL: [RecordType; 15] = [
     RecordType::Declined,
     RecordType::ImportConfirmed,
     RecordType::KeyImported,
+    RecordType::ImportReconciled,
+    RecordType::KeyKept,
     RecordType::ImportVerified,
     RecordType::CleanupDone,
     RecordType::CeremonyFinished,

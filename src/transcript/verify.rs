@@ -1,4 +1,5 @@
-//! Offline verification of a transcript, exactly as `docs/transcript.md` specifies it.
+//! Offline verification of a transcript, exactly as `docs/transcript.md` specifies it, for
+//! format versions 1 (one target, byok 0.1) and 2 (many targets, typed payloads).
 //!
 //! The verifier trusts nothing in the file but checks it against itself (hash chain, sequence,
 //! signatures under the audit key carried in record 0, the fingerprint pinned in the ceremony
@@ -11,8 +12,9 @@ use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::jcs;
-use super::record::{FORMAT_VERSION, GENESIS_PREV, RecordType};
+use crate::jcs;
+use super::payload as p;
+use super::record::{GENESIS_PREV, RecordType, SUPPORTED_VERSIONS};
 use crate::ecdsa;
 
 /// What the auditor pins.
@@ -20,6 +22,10 @@ use crate::ecdsa;
 pub struct VerifyOptions {
     /// Expected SHA-256 (hex) of the audit key's SPKI DER, from a source outside the transcript.
     pub audit_key_sha256: Option<String>,
+    /// Accept a transcript cut off by a crash (no closing record, or a partial last line,
+    /// which is then ignored): `byok run --resume` reads such transcripts. `byok verify`
+    /// never sets it: for an auditor a cut-off transcript is invalid.
+    pub allow_truncated: bool,
 }
 
 /// Why a transcript is invalid.
@@ -66,6 +72,10 @@ pub enum Problem {
     },
     #[error("record type {kind} is not allowed here: {why}")]
     Misplaced { kind: String, why: &'static str },
+    #[error("data of {kind} does not match the format-version-2 contract: {why}")]
+    BadPayload { kind: String, why: String },
+    #[error("target {index}: {why}")]
+    BadTarget { index: u64, why: String },
 }
 
 /// The first invalid line of a transcript.
@@ -80,10 +90,19 @@ pub struct Invalid {
 /// Summary of a valid transcript.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// The format version of every record (1 or 2).
+    pub version: u64,
     pub records: usize,
     pub ceremony_id: String,
+    pub ceremony_file_sha256: String,
+    /// False when the transcript was cut off (only with `allow_truncated`).
+    pub closed: bool,
+    /// The transcript a resumed run continues (version 2).
+    pub resumes: Option<p::Resumes>,
+    /// Where each target stands, from the last record (version 2, closed transcripts).
+    pub targets: Vec<p::TargetOutcome>,
     pub audit_key_sha256: String,
-    /// `ceremony_finished` or `ceremony_aborted`.
+    /// `ceremony_finished` or `ceremony_aborted` (or the last record of a cut-off transcript).
     pub outcome: RecordType,
     /// `data` of the last record.
     pub outcome_data: Value,
@@ -122,10 +141,18 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
     })?;
     let body = match text.strip_suffix('\n') {
         Some(body) => body,
+        None if opts.allow_truncated => match text.rfind('\n') {
+            // The partial last line of a crash is ignored; the complete lines must verify.
+            Some(end) => &text[..end],
+            None => return Err(bad(1, Problem::TruncatedLine)),
+        },
         None => {
             return Err(bad(text.split('\n').count(), Problem::TruncatedLine));
         }
     };
+    let mut version = 0u64;
+    let mut v2 = V2State::default();
+    let mut file_sha256 = String::new();
 
     let mut prev = GENESIS_PREV.to_string();
     let mut previous_time = String::new();
@@ -163,12 +190,23 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
                 },
             ));
         }
-        if map["v"].as_u64() != Some(FORMAT_VERSION) {
+        let v = map["v"].as_u64().unwrap_or(0);
+        if n == 1 && SUPPORTED_VERSIONS.contains(&v) {
+            version = v;
+        }
+        if v != version {
             return Err(bad(
                 n,
                 Problem::BadField {
                     field: "v",
-                    why: format!("expected {FORMAT_VERSION}, found {}", map["v"]),
+                    why: if n == 1 {
+                        format!("expected one of {SUPPORTED_VERSIONS:?}, found {}", map["v"])
+                    } else {
+                        format!(
+                            "expected {version} (every record has record 0's version), found {}",
+                            map["v"]
+                        )
+                    },
                 },
             ));
         }
@@ -263,6 +301,15 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
                 },
             ));
         }
+        if version == 1 && kind.is_v2_only() {
+            return Err(bad(
+                n,
+                Problem::Misplaced {
+                    kind: kind.to_string(),
+                    why: "this record type exists only in format version 2",
+                },
+            ));
+        }
         if kind == RecordType::ImportConfirmed {
             seen_confirmation = true;
         }
@@ -293,9 +340,20 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
         }
 
         if n == 1 {
-            dual = DualState::from_start(&map["data"], &audit_fp).map_err(|p| bad(n, p))?;
+            file_sha256 = map["data"]["ceremony_file_sha256"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+        }
+        if version == 1 {
+            if n == 1 {
+                dual = DualState::from_start(&map["data"], &audit_fp).map_err(|p| bad(n, p))?;
+            } else {
+                dual.check(kind, &map["data"]).map_err(|p| bad(n, p))?;
+            }
         } else {
-            dual.check(kind, &map["data"]).map_err(|p| bad(n, p))?;
+            v2.check(kind, &map["data"], &audit_fp)
+                .map_err(|p| bad(n, p))?;
         }
 
         prev = hex::encode(Sha256::digest(line.as_bytes()));
@@ -305,7 +363,8 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
     }
 
     let (outcome, outcome_data) = last.ok_or(bad(0, Problem::Empty))?;
-    if !outcome.is_terminal() {
+    let closed = outcome.is_terminal();
+    if !closed && !opts.allow_truncated {
         return Err(bad(
             count,
             Problem::TruncatedEnd {
@@ -313,16 +372,35 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
             },
         ));
     }
+    let (quorum, approvals) = if version == 1 {
+        (dual.quorum, dual.summary())
+    } else {
+        (v2.quorum, v2.dual.summary())
+    };
+    let targets = match outcome {
+        RecordType::CeremonyFinished => serde_json::from_value::<p::CeremonyFinished>(outcome_data.clone())
+            .map(|f| f.targets)
+            .unwrap_or_default(),
+        RecordType::CeremonyAborted => serde_json::from_value::<p::CeremonyAborted>(outcome_data.clone())
+            .map(|f| f.targets)
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     Ok(Report {
+        version,
         records: count,
         ceremony_id,
+        ceremony_file_sha256: file_sha256,
+        closed,
+        resumes: v2.resumes.clone(),
+        targets,
         audit_key_sha256: audit_fp,
         outcome,
         outcome_data,
         last_line_sha256: prev,
         audit_key_pinned_externally: opts.audit_key_sha256.is_some(),
-        quorum: dual.quorum,
-        approvals: dual.summary(),
+        quorum,
+        approvals,
     })
 }
 
@@ -378,10 +456,7 @@ fn start_record(
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, a valid date and time.
 fn is_rfc3339_utc(s: &str) -> bool {
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    s.len() == 24 && time::PrimitiveDateTime::parse(s, &fmt).is_ok()
+    crate::rfc3339::parse(s).is_some()
 }
 
 /// Dual-control rules: approvals verify under the custodians' pinned keys and each guarded step
@@ -406,7 +481,7 @@ impl DualState {
         let pins = crate::spec::pinned_dual_control(file);
         let id = data["ceremony_id"].as_str().unwrap_or_default().to_string();
         let target = crate::spec::pinned_target_key(file).unwrap_or_default();
-        let plan_expected = crate::quorum::plan_statement(
+        let plan_expected = crate::quorum::v1::plan_statement(
             &id,
             data["ceremony_file_sha256"].as_str().unwrap_or_default(),
             audit_key_sha256,
@@ -479,7 +554,7 @@ impl DualState {
                 .unwrap_or_default()
                 .to_string()
         };
-        crate::quorum::import_statement(&crate::quorum::ImportFacts {
+        crate::quorum::v1::import_statement(&crate::quorum::v1::ImportFacts {
             ceremony_id: self.ceremony_id.clone(),
             key_arn: imported["key_arn"].as_str().unwrap_or_default().to_string(),
             wrapping_algorithm: s(RecordType::ImportParameters, "wrapping_algorithm"),
@@ -564,5 +639,349 @@ impl DualState {
             }
         }
         out
+    }
+}
+
+/// Format-version-2 rules: every record's data is its typed payload; records name targets that
+/// exist, with one key ARN each; the plan quorum precedes the first KMS change; the import
+/// statement is exactly what the wrap records say and is approved by the quorum; every import
+/// is of a target in the approved statement, with the approved blob and import token.
+#[derive(Default)]
+struct V2State {
+    dual: DualState,
+    quorum: Option<usize>,
+    operator: String,
+    targets: Vec<p::TargetEntry>,
+    resumes: Option<p::Resumes>,
+    arns: std::collections::HashMap<u64, String>,
+    parameters: std::collections::HashMap<u64, p::ImportParameters>,
+    generated: std::collections::HashMap<u64, p::KeyGenerated>,
+    wrapped: std::collections::BTreeMap<u64, p::KeyWrapped>,
+    plan_checked: bool,
+    confirmed: Option<crate::quorum::ImportStatement>,
+    imported: std::collections::HashSet<u64>,
+}
+
+fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Result<T, Problem> {
+    serde_json::from_value(data.clone()).map_err(|e| Problem::BadPayload {
+        kind: kind.to_string(),
+        why: e.to_string(),
+    })
+}
+
+impl V2State {
+    fn check(&mut self, kind: RecordType, data: &Value, audit_fp: &str) -> Result<(), Problem> {
+        use RecordType as R;
+        match kind {
+            R::CeremonyStarted => {
+                let s: p::CeremonyStarted = typed(kind, data)?;
+                for (i, t) in s.targets.iter().enumerate() {
+                    if t.index != i as u64 {
+                        return Err(Problem::BadTarget {
+                            index: t.index,
+                            why: format!("listed at position {i}; targets are numbered from 0 in order"),
+                        });
+                    }
+                }
+                if s.targets.is_empty() {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "targets is empty".into(),
+                    });
+                }
+                self.dual = DualState::from_start(data, audit_fp)?;
+                self.dual.plan_expected = crate::quorum::to_value(&crate::quorum::PlanStatement {
+                    point: crate::quorum::PLAN.into(),
+                    ceremony_id: s.ceremony_id.clone(),
+                    ceremony_file_sha256: s.ceremony_file_sha256.clone(),
+                    audit_key_sha256: audit_fp.to_string(),
+                    targets: s.targets.iter().map(|t| t.key.clone()).collect(),
+                    resumes: s.resumes.as_ref().map(|r| r.last_line_sha256.clone()),
+                })
+                .map_err(|e| Problem::BadPayload {
+                    kind: kind.to_string(),
+                    why: e.to_string(),
+                })?;
+                self.quorum = self.dual.quorum;
+                if s.dual_control.enabled != self.quorum.is_some()
+                    || s.dual_control.quorum.map(|q| q as usize) != self.quorum
+                {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "dual_control does not match the ceremony file's [dual_control]".into(),
+                    });
+                }
+                self.operator = s.operator;
+                self.targets = s.targets;
+                self.resumes = s.resumes;
+            }
+            R::HsmOpened => {
+                typed::<p::HsmOpened>(kind, data)?;
+            }
+            R::TargetReconciled => {
+                let r: p::TargetReconciled = typed(kind, data)?;
+                self.target(r.target_index, r.key_arn.as_deref())?;
+            }
+            R::KeyCreated => {
+                let r: p::KeyCreated = typed(kind, data)?;
+                self.plan_quorum(kind)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+            }
+            R::KmsPreflight => {
+                let r: p::KmsPreflight = typed(kind, data)?;
+                self.plan_quorum(kind)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+            }
+            R::CapabilityChecked => {
+                typed::<p::CapabilityChecked>(kind, data)?;
+            }
+            R::ImportParameters => {
+                let r: p::ImportParameters = typed(kind, data)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                self.parameters.insert(r.target_index, r);
+            }
+            R::KeyGenerated => {
+                let r: p::KeyGenerated = typed(kind, data)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                self.generated.insert(r.target_index, r);
+            }
+            R::KeyWrapped => {
+                let r: p::KeyWrapped = typed(kind, data)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                if self.confirmed.is_some() {
+                    return Err(Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "a wrap after the import was approved is not covered by the approval",
+                    });
+                }
+                self.wrapped.insert(r.target_index, r);
+            }
+            R::Approval => {
+                typed::<p::Approval>(kind, data)?;
+                self.dual.approval(data)?;
+            }
+            R::Declined => {
+                typed::<p::Declined>(kind, data)?;
+            }
+            R::ImportConfirmed => {
+                let r: p::ImportConfirmed = typed(kind, data)?;
+                self.confirm(&r)?;
+            }
+            R::KeyImported => {
+                let r: p::KeyImported = typed(kind, data)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                self.approved_import(r.target_index, &r.blob_sha256, &r.import_token_sha256)?;
+                self.imported.insert(r.target_index);
+            }
+            R::ImportReconciled => {
+                let r: p::ImportReconciled = typed(kind, data)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                self.approved_import(r.target_index, &r.blob_sha256, &r.import_token_sha256)?;
+                if !matches!(r.outcome.as_str(), "imported" | "not_imported" | "unknown") {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: format!("outcome {:?} is not imported, not_imported or unknown", r.outcome),
+                    });
+                }
+                if r.outcome != "not_imported" {
+                    self.imported.insert(r.target_index);
+                }
+            }
+            R::KeyKept => {
+                let r: p::KeyKept = typed(kind, data)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                if !self.imported.contains(&r.target_index) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "key_kept before KMS held (or may have held) its material".into(),
+                    });
+                }
+            }
+            R::ImportVerified => {
+                let r: p::ImportVerified = typed(kind, data)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                if !self.imported.contains(&r.target_index) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "import_verified without an import".into(),
+                    });
+                }
+            }
+            R::CleanupDone => {
+                typed::<p::CleanupDone>(kind, data)?;
+            }
+            R::CeremonyFinished => {
+                let r: p::CeremonyFinished = typed(kind, data)?;
+                self.outcomes(&r.targets)?;
+            }
+            R::CeremonyAborted => {
+                let r: p::CeremonyAborted = typed(kind, data)?;
+                self.outcomes(&r.targets)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The target exists and keeps one key ARN throughout.
+    fn target(&mut self, index: u64, arn: Option<&str>) -> Result<(), Problem> {
+        if index as usize >= self.targets.len() {
+            return Err(Problem::BadTarget {
+                index,
+                why: format!("record 0 lists {} targets", self.targets.len()),
+            });
+        }
+        if let Some(arn) = arn.filter(|a| !a.is_empty()) {
+            match self.arns.get(&index) {
+                Some(known) if known != arn => {
+                    return Err(Problem::BadTarget {
+                        index,
+                        why: format!("key ARN {arn}, but earlier records name {known}"),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    self.arns.insert(index, arn.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn plan_quorum(&mut self, kind: RecordType) -> Result<(), Problem> {
+        if self.plan_checked {
+            return Ok(());
+        }
+        self.plan_checked = true;
+        if let Some(m) = self.quorum {
+            let expected = self.dual.plan_expected.clone();
+            let have = self.dual.count(crate::quorum::PLAN, &expected);
+            if have < m {
+                return Err(Problem::QuorumMissing {
+                    step: kind.to_string(),
+                    point: crate::quorum::PLAN,
+                    need: m,
+                    have,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The import statement rebuilt from the wrap records, compared with the approved one.
+    fn confirm(&mut self, r: &p::ImportConfirmed) -> Result<(), Problem> {
+        let kind = RecordType::ImportConfirmed;
+        let bad = |why: String| Problem::BadPayload {
+            kind: kind.to_string(),
+            why,
+        };
+        if self.confirmed.is_some() {
+            return Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why: "one import approval per run",
+            });
+        }
+        let statement: crate::quorum::ImportStatement =
+            serde_json::from_value(r.statement.clone()).map_err(|e| bad(e.to_string()))?;
+        let mut expected = Vec::new();
+        for (index, w) in &self.wrapped {
+            let (Some(params), Some(generated)) =
+                (self.parameters.get(index), self.generated.get(index))
+            else {
+                return Err(Problem::BadTarget {
+                    index: *index,
+                    why: "key_wrapped without import_parameters and key_generated".into(),
+                });
+            };
+            expected.push(crate::quorum::ImportTarget {
+                target_index: *index,
+                key_arn: w.key_arn.clone(),
+                wrapping_algorithm: params.wrapping_algorithm.clone(),
+                wrapping_key_spec: params.wrapping_key_spec.clone(),
+                wrapping_public_key_sha256: params.public_key_sha256.clone(),
+                blob_sha256: w.blob_sha256.clone(),
+                import_token_sha256: params.import_token_sha256.clone(),
+                kcv: generated.kcv.clone(),
+            });
+        }
+        if statement.targets != expected || statement.point != crate::quorum::IMPORT {
+            return Err(bad(
+                "the approved statement is not what the import_parameters, key_generated and key_wrapped records say"
+                    .into(),
+            ));
+        }
+        let digest = crate::quorum::statement_sha256(&r.statement).map_err(|e| bad(e.to_string()))?;
+        if digest != r.statement_sha256 {
+            return Err(bad("statement_sha256 is not the SHA-256 of the statement".into()));
+        }
+        match self.quorum {
+            Some(m) => {
+                let have = self.dual.count(crate::quorum::IMPORT, &r.statement);
+                if have < m {
+                    return Err(Problem::QuorumMissing {
+                        step: kind.to_string(),
+                        point: crate::quorum::IMPORT,
+                        need: m,
+                        have,
+                    });
+                }
+            }
+            None => {
+                if r.approved_by != [self.operator.clone()] || r.dual_control {
+                    return Err(bad(
+                        "in a rehearsal the operator named in record 0 alone approves".into(),
+                    ));
+                }
+            }
+        }
+        self.confirmed = Some(statement);
+        Ok(())
+    }
+
+    fn approved_import(&self, index: u64, blob: &str, token: &str) -> Result<(), Problem> {
+        let Some(statement) = &self.confirmed else {
+            return Err(Problem::Misplaced {
+                kind: "key_imported".into(),
+                why: "an import must be preceded by import_confirmed",
+            });
+        };
+        match statement.targets.iter().find(|t| t.target_index == index) {
+            Some(t) if t.blob_sha256 == blob && t.import_token_sha256 == token => Ok(()),
+            Some(_) => Err(Problem::BadTarget {
+                index,
+                why: "imported a blob or import token other than the approved ones".into(),
+            }),
+            None => Err(Problem::BadTarget {
+                index,
+                why: "imported without being in the approved import statement".into(),
+            }),
+        }
+    }
+
+    fn outcomes(&self, outcomes: &[p::TargetOutcome]) -> Result<(), Problem> {
+        if outcomes.len() != self.targets.len() {
+            return Err(Problem::BadPayload {
+                kind: "targets".into(),
+                why: format!(
+                    "{} entries for {} targets",
+                    outcomes.len(),
+                    self.targets.len()
+                ),
+            });
+        }
+        for (o, t) in outcomes.iter().zip(&self.targets) {
+            if o.index != t.index || o.key != t.key {
+                return Err(Problem::BadTarget {
+                    index: o.index,
+                    why: "the final record's target list differs from record 0's".into(),
+                });
+            }
+            if o.status == "imported" && !self.imported.contains(&o.index) {
+                return Err(Problem::BadTarget {
+                    index: o.index,
+                    why: "reported imported, but no import of it is recorded".into(),
+                });
+            }
+        }
+        Ok(())
     }
 }

@@ -25,6 +25,7 @@ use rsa::traits::PublicKeyParts;
 use rsa::{Oaep, RsaPublicKey};
 use zeroize::Zeroizing;
 
+pub use crate::hsm::OaepHash;
 use crate::hsm::{AesKeyKind, Hsm, HsmError, KeyRef, WrapMechanism};
 use crate::secure::KeyMaterial;
 
@@ -40,13 +41,6 @@ pub enum WrappingAlgorithm {
     RsaesOaepSha1,
     RsaAesKeyWrapSha256,
     RsaAesKeyWrapSha1,
-}
-
-/// The digest used for OAEP (and its MGF1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OaepHash {
-    Sha1,
-    Sha256,
 }
 
 impl WrappingAlgorithm {
@@ -140,20 +134,11 @@ impl std::fmt::Display for WrappingAlgorithm {
     }
 }
 
-impl OaepHash {
-    fn padding(self) -> Oaep {
-        match self {
-            OaepHash::Sha1 => Oaep::new::<sha1::Sha1>(),
-            OaepHash::Sha256 => Oaep::new::<sha2::Sha256>(),
-        }
-    }
-
-    /// Name for messages and records: `SHA-1` or `SHA-256`.
-    pub fn name(self) -> &'static str {
-        match self {
-            OaepHash::Sha1 => "SHA-1",
-            OaepHash::Sha256 => "SHA-256",
-        }
+/// The `rsa` crate's OAEP padding for `hash` (host wraps and the known-answer unwrap).
+fn oaep_padding(hash: OaepHash) -> Oaep {
+    match hash {
+        OaepHash::Sha1 => Oaep::new::<sha1::Sha1>(),
+        OaepHash::Sha256 => Oaep::new::<sha2::Sha256>(),
     }
 }
 
@@ -405,7 +390,7 @@ pub fn host_wrap(
 ) -> Result<Vec<u8>, WrapError> {
     let failed = |detail: String| WrapError::HostWrap { algorithm, detail };
     let mut rng = rand_core::OsRng;
-    let padding = || algorithm.oaep_hash().padding();
+    let padding = || oaep_padding(algorithm.oaep_hash());
     if !algorithm.is_rsa_aes() {
         return public_key
             .key

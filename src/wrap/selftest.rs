@@ -205,7 +205,7 @@ fn unwrap_known_answer(
         ));
     }
     let (rsa_part, aes_part) = blob.split_at(k);
-    let first = Zeroizing::new(private.decrypt(hash.padding(), rsa_part).map_err(|e| {
+    let first = Zeroizing::new(private.decrypt(super::oaep_padding(hash), rsa_part).map_err(|e| {
         format!(
             "the RSA part does not unwrap with OAEP {} and MGF1 {}: {e}",
             hash.name(),

@@ -1,0 +1,44 @@
+//! Step `capability_check`: the known-answer test proves, once per ceremony, that this token
+//! wraps as KMS expects with the chosen algorithm; every target's wrap then uses exactly the
+//! plan it proved.
+
+use crate::error::Error;
+use crate::transcript::payload::{CapabilityChecked, ProcessHardening};
+use crate::wrap::{self, SelfTest, WrapLocation};
+
+use super::{Run, Step};
+
+pub(super) fn check(run: &mut Run<'_>) -> Result<SelfTest, Error> {
+    run.enter(Step::CapabilityCheck)?;
+    let algorithm = run.ceremony.import.algorithm;
+    let location = run.ceremony.import.wrap;
+    let mut hardening = None;
+    if location == WrapLocation::Host {
+        run.prompter.warn(
+            "wrap = \"host\": the key material will leave the HSM in plaintext and be wrapped \
+             by byok in locked memory. Use this only when the token cannot wrap with the \
+             required algorithm.",
+        );
+        hardening = Some(crate::secure::harden_process());
+    }
+    let test = wrap::self_test(run.hsm, algorithm, location)?;
+    run.record(&CapabilityChecked {
+        algorithm: algorithm.kms_name().into(),
+        location: location.name().into(),
+        mechanism: test.mechanism.clone(),
+        known_answer_key_bits: test.kat_key_bits as u64,
+        known_answer_test: "pass".into(),
+        rejected: test.rejected.clone(),
+        process_hardening: hardening.map(|h| ProcessHardening {
+            core_dumps_disabled: h.core_dumps_disabled,
+            not_dumpable: h.not_dumpable,
+        }),
+    })?;
+    run.prompter.say(&format!(
+        "  {} at {} ({}): known-answer test passed",
+        algorithm,
+        location.name(),
+        test.mechanism
+    ));
+    Ok(test)
+}

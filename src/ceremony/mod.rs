@@ -1,0 +1,252 @@
+//! The step engine: runs a validated ceremony for every target against an [`Hsm`], a [`Kms`]
+//! and a [`Prompter`], writing one signed transcript record per step and target.
+//!
+//! [`Run::steps`] is the whole ceremony in order; each step lives in its own file and returns
+//! after recording what it did. The HSM work of all targets runs on this thread, in target
+//! order, on one PKCS#11 session; the KMS calls of different targets overlap on a few worker
+//! threads ([`pool`]), paced to KMS's quotas ([`crate::kms::Paced`]). Records of different
+//! targets may therefore interleave; each one names its target (`target_index`, `key_arn`),
+//! and the records of one target are always in step order.
+//!
+//! Every failure after the transcript has started (a declined approval and Ctrl-C included)
+//! destroys the session objects the ceremony created and closes the transcript with
+//! `ceremony_aborted`, which says for every target whether it is done, not started or
+//! uncertain. The engine never writes a PIN, key material or the import token anywhere.
+
+mod approve;
+mod capability;
+mod finish;
+mod import;
+pub mod plan;
+mod pool;
+mod preflight;
+mod prepare;
+mod reconcile;
+mod start;
+pub mod target;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::audit::HsmSigner;
+use crate::error::Error;
+use crate::hsm::{CustodianTokens, Hsm, KeyRef};
+use crate::kms::{Kms, Paced};
+use crate::prompt::Prompter;
+use crate::spec::Ceremony;
+pub use crate::step::Step;
+use crate::transcript::{Payload, TranscriptWriter};
+use target::TargetState;
+
+/// PIN attempts before the login step gives up.
+pub const PIN_ATTEMPTS: usize = 3;
+
+/// Default number of targets whose KMS calls run at once.
+pub const DEFAULT_KMS_CONCURRENCY: usize = 4;
+
+/// What a finished ceremony produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub transcript: PathBuf,
+    /// SHA-256 of the last transcript line: the fingerprint to write on paper.
+    pub last_line_sha256: String,
+    /// Every target, in order, with its status, ARN, KeyMaterialId and KCV.
+    pub targets: Vec<crate::transcript::payload::TargetOutcome>,
+    /// Who approved each approval point, in order.
+    pub approvals: Vec<(String, Vec<String>)>,
+}
+
+/// The systems a ceremony runs against.
+pub struct Env<'a> {
+    pub hsm: &'a dyn Hsm,
+    pub kms: &'a dyn Kms,
+    /// The custodians' tokens, for dual-control approvals.
+    pub custodians: &'a dyn CustodianTokens,
+    pub prompter: &'a mut dyn Prompter,
+    /// The clock (injectable so tests can run at a chosen time).
+    pub now: &'a dyn Fn() -> OffsetDateTime,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Targets whose KMS calls may run at once (1 = one target at a time).
+    pub kms_concurrency: usize,
+    /// The transcript of an interrupted run of the same ceremony file to continue.
+    pub resume: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            kms_concurrency: DEFAULT_KMS_CONCURRENCY,
+            resume: None,
+        }
+    }
+}
+
+/// Default transcript path: `<ceremony id>-<UTC time>.transcript.jsonl` in the current directory.
+pub fn default_transcript_path(ceremony: &Ceremony, now: OffsetDateTime) -> PathBuf {
+    let t = now.to_offset(time::UtcOffset::UTC);
+    PathBuf::from(format!(
+        "{}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.transcript.jsonl",
+        ceremony.id,
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    ))
+}
+
+/// Runs the ceremony. On error after the transcript started, the transcript ends with
+/// `ceremony_aborted` and the error says where.
+pub fn run(
+    ceremony: &Ceremony,
+    env: Env<'_>,
+    transcript: &Path,
+    options: &RunOptions,
+) -> Result<Outcome, Error> {
+    let before = |step: Step, source: Error| Error::Step {
+        step,
+        transcript: None,
+        source: Box::new(source),
+    };
+    // Refuse an existing transcript, and a bad earlier one, before asking anyone anything.
+    let writer = TranscriptWriter::create(transcript).map_err(|e| before(Step::Start, e.into()))?;
+    let earlier = match &options.resume {
+        Some(path) => Some(reconcile::Earlier::load(path, ceremony).map_err(|e| before(Step::Start, e))?),
+        None => None,
+    };
+    let Env {
+        hsm,
+        kms,
+        custodians,
+        prompter,
+        now,
+    } = env;
+    let signer = start::open(ceremony, hsm, prompter).map_err(|e| before(Step::OpenHsm, e))?;
+    let paced = Paced::new(kms, ceremony.kms.rates.clone(), &ceremony.kms.region);
+    let mut run = Run {
+        ceremony,
+        hsm,
+        kms: &paced,
+        custodians,
+        prompter,
+        now,
+        signer: &signer,
+        writer,
+        step: Step::Start,
+        failed_target: None,
+        created: Vec::new(),
+        targets: ceremony
+            .targets
+            .iter()
+            .cloned()
+            .map(TargetState::new)
+            .collect(),
+        approvals: Vec::new(),
+        concurrency: options.kms_concurrency.max(1),
+        earlier,
+    };
+    match run.steps() {
+        Ok(outcome) => Ok(outcome),
+        Err(error) => Err(run.abort(error)),
+    }
+}
+
+/// A ceremony in progress: what every step reads and writes.
+pub(crate) struct Run<'a> {
+    ceremony: &'a Ceremony,
+    hsm: &'a dyn Hsm,
+    kms: &'a Paced<'a>,
+    custodians: &'a dyn CustodianTokens,
+    prompter: &'a mut dyn Prompter,
+    now: &'a dyn Fn() -> OffsetDateTime,
+    signer: &'a HsmSigner<'a>,
+    writer: TranscriptWriter,
+    step: Step,
+    /// The target whose step failed, for the abort record.
+    failed_target: Option<usize>,
+    /// Session objects this ceremony created and has not destroyed yet.
+    created: Vec<KeyRef>,
+    targets: Vec<TargetState>,
+    /// Who approved each approval point so far.
+    approvals: Vec<(String, Vec<String>)>,
+    concurrency: usize,
+    earlier: Option<reconcile::Earlier>,
+}
+
+impl Run<'_> {
+    /// The ceremony, step by step.
+    fn steps(&mut self) -> Result<Outcome, Error> {
+        start::record(self)?;
+        reconcile::targets(self)?;
+        approve::plan(self)?;
+        preflight::targets(self)?;
+        let test = capability::check(self)?;
+        prepare::targets(self, &test)?;
+        approve::import(self)?;
+        import::targets(self)?;
+        finish::cleanup(self)?;
+        finish::finish(self)
+    }
+
+    /// Enters `step`: stops first if Ctrl-C arrived, then shows its heading.
+    fn enter(&mut self, step: Step) -> Result<(), Error> {
+        if crate::cancel::is_cancelled() {
+            return Err(crate::prompt::PromptError::Cancelled {
+                id: format!("step {}", step.name()),
+            }
+            .into());
+        }
+        self.step = step;
+        self.prompter.say(&format!("\n== {} ==", step.heading()));
+        Ok(())
+    }
+
+    /// Appends one signed record.
+    fn record<P: Payload>(&mut self, payload: &P) -> Result<(), Error> {
+        self.writer.append(self.signer, payload)?;
+        crate::failpoint::hit("after", P::TYPE.as_str());
+        Ok(())
+    }
+
+    /// The indices of the targets this run imports into.
+    fn pending(&self) -> Vec<usize> {
+        self.targets
+            .iter()
+            .filter(|t| t.to_import())
+            .map(|t| t.spec.index)
+            .collect()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// An error and its causes on one line, for the abort record.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A `Refused` error with `reason`.
+fn refused(reason: String) -> Error {
+    Error::Refused { reason }
+}

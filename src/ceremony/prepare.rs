@@ -1,0 +1,201 @@
+//! Steps `import_parameters`, `generate` and `wrap`, per target: GetParametersForImport (the
+//! calls of different targets overlap, paced to KMS's one-per-second default), then, on this
+//! thread and the one HSM session, AES-256 generated as a session object, its KCV, and the wrap
+//! under KMS's public key with the plan the known-answer test proved.
+
+use std::sync::mpsc::Sender;
+
+use crate::error::Error;
+use crate::hsm::AesKeyKind;
+use crate::kms::{ImportParameters, Kms, KmsError, Operation};
+use crate::transcript::payload::{ImportParameters as ParametersRecord, KeyGenerated, KeyWrapped};
+use crate::wrap::{self, SelfTest, WrapLocation, WrappingPublicKey};
+
+use super::target::Status;
+use super::{Run, Step, pool, refused, sha256_hex};
+
+enum Event {
+    Parameters {
+        index: usize,
+        params: ImportParameters,
+    },
+    Failed {
+        index: usize,
+        error: KmsError,
+    },
+}
+
+pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
+    run.enter(Step::ImportParameters)?;
+    let c = run.ceremony;
+    let jobs: Vec<(usize, String)> = run
+        .targets
+        .iter()
+        .filter(|t| t.status == Status::Checked)
+        .filter_map(|t| t.arn.clone().map(|arn| (t.spec.index, arn)))
+        .collect();
+    let least = c
+        .kms
+        .rates
+        .least_time(&[(Operation::GetParametersForImport, jobs.len())]);
+    if jobs.len() > 1 {
+        run.prompter.say(&format!(
+            "  {} targets; at KMS's pace (GetParametersForImport {}/s) this takes at least {} s",
+            jobs.len(),
+            c.kms.rates.of(Operation::GetParametersForImport),
+            least.as_secs()
+        ));
+    }
+    let (algorithm, spec) = (c.import.algorithm, c.import.key_spec);
+    let kms = run.kms;
+    let work = |(index, arn): (usize, String), tx: &Sender<Event>| {
+        let event = match kms.get_parameters_for_import(&arn, algorithm, spec) {
+            Ok(params) => Event::Parameters { index, params },
+            Err(error) => Event::Failed { index, error },
+        };
+        let _ = tx.send(event);
+    };
+    let total = jobs.len();
+    let mut done = 0;
+    pool::run(run.concurrency, jobs, work, |event| match event {
+        Event::Parameters { index, params } => {
+            done += 1;
+            let r = one(run, test, index, params);
+            if r.is_err() {
+                run.failed_target = Some(index);
+            } else {
+                run.prompter.say(&format!(
+                    "  [{index}] {} ({done}/{total}): wrapped, KCV {}",
+                    run.targets[index].name(),
+                    run.targets[index].kcv.as_deref().unwrap_or("?")
+                ));
+            }
+            r
+        }
+        Event::Failed { index, error } => {
+            run.failed_target = Some(index);
+            Err(error.into())
+        }
+    })
+}
+
+/// Records the parameters, then generates and wraps one target's key on the HSM.
+fn one(
+    run: &mut Run<'_>,
+    test: &SelfTest,
+    index: usize,
+    params: ImportParameters,
+) -> Result<(), Error> {
+    let c = run.ceremony;
+    let (algorithm, spec, location) = (c.import.algorithm, c.import.key_spec, c.import.wrap);
+    let arn = run.targets[index].arn.clone().unwrap_or_default();
+    run.step = Step::ImportParameters;
+    let public_key_sha256 = sha256_hex(&params.public_key_der);
+    run.record(&ParametersRecord {
+        target_index: index as u64,
+        key_arn: arn.clone(),
+        wrapping_algorithm: algorithm.kms_name().into(),
+        wrapping_key_spec: spec.kms_name().into(),
+        public_key_sha256: public_key_sha256.clone(),
+        public_key_der_length: params.public_key_der.len() as u64,
+        import_token_sha256: params.import_token.sha256_hex(),
+        parameters_valid_to: crate::rfc3339::format(params.parameters_valid_to),
+    })?;
+    // LocalStack does not bind the token to the key, nor check its age: byok does.
+    if params.key_id != arn {
+        return Err(refused(format!(
+            "GetParametersForImport answered for key {}, not {arn}; the public key and import token must come from one response for the target key",
+            params.key_id
+        )));
+    }
+    if params.parameters_valid_to <= (run.now)() {
+        return Err(super::import::expired(params.parameters_valid_to));
+    }
+    let public = WrappingPublicKey::from_spki_der(&params.public_key_der, spec)?;
+
+    run.step = Step::Generate;
+    let kind = match location {
+        WrapLocation::Host => AesKeyKind::Extractable,
+        WrapLocation::Hsm => AesKeyKind::Sensitive,
+    };
+    let key = run.hsm.generate_aes256(kind.clone())?;
+    run.created.push(key);
+    run.targets[index].key = Some(key);
+    let length = run.hsm.key_length(key)?;
+    if length != 32 {
+        return Err(refused(format!(
+            "the HSM generated a {length}-byte key; KMS SYMMETRIC_DEFAULT needs exactly 32 bytes"
+        )));
+    }
+    let kcv = hex::encode(run.hsm.key_check_value(key)?);
+    run.record(&KeyGenerated {
+        target_index: index as u64,
+        key_arn: arn.clone(),
+        handle: run.hsm.raw_handle(key),
+        label: kind.label().into(),
+        key_type: "AES".into(),
+        value_length: length as u64,
+        token_object: false,
+        sensitive: kind != AesKeyKind::Extractable,
+        kcv: kcv.clone(),
+        kcv_method: "AES-ECB of one zero block, first 3 bytes".into(),
+    })?;
+    run.targets[index].kcv = Some(kcv);
+
+    run.step = Step::Wrap;
+    let (blob, mechanism, memory_locked) = match location {
+        WrapLocation::Hsm => {
+            // An in-HSM known-answer test always proves a plan; never fall back to the host.
+            let plan = test.plan.ok_or_else(|| {
+                refused(format!(
+                    "the known-answer test proved no way to do {algorithm} inside the HSM; run `byok probe`"
+                ))
+            })?;
+            let wrapping = run
+                .hsm
+                .import_rsa_public_key(&public.modulus(), &public.exponent())?;
+            run.created.push(wrapping);
+            run.targets[index].wrapping = Some(wrapping);
+            // Exactly the plan the known-answer test proved on this token.
+            let blob = wrap::wrap_in_hsm(run.hsm, plan, wrapping, key)?;
+            (blob, plan.mechanism(), None)
+        }
+        WrapLocation::Host => {
+            let material = run.hsm.extract_key_value(key)?;
+            let locked = material.is_locked();
+            let blob = wrap::host_wrap(&material, &public, algorithm)?;
+            drop(material);
+            (blob, test.mechanism.clone(), Some(locked))
+        }
+    };
+    let expected_len = algorithm.blob_len(public.bits());
+    if blob.len() != expected_len {
+        return Err(refused(format!(
+            "the wrapped blob has {} bytes, expected {expected_len} for {algorithm} with RSA-{}; the token did not wrap as KMS expects",
+            blob.len(),
+            public.bits()
+        )));
+    }
+    let blob_sha256 = sha256_hex(&blob);
+    run.record(&KeyWrapped {
+        target_index: index as u64,
+        key_arn: arn,
+        location: location.name().into(),
+        mechanism,
+        wrapping_algorithm: algorithm.kms_name().into(),
+        oaep_hash: algorithm.oaep_hash().name().into(),
+        aes_key_wrap: algorithm.is_rsa_aes().then(|| "RFC 5649".into()),
+        wrapping_public_key_sha256: public_key_sha256.clone(),
+        blob_sha256: blob_sha256.clone(),
+        blob_length: blob.len() as u64,
+        host_memory_locked: memory_locked,
+    })?;
+    let t = &mut run.targets[index];
+    t.blob = Some(blob);
+    t.blob_sha256 = Some(blob_sha256);
+    t.public_key_sha256 = Some(public_key_sha256);
+    t.parameters_valid_to = Some(params.parameters_valid_to);
+    t.token = Some(params.import_token);
+    t.status = Status::Wrapped;
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Steps `open_hsm` and `start`: log in, find and prove the audit key, refuse kept-key labels
+//! that exist, then write record 0 (the ceremony file, the audit key, the targets) and the
+//! token's identity.
+
+use crate::audit::HsmSigner;
+use crate::error::Error;
+use crate::hsm::{Hsm, HsmError};
+use crate::prompt::Prompter;
+use crate::spec::{Ceremony, DualControl};
+use crate::transcript::payload::{
+    CeremonyStarted, CustodianPin, DualControlRecord, HsmOpened, TargetEntry,
+};
+
+use super::{PIN_ATTEMPTS, Run, Step};
+
+/// Logs in to the HSM and opens the audit signer. Nothing is recorded yet: the transcript
+/// cannot be signed before this succeeds.
+pub(super) fn open<'h>(
+    ceremony: &Ceremony,
+    hsm: &'h dyn Hsm,
+    prompter: &mut dyn Prompter,
+) -> Result<HsmSigner<'h>, Error> {
+    prompter.say(&format!("\n== {} ==", Step::OpenHsm.heading()));
+    let desc = hsm.description();
+    prompter.say(&format!(
+        "  module {} ({} {}), token {:?} serial {}",
+        desc.module_path,
+        desc.module_manufacturer,
+        desc.module_version,
+        desc.token_label,
+        desc.token_serial
+    ));
+    login(hsm, prompter, &desc.token_label)?;
+    let signer = HsmSigner::open(
+        hsm,
+        &ceremony.hsm.audit_key_label,
+        &ceremony.hsm.audit_key_sha256,
+    )?;
+    // A kept copy is made only after its import; an existing label must stop the ceremony
+    // now, before anyone approves anything, not then.
+    for t in &ceremony.targets {
+        if let Some(label) = &t.keep_key_label
+            && hsm.label_exists(label)?
+        {
+            return Err(HsmError::LabelExists {
+                label: label.clone(),
+                token: desc.token_label.clone(),
+            }
+            .into());
+        }
+    }
+    Ok(signer)
+}
+
+fn login(hsm: &dyn Hsm, prompter: &mut dyn Prompter, token: &str) -> Result<(), Error> {
+    let mut attempt = 1;
+    loop {
+        let pin = prompter.secret("hsm-pin", &format!("User PIN for HSM token {token:?}"))?;
+        match hsm.login(&pin) {
+            Err(HsmError::PinIncorrect { token }) if attempt < PIN_ATTEMPTS => {
+                prompter.warn(&format!(
+                    "the PIN for token {token:?} is incorrect (attempt {attempt} of {PIN_ATTEMPTS}); try again"
+                ));
+                attempt += 1;
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
+/// Records 0 and 1: `ceremony_started` and `hsm_opened`.
+pub(super) fn record(run: &mut Run<'_>) -> Result<(), Error> {
+    let c = run.ceremony;
+    run.step = Step::Start;
+    let dual_control = match &c.dual_control {
+        DualControl::Off => DualControlRecord {
+            enabled: false,
+            quorum: None,
+            custodians: Vec::new(),
+            warning: Some(
+                "REHEARSAL: dual control is off; the operator alone confirms the import".into(),
+            ),
+        },
+        DualControl::Quorum { quorum, custodians } => DualControlRecord {
+            enabled: true,
+            quorum: Some(*quorum as u64),
+            custodians: custodians
+                .iter()
+                .map(|k| CustodianPin {
+                    name: k.name.clone(),
+                    public_key_sha256: k.public_key_sha256.clone(),
+                })
+                .collect(),
+            warning: None,
+        },
+    };
+    let started = CeremonyStarted {
+        tool: "byok".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        ceremony_id: c.id.clone(),
+        description: c.description.clone(),
+        operator: c.operator.clone(),
+        ceremony_file_name: c
+            .source
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned()),
+        ceremony_file: c.source.text.clone(),
+        ceremony_file_sha256: c.source.sha256.clone(),
+        audit_key_label: c.hsm.audit_key_label.clone(),
+        audit_public_key: super::b64(crate::transcript::RecordSigner::public_key_spki_der(
+            run.signer,
+        )),
+        audit_key_sha256: run.signer.fingerprint(),
+        dual_control,
+        targets: c
+            .targets
+            .iter()
+            .map(|t| TargetEntry {
+                index: t.index as u64,
+                key: t.key.clone(),
+                region: t.region.clone(),
+                create: t.create.is_some(),
+                keep_key_label: t.keep_key_label.clone(),
+            })
+            .collect(),
+        kms_concurrency: run.concurrency as u64,
+        resumes: run.earlier.as_ref().map(|e| e.link.clone()),
+    };
+    run.record(&started)?;
+
+    run.step = Step::OpenHsm;
+    let d = run.hsm.description().clone();
+    run.record(&HsmOpened {
+        module_path: d.module_path,
+        module_manufacturer: d.module_manufacturer,
+        module_description: d.module_description,
+        module_version: d.module_version,
+        cryptoki_version: d.cryptoki_version,
+        token_label: d.token_label,
+        token_serial: d.token_serial,
+        token_model: d.token_model,
+        token_manufacturer: d.token_manufacturer,
+        login: "user".into(),
+    })
+}

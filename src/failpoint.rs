@@ -1,0 +1,50 @@
+//! Deterministic crash points for the kill -9 tests, in debug builds only.
+//!
+//! `BYOK_FAILPOINT=after:<record_type>:<n>` kills the process with SIGKILL right after the
+//! `n`-th record of that type is synced to the transcript; `BYOK_FAILPOINT=import-answered:<n>`
+//! kills it right after the `n`-th ImportKeyMaterial answer arrives, before anything records
+//! it. Release builds ignore the variable: nothing here can be triggered in production.
+
+use std::sync::Mutex;
+
+static COUNTS: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+
+/// Called at a crash point named `point` (a record type, or `import-answered`).
+pub fn hit(kind: &str, point: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let Ok(spec) = std::env::var("BYOK_FAILPOINT") else {
+        return;
+    };
+    let mut parts = spec.splitn(3, ':');
+    let (Some(want_kind), Some(want_point)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let nth: u64 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+    if want_kind != kind || want_point != point {
+        return;
+    }
+    let n = {
+        // Test-only counter; a poisoned lock still holds valid counts.
+        let mut counts = COUNTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = format!("{kind}:{point}");
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, c)) => {
+                *c += 1;
+                *c
+            }
+            None => {
+                counts.push((key, 1));
+                1
+            }
+        }
+    };
+    if n == nth {
+        eprintln!("byok: BYOK_FAILPOINT {spec}: killing the process (SIGKILL)");
+        // SAFETY: kill(2) on our own pid with a valid signal number touches no memory.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}

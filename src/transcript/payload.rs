@@ -1,0 +1,441 @@
+//! The `data` of every record type of format version 2, as typed payloads.
+//!
+//! The ceremony writes records only through these types and `byok verify` reads every version-2
+//! record back into them (`deny_unknown_fields`: a member that is not here makes the record
+//! invalid), so the transcript contract lives in this one file. `docs/transcript.md` documents
+//! each member. No payload holds a PIN, key material or the import token: only hashes,
+//! lengths, identifiers and public keys.
+//!
+//! Records that belong to one target name it by `target_index` (its position in
+//! `ceremony_started.targets`) and, once known, its `key_arn`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::record::RecordType;
+
+/// A record payload: its type and its serialization.
+pub trait Payload: Serialize {
+    /// The record type this payload is written as.
+    const TYPE: RecordType;
+}
+
+macro_rules! payloads {
+    ($($name:ident => $kind:ident),* $(,)?) => {
+        $(impl Payload for $name {
+            const TYPE: RecordType = RecordType::$kind;
+        })*
+    };
+}
+
+payloads! {
+    CeremonyStarted => CeremonyStarted,
+    HsmOpened => HsmOpened,
+    TargetReconciled => TargetReconciled,
+    KeyCreated => KeyCreated,
+    KmsPreflight => KmsPreflight,
+    CapabilityChecked => CapabilityChecked,
+    ImportParameters => ImportParameters,
+    KeyGenerated => KeyGenerated,
+    KeyWrapped => KeyWrapped,
+    Approval => Approval,
+    Declined => Declined,
+    ImportConfirmed => ImportConfirmed,
+    KeyImported => KeyImported,
+    ImportReconciled => ImportReconciled,
+    KeyKept => KeyKept,
+    ImportVerified => ImportVerified,
+    CleanupDone => CleanupDone,
+    CeremonyFinished => CeremonyFinished,
+    CeremonyAborted => CeremonyAborted,
+}
+
+/// Record 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonyStarted {
+    pub tool: String,
+    pub tool_version: String,
+    pub ceremony_id: String,
+    pub description: String,
+    pub operator: String,
+    pub ceremony_file_name: Option<String>,
+    /// The ceremony file's text, byte for byte.
+    pub ceremony_file: String,
+    pub ceremony_file_sha256: String,
+    pub audit_key_label: String,
+    /// Base64 SubjectPublicKeyInfo DER of the audit key.
+    pub audit_public_key: String,
+    pub audit_key_sha256: String,
+    pub dual_control: DualControlRecord,
+    /// Every target of the ceremony file, in file order (after expansion).
+    pub targets: Vec<TargetEntry>,
+    /// How many targets' KMS calls may run at once (`--kms-concurrency`).
+    pub kms_concurrency: u64,
+    /// The transcript this run resumes (`--resume`), or null.
+    pub resumes: Option<Resumes>,
+}
+
+/// Dual control as the ceremony file sets it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DualControlRecord {
+    pub enabled: bool,
+    pub quorum: Option<u64>,
+    pub custodians: Vec<CustodianPin>,
+    /// The REHEARSAL warning when dual control is off, else null.
+    pub warning: Option<String>,
+}
+
+/// A custodian and their pinned approval key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustodianPin {
+    pub name: String,
+    pub public_key_sha256: String,
+}
+
+/// One target as the ceremony file names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetEntry {
+    pub index: u64,
+    /// Alias, key id or ARN, as written (after template expansion).
+    pub key: String,
+    pub region: String,
+    pub create: bool,
+    /// The HSM label of the kept copy, when the material is kept.
+    pub keep_key_label: Option<String>,
+}
+
+/// The link from a resumed run to the transcript it continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resumes {
+    /// File name of the earlier transcript.
+    pub transcript_name: String,
+    /// SHA-256 of its last complete line.
+    pub last_line_sha256: String,
+    /// How many complete records it had.
+    pub records: u64,
+    /// Whether it ended with ceremony_finished or ceremony_aborted (false: it was cut off).
+    pub closed: bool,
+}
+
+/// The HSM token the ceremony runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmOpened {
+    pub module_path: String,
+    pub module_manufacturer: String,
+    pub module_description: String,
+    pub module_version: String,
+    pub cryptoki_version: String,
+    pub token_label: String,
+    pub token_serial: String,
+    pub token_model: String,
+    pub token_manufacturer: String,
+    pub login: String,
+}
+
+/// What a resumed run found for one target before doing anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetReconciled {
+    pub target_index: u64,
+    pub key_arn: Option<String>,
+    /// `done` (imported and recorded earlier), `imported_unrecorded` (KMS holds material the
+    /// earlier transcript does not record: never imported again), `created` (the earlier run
+    /// created the key; it is reused) or `pending` (to be imported in this run).
+    pub status: String,
+    /// DescribeKey's KeyState, when the key exists.
+    pub key_state: Option<String>,
+    pub current_key_material_id: Option<String>,
+    /// What the earlier transcript recorded for the target, in its own words.
+    pub earlier: Vec<String>,
+}
+
+/// CreateKey and CreateAlias for a target with `create = true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCreated {
+    pub target_index: u64,
+    pub key_arn: String,
+    pub key_id: String,
+    pub alias: String,
+    /// True when the key was created by an earlier, interrupted run and is reused.
+    pub reused: bool,
+    pub description: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// DescribeKey of a target before anything changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsPreflight {
+    pub target_index: u64,
+    pub requested_key: String,
+    pub region: String,
+    pub key_arn: String,
+    pub origin: String,
+    pub key_spec: String,
+    pub key_usage: String,
+    pub key_state: String,
+    pub enabled: bool,
+}
+
+/// The known-answer test of the wrap, once per ceremony.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilityChecked {
+    pub algorithm: String,
+    pub location: String,
+    pub mechanism: String,
+    pub known_answer_key_bits: u64,
+    pub known_answer_test: String,
+    pub rejected: Vec<String>,
+    pub process_hardening: Option<ProcessHardening>,
+}
+
+/// What hardening achieved before a host wrap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessHardening {
+    pub core_dumps_disabled: bool,
+    pub not_dumpable: bool,
+}
+
+/// GetParametersForImport for one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParameters {
+    pub target_index: u64,
+    pub key_arn: String,
+    pub wrapping_algorithm: String,
+    pub wrapping_key_spec: String,
+    pub public_key_sha256: String,
+    pub public_key_der_length: u64,
+    pub import_token_sha256: String,
+    pub parameters_valid_to: String,
+}
+
+/// AES-256 generated in the HSM for one target (a session object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyGenerated {
+    pub target_index: u64,
+    pub key_arn: String,
+    pub handle: u64,
+    pub label: String,
+    pub key_type: String,
+    pub value_length: u64,
+    pub token_object: bool,
+    pub sensitive: bool,
+    pub kcv: String,
+    pub kcv_method: String,
+}
+
+/// The wrapped blob of one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyWrapped {
+    pub target_index: u64,
+    pub key_arn: String,
+    pub location: String,
+    pub mechanism: String,
+    pub wrapping_algorithm: String,
+    pub oaep_hash: String,
+    pub aes_key_wrap: Option<String>,
+    pub wrapping_public_key_sha256: String,
+    pub blob_sha256: String,
+    pub blob_length: u64,
+    pub host_memory_locked: Option<bool>,
+}
+
+/// A custodian's signed approval of a statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    pub point: String,
+    pub custodian: String,
+    /// Base64 SPKI DER of the custodian's approval key.
+    pub public_key: String,
+    pub public_key_sha256: String,
+    pub statement: Value,
+    pub statement_sha256: String,
+    /// Base64 DER ECDSA P-256 signature over the statement's RFC 8785 bytes.
+    pub signature: String,
+}
+
+/// A custodian (or the operator in a rehearsal) declined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declined {
+    pub point: String,
+    pub custodian: String,
+    pub statement: Value,
+    pub statement_sha256: String,
+}
+
+/// The import statement, approved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfirmed {
+    pub approved_by: Vec<String>,
+    pub dual_control: bool,
+    pub statement: Value,
+    pub statement_sha256: String,
+}
+
+/// ImportKeyMaterial of one target succeeded (or was reconciled as imported).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyImported {
+    pub target_index: u64,
+    pub key_arn: String,
+    /// What KMS returned; null when its answer was lost and the import was reconciled.
+    pub key_material_id: Option<String>,
+    pub import_type: String,
+    pub expiration_model: String,
+    pub valid_to: Option<String>,
+    pub blob_sha256: String,
+    pub import_token_sha256: String,
+}
+
+/// ImportKeyMaterial's answer was lost; what KMS says happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportReconciled {
+    pub target_index: u64,
+    pub key_arn: String,
+    /// `imported`, `not_imported` or `unknown`.
+    pub outcome: String,
+    /// The failed call, as KMS or the transport reported it (code and message).
+    pub error: String,
+    /// DescribeKey's KeyState afterwards, when it answered.
+    pub key_state: Option<String>,
+    pub current_key_material_id: Option<String>,
+    /// ListKeyRotations (ALL_KEY_MATERIAL) where KMS serves it, else why not.
+    pub key_materials: Vec<String>,
+    pub evidence: Vec<String>,
+    pub blob_sha256: String,
+    pub import_token_sha256: String,
+}
+
+/// The token copy of one target's imported material, as the token reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyKept {
+    pub target_index: u64,
+    pub key_arn: String,
+    pub label: String,
+    pub handle: u64,
+    /// The key check value computed before the copy, of the material KMS holds.
+    pub kcv: String,
+    /// Attributes read back from the token after the copy.
+    pub attributes: KeptAttributes,
+}
+
+/// PKCS#11 attributes of a kept key, read back from the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeptAttributes {
+    pub token: bool,
+    pub private: bool,
+    pub sensitive: bool,
+    pub extractable: bool,
+    pub wrap_with_trusted: bool,
+    pub modifiable: bool,
+    pub encrypt: bool,
+    pub decrypt: bool,
+    pub sign: bool,
+    pub verify: bool,
+    pub wrap: bool,
+    pub unwrap: bool,
+    pub derive: bool,
+    /// `CKA_COPYABLE`, or null when the token does not report it.
+    pub copyable: Option<bool>,
+}
+
+/// DescribeKey and an Encrypt/Decrypt round trip after one target's import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportVerified {
+    pub target_index: u64,
+    pub key_arn: String,
+    pub key_state: String,
+    pub enabled: bool,
+    pub origin: String,
+    pub expiration_model: Option<String>,
+    pub valid_to_reported: Option<String>,
+    pub current_key_material_id: Option<String>,
+    pub round_trip: String,
+    pub challenge_sha256: String,
+    pub ciphertext_sha256: String,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Session objects destroyed at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupDone {
+    pub destroyed_handles: Vec<u64>,
+    /// Labels of the kept token copies (see key_kept).
+    pub kept_keys: Vec<String>,
+}
+
+/// The last record of a ceremony that completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonyFinished {
+    pub targets: Vec<TargetOutcome>,
+    /// The number of records, this one included.
+    pub records: u64,
+}
+
+/// Where one target stands at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetOutcome {
+    pub index: u64,
+    pub key: String,
+    pub key_arn: Option<String>,
+    /// `imported` (in this run), `done` (recorded by the resumed transcript),
+    /// `imported_unrecorded`, `not_started`, `not_imported` (failed before or at the import,
+    /// KMS holds nothing new) or `uncertain` (KMS could not tell).
+    pub status: String,
+    pub key_material_id: Option<String>,
+    pub kcv: Option<String>,
+}
+
+/// The last record of a ceremony that stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonyAborted {
+    pub step: String,
+    /// The target whose step failed, when one did.
+    pub target_index: Option<u64>,
+    pub error_class: String,
+    pub message: String,
+    pub destroyed_handles: Vec<u64>,
+    pub kept_keys: Vec<String>,
+    pub cleanup_errors: Vec<String>,
+    pub targets: Vec<TargetOutcome>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_members_are_refused() {
+        let good = serde_json::json!({"destroyed_handles": [1], "kept_keys": []});
+        assert!(serde_json::from_value::<CleanupDone>(good).is_ok());
+        let extra = serde_json::json!({"destroyed_handles": [1], "kept_keys": [], "x": 1});
+        let err = serde_json::from_value::<CleanupDone>(extra).unwrap_err();
+        assert!(err.to_string().contains("unknown field `x`"), "{err}");
+    }
+}
