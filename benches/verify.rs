@@ -7,9 +7,8 @@
 use std::time::Instant;
 
 use base64::Engine as _;
-use byok::hsm::HsmError;
 use byok::transcript::verify::{VerifyOptions, verify_bytes};
-use byok::transcript::{RecordSigner, RecordType, encode_record};
+use byok::transcript::{RecordSigner, RecordType, SignError, encode_record_version};
 use serde_json::json;
 use sha2::Digest as _;
 
@@ -23,11 +22,11 @@ impl RecordSigner for SoftSigner {
     fn public_key_spki_der(&self) -> &[u8] {
         &self.spki
     }
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, HsmError> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         Ok(self
             .key
             .sign(&self.rng, message)
-            .map_err(|_| HsmError::ValueUnavailable("sign".into()))?
+            .map_err(|_| "sign")?
             .as_ref()
             .to_vec())
     }
@@ -72,8 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }),
             ),
         };
-        let line = encode_record(
+        // Format version 1: the record-level work (JCS, chain, signature) is the same in 2.
+        let line = encode_record_version(
             &signer,
+            1,
             seq as u64,
             &prev,
             "2026-11-23T12:00:00.000Z",
@@ -86,6 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let opts = VerifyOptions {
         audit_key_sha256: Some(fp),
+        ..VerifyOptions::default()
     };
     let mut rates = Vec::new();
     for _ in 0..5 {

@@ -19,7 +19,8 @@ use crate::common::{SoftHsm, TestKms, ceremony_for, module, openssl};
 
 /// Real LocalStack with one alteration of GetParametersForImport.
 struct Altered<
-    F: Fn(&AwsKms, &str, WrappingAlgorithm, WrappingKeySpec) -> Result<ImportParameters, KmsError>,
+    F: Fn(&AwsKms, &str, WrappingAlgorithm, WrappingKeySpec) -> Result<ImportParameters, KmsError>
+        + Sync,
 > {
     real: AwsKms,
     params: F,
@@ -27,10 +28,30 @@ struct Altered<
 
 impl<F> Kms for Altered<F>
 where
-    F: Fn(&AwsKms, &str, WrappingAlgorithm, WrappingKeySpec) -> Result<ImportParameters, KmsError>,
+    F: Fn(&AwsKms, &str, WrappingAlgorithm, WrappingKeySpec) -> Result<ImportParameters, KmsError>
+        + Sync,
 {
     fn describe_key(&self, key: &str) -> Result<KeyInfo, KmsError> {
         self.real.describe_key(key)
+    }
+    fn create_key(
+        &self,
+        description: &str,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<KeyInfo, KmsError> {
+        self.real.create_key(description, tags)
+    }
+    fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
+        self.real.create_alias(alias, key_arn)
+    }
+    fn find_tagged_keys(&self, key: &str, value: &str) -> Result<Vec<String>, KmsError> {
+        self.real.find_tagged_keys(key, value)
+    }
+    fn list_key_materials(
+        &self,
+        key_arn: &str,
+    ) -> Result<Vec<byok::kms::KeyMaterialInfo>, KmsError> {
+        self.real.list_key_materials(key_arn)
     }
     fn get_parameters_for_import(
         &self,
@@ -46,8 +67,9 @@ where
         token: &ImportToken,
         blob: &[u8],
         e: Expiration,
+        t: byok::kms::ImportType,
     ) -> Result<Option<String>, KmsError> {
-        self.real.import_key_material(key_arn, token, blob, e)
+        self.real.import_key_material(key_arn, token, blob, e, t)
     }
     fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
         self.real.encrypt(key_arn, plaintext)
@@ -63,7 +85,8 @@ fn run_altered(
         &str,
         WrappingAlgorithm,
         WrappingKeySpec,
-    ) -> Result<ImportParameters, KmsError>,
+    ) -> Result<ImportParameters, KmsError>
+    + Sync,
 ) -> (byok::Error, Vec<serde_json::Value>, String) {
     let token = SoftHsm::new();
     token.use_in_process();
@@ -103,6 +126,7 @@ fn run_altered(
             now: &clock,
         },
         &t,
+        &ceremony::RunOptions::default(),
     )
     .unwrap_err();
     let recs = std::fs::read_to_string(&t)

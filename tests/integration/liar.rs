@@ -92,8 +92,11 @@ impl byok::hsm::Hsm for Liar<'_> {
     fn extract_key_value(&self, key: KeyRef) -> Result<KeyMaterial, HsmError> {
         self.real.extract_key_value(key)
     }
-    fn seal_key(&self, key: KeyRef) -> Result<(), HsmError> {
-        self.real.seal_key(key)
+    fn keep_copy(&self, key: KeyRef, label: &str) -> Result<KeyRef, HsmError> {
+        self.real.keep_copy(key, label)
+    }
+    fn key_attributes(&self, key: KeyRef) -> Result<byok::hsm::KeyAttributes, HsmError> {
+        self.real.key_attributes(key)
     }
     fn destroy(&self, key: KeyRef) -> Result<(), HsmError> {
         self.real.destroy(key)
@@ -289,6 +292,7 @@ fn a_ceremony_on_a_lying_token_stops_before_generating_anything() {
             now: &clock,
         },
         &t,
+        &ceremony::RunOptions::default(),
     )
     .unwrap_err();
     let chain = ceremony::chain(&err);

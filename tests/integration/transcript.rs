@@ -1,10 +1,15 @@
 //! Transcript contract: round trip through the writer and verifier, and tamper detection
 //! (each edit detected, the right line named). Uses a software audit key so that these tests
 //! pin the format itself; the ceremony tests verify transcripts signed by SoftHSM.
+//!
+//! The structural tests and `dual` build format-version-1 transcripts (byok 0.1), which
+//! `byok verify` must keep verifying; `v2` builds version-2 transcripts from the typed payloads
+//! and re-signs every forgery, so each test reaches the rule it names.
 
-use byok::hsm::HsmError;
 use byok::transcript::verify::{Problem, VerifyOptions, verify_bytes};
-use byok::transcript::{RecordSigner, RecordType, TranscriptWriter, encode_record};
+use byok::transcript::{
+    RecordSigner, RecordType, SignError, TranscriptWriter, encode_record_version,
+};
 use serde_json::json;
 
 /// An ECDSA P-256 key in memory.
@@ -34,7 +39,7 @@ impl RecordSigner for SoftSigner {
         &self.spki
     }
 
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, HsmError> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let rng = ring::rand::SystemRandom::new();
         Ok(self.key.sign(&rng, message).unwrap().as_ref().to_vec())
     }
@@ -64,8 +69,16 @@ pub fn build(signer: &SoftSigner, middle: usize) -> Vec<String> {
     let mut prev = "0".repeat(64);
     let mut push = |kind, data, lines: &mut Vec<String>| {
         let seq = lines.len() as u64;
-        let line =
-            encode_record(signer, seq, &prev, "2026-11-23T12:00:00.000Z", kind, data).unwrap();
+        let line = encode_record_version(
+            signer,
+            1,
+            seq,
+            &prev,
+            "2026-11-23T12:00:00.000Z",
+            kind,
+            data,
+        )
+        .unwrap();
         prev = hex::encode(sha2::Sha256::digest(line.as_bytes()));
         lines.push(line);
     };
@@ -98,37 +111,59 @@ fn fails_at(bytes: &[u8], opts: &VerifyOptions) -> (usize, Problem) {
 
 #[test]
 fn writer_and_verifier_round_trip() {
+    use byok::transcript::payload as p;
     let signer = SoftSigner::new();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.jsonl");
     let mut w = TranscriptWriter::create(&path).unwrap();
-    w.append(&signer, RecordType::CeremonyStarted, started(&signer))
+    // Nothing exists before the first record is written.
+    assert!(!path.exists());
+    w.append(&signer, &v2::started(&signer, &v2::rehearsal_file(&signer)))
         .unwrap();
-    w.append(&signer, RecordType::HsmOpened, json!({"token_label": "x"}))
-        .unwrap();
+    assert!(path.exists());
+    w.append(&signer, &v2::hsm_opened()).unwrap();
     let last = w
         .append(
             &signer,
-            RecordType::CeremonyAborted,
-            json!({"step": "open_hsm"}),
+            &p::CeremonyAborted {
+                step: "open_hsm".into(),
+                target_index: None,
+                error_class: "hsm".into(),
+                message: "m".into(),
+                destroyed_handles: vec![],
+                kept_keys: vec![],
+                cleanup_errors: vec![],
+                targets: vec![p::TargetOutcome {
+                    index: 0,
+                    key: "alias/x".into(),
+                    key_arn: None,
+                    status: "not_started".into(),
+                    key_material_id: None,
+                    kcv: None,
+                }],
+            },
         )
         .unwrap();
     // Closed: nothing more may be appended.
-    assert!(w.append(&signer, RecordType::HsmOpened, json!({})).is_err());
+    assert!(w.append(&signer, &v2::hsm_opened()).is_err());
     let opts = VerifyOptions {
         audit_key_sha256: Some(signer.fingerprint()),
+        ..VerifyOptions::default()
     };
     let report = byok::transcript::verify::verify_file(&path, &opts)
         .unwrap()
         .unwrap();
+    assert_eq!(report.version, 2);
     assert_eq!(report.records, 3);
     assert_eq!(report.ceremony_id, "t");
     assert_eq!(report.outcome, RecordType::CeremonyAborted);
     assert_eq!(report.last_line_sha256, last.line_sha256);
     assert_eq!(report.audit_key_sha256, signer.fingerprint());
+    assert_eq!(report.targets[0].status, "not_started");
     // Never overwritten.
     let err = TranscriptWriter::create(&path).err().unwrap();
     assert!(err.to_string().contains("already exists"), "{err}");
+    assert!(w.last_line_sha256() == last.line_sha256);
 }
 
 #[test]
@@ -138,7 +173,7 @@ fn lines_are_canonical_and_carry_the_documented_members() {
     let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["data", "prev", "seq", "sig", "time", "type", "v"]);
-    assert_eq!(byok::transcript::jcs::to_string(&v).unwrap(), lines[1]);
+    assert_eq!(byok::jcs::to_string(&v).unwrap(), lines[1]);
     assert!(lines[1].starts_with("{\"data\":{\"i\":0,\"text\":\"ünïcødé \\u0001\"},\"prev\":\""));
     assert_eq!(v["v"], 1);
     assert_eq!(v["seq"], 1);
@@ -262,8 +297,9 @@ fn replacing_the_audit_key_is_detected() {
     v["data"]["ceremony_file_sha256"] = real_started["ceremony_file_sha256"].clone();
     v.as_object_mut().unwrap().remove("sig");
     let data = v["data"].clone();
-    lines[0] = encode_record(
+    lines[0] = encode_record_version(
         &forger,
+        1,
         0,
         &"0".repeat(64),
         "2026-11-23T12:00:00.000Z",
@@ -284,6 +320,7 @@ fn replacing_the_audit_key_is_detected() {
     let forged = build(&forger, 2);
     let opts = VerifyOptions {
         audit_key_sha256: Some(real.fingerprint()),
+        ..VerifyOptions::default()
     };
     assert_eq!(
         fails_at(&join(&forged), &opts),
@@ -304,6 +341,7 @@ fn every_single_byte_edit_is_detected() {
     let bytes = join(&build(&signer, 2));
     let opts = VerifyOptions {
         audit_key_sha256: Some(signer.fingerprint()),
+        ..VerifyOptions::default()
     };
     assert!(verify_bytes(&bytes, &opts).is_ok());
     for i in (0..bytes.len()).step_by(7) {
@@ -324,8 +362,9 @@ fn records_after_the_end_and_a_second_start_are_refused() {
     use sha2::Digest as _;
     let prev = hex::encode(sha2::Sha256::digest(lines[2].as_bytes()));
     more.push(
-        encode_record(
+        encode_record_version(
             &signer,
+            1,
             3,
             &prev,
             "2026-11-23T12:00:00.000Z",
@@ -424,8 +463,8 @@ mod dual {
         })
     }
 
-    fn facts() -> quorum::ImportFacts {
-        quorum::ImportFacts {
+    fn facts() -> quorum::v1::ImportFacts {
+        quorum::v1::ImportFacts {
             ceremony_id: "t".into(),
             key_arn: "arn:aws:kms:us-east-1:000000000000:key/k".into(),
             wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
@@ -445,9 +484,9 @@ mod dual {
     ) -> Vec<(RecordType, serde_json::Value)> {
         let file = file(k);
         let file_sha = hex::encode(sha2::Sha256::digest(file.as_bytes()));
-        let plan = quorum::plan_statement("t", &file_sha, &k.audit.fingerprint(), "alias/x");
+        let plan = quorum::v1::plan_statement("t", &file_sha, &k.audit.fingerprint(), "alias/x");
         let f = facts();
-        let import = quorum::import_statement(&f);
+        let import = quorum::v1::import_statement(&f);
         let (a, b) = (&k.custodians[0].1, &k.custodians[1].1);
         let mut recs = vec![
             (
@@ -495,8 +534,9 @@ mod dual {
         let mut lines = Vec::new();
         let mut prev = "0".repeat(64);
         for (seq, (kind, data)) in recs.into_iter().enumerate() {
-            let line = encode_record(
+            let line = encode_record_version(
                 &k.audit,
+                1,
                 seq as u64,
                 &prev,
                 "2026-11-23T12:00:00.000Z",
@@ -519,6 +559,7 @@ mod dual {
             &bytes,
             &VerifyOptions {
                 audit_key_sha256: Some(k.audit.fingerprint()),
+                ..VerifyOptions::default()
             },
         )
         .map_err(|e| (e.line, e.problem))
@@ -600,7 +641,7 @@ mod dual {
     #[test]
     fn a_replaced_custodian_key_fails_on_its_line() {
         let k = keys();
-        let import = quorum::import_statement(&facts());
+        let import = quorum::v1::import_statement(&facts());
         let c = &k.custodians[2].1;
         let err = verify(&k, |r| r[8].1 = approval("B", c, &import)).unwrap_err();
         assert_eq!(err.0, 9);
@@ -620,7 +661,7 @@ mod dual {
         // Both custodians validly signed a statement with another KCV than the one generated.
         let mut f = facts();
         f.kcv = "000000".into();
-        let other = quorum::import_statement(&f);
+        let other = quorum::v1::import_statement(&f);
         let (a, b) = (&k.custodians[0].1, &k.custodians[1].1);
         let err = verify(&k, |r| {
             r[7].1 = approval("A", a, &other);
@@ -640,7 +681,7 @@ mod dual {
             )
         );
         // A plan statement for another target is refused where it appears.
-        let plan = quorum::plan_statement("t", "00", &k.audit.fingerprint(), "alias/other");
+        let plan = quorum::v1::plan_statement("t", "00", &k.audit.fingerprint(), "alias/other");
         let err = verify(&k, |r| r[1].1 = approval("A", a, &plan)).unwrap_err();
         assert_eq!(
             err,
@@ -673,5 +714,589 @@ mod dual {
                 Problem::BadApproval("\"Mallory\" is not a custodian in the ceremony file".into())
             )
         );
+    }
+}
+
+/// Format-version-2 transcripts built from the typed payloads, signed by software keys. Every
+/// forgery is re-signed by the audit key (and the custodians, where it touches a statement), so
+/// each test fails on the rule it names, not on a signature.
+mod v2 {
+    use super::*;
+    use base64::Engine as _;
+    use byok::quorum::{self, ImportStatement, ImportTarget, PlanStatement};
+    use byok::transcript::payload as p;
+    use sha2::Digest as _;
+
+    const ARNS: [&str; 2] = [
+        "arn:aws:kms:us-east-1:000000000000:key/k0",
+        "arn:aws:kms:us-east-1:000000000000:key/k1",
+    ];
+    const KEYS: [&str; 2] = ["alias/s3-prod", "alias/rds-prod"];
+
+    pub struct Keys {
+        audit: SoftSigner,
+        custodians: Vec<(&'static str, SoftSigner)>,
+    }
+
+    fn keys() -> Keys {
+        Keys {
+            audit: SoftSigner::new(),
+            custodians: vec![
+                ("A", SoftSigner::new()),
+                ("B", SoftSigner::new()),
+                ("C", SoftSigner::new()),
+            ],
+        }
+    }
+
+    fn b64(b: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    fn sha(text: &str) -> String {
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+
+    /// A one-target rehearsal file (dual control off).
+    pub fn rehearsal_file(audit: &SoftSigner) -> String {
+        format!(
+            "[ceremony]\nid = \"t\"\noperator = \"O\"\n[hsm]\naudit_key_sha256 = \"{}\"\n[kms]\nregion = \"us-east-1\"\nkey = \"alias/x\"\n[dual_control]\nenabled = false\n",
+            audit.fingerprint()
+        )
+    }
+
+    fn file(k: &Keys) -> String {
+        let mut f = format!(
+            "[ceremony]\nid = \"t\"\noperator = \"O\"\n[hsm]\naudit_key_sha256 = \"{}\"\n[kms]\nregion = \"us-east-1\"\n[dual_control]\nquorum = 2\n",
+            k.audit.fingerprint()
+        );
+        for key in KEYS {
+            f.push_str(&format!("[[target]]\nkey = \"{key}\"\n"));
+        }
+        for (name, s) in &k.custodians {
+            f.push_str(&format!(
+                "[[custodian]]\nname = \"{name}\"\npublic_key_sha256 = \"{}\"\n",
+                s.fingerprint()
+            ));
+        }
+        f
+    }
+
+    /// Record 0 for `file` (its targets are read from the file's kms.key or [[target]] keys).
+    pub fn started(audit: &SoftSigner, file: &str) -> p::CeremonyStarted {
+        let targets: Vec<String> = file
+            .lines()
+            .filter_map(|l| l.strip_prefix("key = \""))
+            .map(|l| l.trim_end_matches('"').to_string())
+            .collect();
+        let quorum = byok::spec::pinned_dual_control(file);
+        p::CeremonyStarted {
+            tool: "byok".into(),
+            tool_version: "test".into(),
+            ceremony_id: "t".into(),
+            description: String::new(),
+            operator: "O".into(),
+            ceremony_file_name: None,
+            ceremony_file: file.to_string(),
+            ceremony_file_sha256: sha(file),
+            audit_key_label: "a".into(),
+            audit_public_key: b64(audit.public_key_spki_der()),
+            audit_key_sha256: audit.fingerprint(),
+            dual_control: p::DualControlRecord {
+                enabled: quorum.is_some(),
+                quorum: quorum.as_ref().map(|(m, _)| *m as u64),
+                custodians: quorum
+                    .map(|(_, list)| {
+                        list.into_iter()
+                            .map(|(name, fp)| p::CustodianPin {
+                                name,
+                                public_key_sha256: fp,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                warning: None,
+            },
+            targets: targets
+                .iter()
+                .enumerate()
+                .map(|(i, key)| p::TargetEntry {
+                    index: i as u64,
+                    key: key.clone(),
+                    region: "us-east-1".into(),
+                    create: false,
+                    keep_key_label: None,
+                })
+                .collect(),
+            kms_concurrency: 4,
+            resumes: None,
+        }
+    }
+
+    pub fn hsm_opened() -> p::HsmOpened {
+        p::HsmOpened {
+            module_path: "m".into(),
+            module_manufacturer: "m".into(),
+            module_description: "m".into(),
+            module_version: "1".into(),
+            cryptoki_version: "2.40".into(),
+            token_label: "byok-hsm".into(),
+            token_serial: "1".into(),
+            token_model: "m".into(),
+            token_manufacturer: "m".into(),
+            login: "user".into(),
+        }
+    }
+
+    fn approval(name: &str, by: &SoftSigner, statement: &serde_json::Value) -> p::Approval {
+        let signed = quorum::signed_bytes(statement).unwrap();
+        p::Approval {
+            point: statement["point"].as_str().unwrap().into(),
+            custodian: name.into(),
+            public_key: b64(by.public_key_spki_der()),
+            public_key_sha256: by.fingerprint(),
+            statement: statement.clone(),
+            statement_sha256: quorum::statement_sha256(statement).unwrap(),
+            signature: b64(&by.sign(&signed).unwrap()),
+        }
+    }
+
+    fn v<T: serde::Serialize>(x: &T) -> serde_json::Value {
+        serde_json::to_value(x).unwrap()
+    }
+
+    fn import_target(i: usize) -> ImportTarget {
+        ImportTarget {
+            target_index: i as u64,
+            key_arn: ARNS[i].into(),
+            wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
+            wrapping_key_spec: "RSA_4096".into(),
+            wrapping_public_key_sha256: format!("{i}a").repeat(32),
+            blob_sha256: format!("{i}b").repeat(32),
+            import_token_sha256: format!("{i}c").repeat(32),
+            kcv: format!("65092{i}"),
+        }
+    }
+
+    type Records = Vec<(RecordType, serde_json::Value)>;
+
+    /// A two-target 2-of-3 ceremony. `statement` may change the import statement before the
+    /// custodians sign it; `edit` changes the records before the audit key signs them.
+    fn records(
+        k: &Keys,
+        statement: impl FnOnce(&mut Vec<ImportTarget>),
+        edit: impl FnOnce(&mut Records),
+    ) -> Records {
+        let file = file(k);
+        let plan = v(&PlanStatement {
+            point: "plan".into(),
+            ceremony_id: "t".into(),
+            ceremony_file_sha256: sha(&file),
+            audit_key_sha256: k.audit.fingerprint(),
+            targets: KEYS.iter().map(|k| k.to_string()).collect(),
+            resumes: None,
+        });
+        let mut targets = vec![import_target(0), import_target(1)];
+        statement(&mut targets);
+        let import = v(&ImportStatement {
+            point: "import".into(),
+            ceremony_id: "t".into(),
+            expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+            valid_to: None,
+            targets,
+        });
+        let (a, b) = (&k.custodians[0].1, &k.custodians[1].1);
+        let mut recs: Records = vec![
+            (RecordType::CeremonyStarted, v(&started(&k.audit, &file))),
+            (RecordType::HsmOpened, v(&hsm_opened())),
+            (RecordType::Approval, v(&approval("A", a, &plan))),
+            (RecordType::Approval, v(&approval("B", b, &plan))),
+        ];
+        for i in 0..2 {
+            recs.push((
+                RecordType::KmsPreflight,
+                v(&p::KmsPreflight {
+                    target_index: i as u64,
+                    requested_key: KEYS[i].into(),
+                    region: "us-east-1".into(),
+                    key_arn: ARNS[i].into(),
+                    origin: "EXTERNAL".into(),
+                    key_spec: "SYMMETRIC_DEFAULT".into(),
+                    key_usage: "ENCRYPT_DECRYPT".into(),
+                    key_state: "PendingImport".into(),
+                    enabled: false,
+                }),
+            ));
+        }
+        for i in 0..2 {
+            let t = import_target(i);
+            recs.push((
+                RecordType::ImportParameters,
+                v(&p::ImportParameters {
+                    target_index: i as u64,
+                    key_arn: t.key_arn.clone(),
+                    wrapping_algorithm: t.wrapping_algorithm.clone(),
+                    wrapping_key_spec: t.wrapping_key_spec.clone(),
+                    public_key_sha256: t.wrapping_public_key_sha256.clone(),
+                    public_key_der_length: 550,
+                    import_token_sha256: t.import_token_sha256.clone(),
+                    parameters_valid_to: "2026-11-24T12:00:00.000Z".into(),
+                }),
+            ));
+            recs.push((
+                RecordType::KeyGenerated,
+                v(&p::KeyGenerated {
+                    target_index: i as u64,
+                    key_arn: t.key_arn.clone(),
+                    handle: 10 + i as u64,
+                    label: "byok-ceremony-key".into(),
+                    key_type: "AES".into(),
+                    value_length: 32,
+                    token_object: false,
+                    sensitive: true,
+                    kcv: t.kcv.clone(),
+                    kcv_method: "AES-ECB of one zero block, first 3 bytes".into(),
+                }),
+            ));
+            recs.push((
+                RecordType::KeyWrapped,
+                v(&p::KeyWrapped {
+                    target_index: i as u64,
+                    key_arn: t.key_arn.clone(),
+                    location: "hsm".into(),
+                    mechanism: "CKM_RSA_PKCS_OAEP".into(),
+                    wrapping_algorithm: t.wrapping_algorithm.clone(),
+                    oaep_hash: "SHA-1".into(),
+                    aes_key_wrap: None,
+                    wrapping_public_key_sha256: t.wrapping_public_key_sha256.clone(),
+                    blob_sha256: t.blob_sha256.clone(),
+                    blob_length: 512,
+                    host_memory_locked: None,
+                }),
+            ));
+        }
+        recs.push((RecordType::Approval, v(&approval("A", a, &import))));
+        recs.push((RecordType::Approval, v(&approval("B", b, &import))));
+        recs.push((
+            RecordType::ImportConfirmed,
+            v(&p::ImportConfirmed {
+                approved_by: vec!["A".into(), "B".into()],
+                dual_control: true,
+                statement: import.clone(),
+                statement_sha256: quorum::statement_sha256(&import).unwrap(),
+            }),
+        ));
+        for i in 0..2 {
+            let t = import_target(i);
+            recs.push((
+                RecordType::KeyImported,
+                v(&p::KeyImported {
+                    target_index: i as u64,
+                    key_arn: t.key_arn.clone(),
+                    key_material_id: Some("ab".repeat(32)),
+                    import_type: "NEW_KEY_MATERIAL".into(),
+                    expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+                    valid_to: None,
+                    blob_sha256: t.blob_sha256.clone(),
+                    import_token_sha256: t.import_token_sha256.clone(),
+                }),
+            ));
+        }
+        recs.push((
+            RecordType::CleanupDone,
+            v(&p::CleanupDone {
+                destroyed_handles: vec![10, 11],
+                kept_keys: vec![],
+            }),
+        ));
+        recs.push((
+            RecordType::CeremonyFinished,
+            v(&p::CeremonyFinished {
+                targets: (0..2)
+                    .map(|i| p::TargetOutcome {
+                        index: i as u64,
+                        key: KEYS[i].into(),
+                        key_arn: Some(ARNS[i].into()),
+                        status: "imported".into(),
+                        key_material_id: None,
+                        kcv: Some(import_target(i).kcv),
+                    })
+                    .collect(),
+                records: 0,
+            }),
+        ));
+        edit(&mut recs);
+        recs
+    }
+
+    fn sign_all(k: &Keys, recs: Records, version: impl Fn(usize) -> u64) -> Vec<u8> {
+        let mut lines = Vec::new();
+        let mut prev = "0".repeat(64);
+        for (seq, (kind, data)) in recs.into_iter().enumerate() {
+            let line = encode_record_version(
+                &k.audit,
+                version(seq),
+                seq as u64,
+                &prev,
+                "2026-11-23T12:00:00.000Z",
+                kind,
+                data,
+            )
+            .unwrap();
+            prev = hex::encode(sha2::Sha256::digest(line.as_bytes()));
+            lines.push(line);
+        }
+        join(&lines)
+    }
+
+    fn opts(k: &Keys) -> VerifyOptions {
+        VerifyOptions {
+            audit_key_sha256: Some(k.audit.fingerprint()),
+            ..VerifyOptions::default()
+        }
+    }
+
+    fn verify(
+        k: &Keys,
+        statement: impl FnOnce(&mut Vec<ImportTarget>),
+        edit: impl FnOnce(&mut Records),
+    ) -> Result<byok::transcript::verify::Report, (usize, Problem)> {
+        let bytes = sign_all(k, records(k, statement, edit), |_| 2);
+        verify_bytes(&bytes, &opts(k)).map_err(|e| (e.line, e.problem))
+    }
+
+    /// The 1-based line of the first record of `kind` whose target is `index`.
+    fn line_of(recs: &Records, kind: RecordType, index: u64) -> usize {
+        recs.iter()
+            .position(|(t, d)| *t == kind && d["target_index"] == index)
+            .unwrap()
+            + 1
+    }
+
+    #[test]
+    fn a_two_target_transcript_verifies_and_reports_each_target() {
+        let k = keys();
+        let report = verify(&k, |_| {}, |_| {}).unwrap();
+        assert_eq!(report.version, 2);
+        assert_eq!(report.quorum, Some(2));
+        assert_eq!(report.targets.len(), 2);
+        assert_eq!(report.targets[1].key, "alias/rds-prod");
+        assert_eq!(
+            report.approvals,
+            vec![
+                ("plan".to_string(), vec!["A".to_string(), "B".to_string()]),
+                ("import".to_string(), vec!["A".to_string(), "B".to_string()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_member_in_a_payload_is_refused_on_its_line() {
+        let k = keys();
+        let (line, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                r[1].1["debug"] = json!("anything");
+            },
+        )
+        .unwrap_err();
+        assert_eq!(line, 2);
+        assert!(
+            matches!(&problem, Problem::BadPayload { kind, why } if kind == "hsm_opened" && why.contains("unknown field `debug`")),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn importing_a_blob_other_than_the_approved_one_fails() {
+        let k = keys();
+        let recs = records(&k, |_| {}, |_| {});
+        let line = line_of(&recs, RecordType::KeyImported, 1);
+        let (at, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                r[line - 1].1["blob_sha256"] = json!("ff".repeat(32));
+            },
+        )
+        .unwrap_err();
+        assert_eq!(at, line);
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 1,
+                why: "imported a blob or import token other than the approved ones".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_approved_statement_that_omits_a_wrapped_target_fails_at_the_confirmation() {
+        let k = keys();
+        let recs = records(&k, |_| {}, |_| {});
+        let confirmed = recs
+            .iter()
+            .position(|(t, _)| *t == RecordType::ImportConfirmed)
+            .unwrap()
+            + 1;
+        // The custodians really signed the shorter statement; the wrap records say two targets.
+        let (at, problem) = verify(
+            &k,
+            |targets| {
+                targets.pop();
+            },
+            |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(at, confirmed);
+        assert!(
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("not what the import_parameters")),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn a_kcv_the_custodians_did_not_see_fails_at_the_confirmation() {
+        let k = keys();
+        let (_, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                let i = r
+                    .iter()
+                    .position(|(t, d)| *t == RecordType::KeyGenerated && d["target_index"] == 0)
+                    .unwrap();
+                r[i].1["kcv"] = json!("000000");
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(problem, Problem::BadPayload { .. }), "{problem:?}");
+    }
+
+    #[test]
+    fn a_target_index_beyond_the_list_fails() {
+        let k = keys();
+        let recs = records(&k, |_| {}, |_| {});
+        let line = line_of(&recs, RecordType::KmsPreflight, 1);
+        let (at, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                r[line - 1].1["target_index"] = json!(7);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(at, line);
+        assert!(
+            matches!(problem, Problem::BadTarget { index: 7, .. }),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn one_target_with_two_key_arns_fails() {
+        let k = keys();
+        let recs = records(&k, |_| {}, |_| {});
+        let line = line_of(&recs, RecordType::KeyGenerated, 0);
+        let (at, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                r[line - 1].1["key_arn"] = json!(ARNS[1]);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(at, line);
+        assert!(
+            matches!(&problem, Problem::BadTarget { index: 0, why } if why.contains("earlier records name")),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_kms_change_needs_the_plan_quorum() {
+        let k = keys();
+        // Drop Bob's plan approval: one of two.
+        let (at, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                r.remove(3);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(at, 4, "the first kms_preflight moves up to line 4");
+        assert_eq!(
+            problem,
+            Problem::QuorumMissing {
+                step: "kms_preflight".into(),
+                point: "plan",
+                need: 2,
+                have: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_final_record_claiming_an_import_that_is_not_recorded_fails() {
+        let k = keys();
+        let (_, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                let i = r
+                    .iter()
+                    .position(|(t, d)| *t == RecordType::KeyImported && d["target_index"] == 1)
+                    .unwrap();
+                r.remove(i);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 1,
+                why: "reported imported, but no import of it is recorded".into()
+            }
+        );
+    }
+
+    #[test]
+    fn every_record_has_record_zeros_version() {
+        let k = keys();
+        let bytes = sign_all(&k, records(&k, |_| {}, |_| {}), |seq| {
+            if seq == 5 { 1 } else { 2 }
+        });
+        let e = verify_bytes(&bytes, &opts(&k)).unwrap_err();
+        assert_eq!(e.line, 6);
+        assert!(
+            matches!(e.problem, Problem::BadField { field: "v", .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cut_off_transcript_is_invalid_for_auditors_and_readable_for_resume() {
+        let k = keys();
+        let mut recs = records(&k, |_| {}, |_| {});
+        recs.truncate(9);
+        let mut bytes = sign_all(&k, recs, |_| 2);
+        // A crash in the middle of writing the next line.
+        bytes.extend_from_slice(b"{\"data\":{\"targ");
+        let e = verify_bytes(&bytes, &opts(&k)).unwrap_err();
+        assert_eq!(e.problem, Problem::TruncatedLine);
+        let resume = VerifyOptions {
+            allow_truncated: true,
+            ..opts(&k)
+        };
+        let report = verify_bytes(&bytes, &resume).unwrap();
+        assert!(!report.closed);
+        assert_eq!(report.records, 9);
+        // Cut-off transcripts are still checked line by line.
+        let mut bad = bytes.clone();
+        let pos = bad.iter().position(|&b| b == b'O').unwrap();
+        bad[pos] = b'P';
+        assert!(verify_bytes(&bad, &resume).is_err());
     }
 }
