@@ -59,4 +59,3 @@ impl RecordSigner for HsmSigner<'_> {
         Ok(self.hsm.sign_digest(self.key, &digest)?)
     }
 }
-

@@ -9,12 +9,12 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::ceremony::{self, Env, RunOptions};
-use crate::step::Step;
 use crate::cli::TokenArgs;
 use crate::error::{Error, exit};
 use crate::hsm::{Hsm, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
 use crate::kms::AwsKms;
 use crate::prompt::{self, Prompter};
+use crate::step::Step;
 use crate::transcript::verify::{self, VerifyOptions};
 use crate::wrap;
 

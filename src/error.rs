@@ -130,9 +130,7 @@ impl Error {
                 KmsFailure::Unreachable
                 | KmsFailure::NoAnswer
                 | KmsFailure::Service
-                | KmsFailure::BadResponse => {
-                    ErrorClass::Kms
-                }
+                | KmsFailure::BadResponse => ErrorClass::Kms,
             },
             Error::Wrap(w) => match w {
                 WrapError::Unsupported { .. } => ErrorClass::Precondition,

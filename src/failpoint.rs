@@ -27,7 +27,9 @@ pub fn hit(kind: &str, point: &str) {
     }
     let n = {
         // Test-only counter; a poisoned lock still holds valid counts.
-        let mut counts = COUNTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = COUNTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = format!("{kind}:{point}");
         match counts.iter_mut().find(|(k, _)| *k == key) {
             Some((_, c)) => {

@@ -54,7 +54,9 @@ impl Step {
             Step::ApprovePlan => "Approve the plan (dual control)",
             Step::KmsPreflight => "Check (or create) the KMS keys",
             Step::CapabilityCheck => "Prove the token's wrap (known-answer test)",
-            Step::ImportParameters => "Get import parameters from KMS, generate and wrap in the HSM",
+            Step::ImportParameters => {
+                "Get import parameters from KMS, generate and wrap in the HSM"
+            }
             Step::Generate => "Generate AES-256 in the HSM",
             Step::Wrap => "Wrap the keys for KMS",
             Step::ConfirmImport => "Approve the import",

@@ -26,7 +26,10 @@ pub(super) fn plan(run: &mut Run<'_>) -> Result<(), Error> {
         ceremony_file_sha256: c.source.sha256.clone(),
         audit_key_sha256: run.signer.fingerprint(),
         targets: c.targets.iter().map(|t| t.key.clone()).collect(),
-        resumes: run.earlier.as_ref().map(|e| e.link.last_line_sha256.clone()),
+        resumes: run
+            .earlier
+            .as_ref()
+            .map(|e| e.link.last_line_sha256.clone()),
     };
     let pending = run.pending().len();
     run.prompter.say(&format!(

@@ -32,7 +32,11 @@ fn kept(run: &Run<'_>) -> Vec<String> {
 /// Step `finish`: `ceremony_finished`, and what the operator writes on paper.
 pub(super) fn finish(run: &mut Run<'_>) -> Result<Outcome, Error> {
     run.enter(Step::Finish)?;
-    let targets: Vec<_> = run.targets.iter().map(super::target::TargetState::outcome).collect();
+    let targets: Vec<_> = run
+        .targets
+        .iter()
+        .map(super::target::TargetState::outcome)
+        .collect();
     let records = run.writer.len() + 1;
     run.record(&CeremonyFinished {
         targets: targets.clone(),

@@ -241,7 +241,11 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
                 expiration_model: c.import.expiration.model().into(),
                 valid_to: c.import.expiration.valid_to().map(crate::rfc3339::format),
                 blob_sha256: t.blob_sha256.clone().unwrap_or_default(),
-                import_token_sha256: t.token.as_ref().map(ImportToken::sha256_hex).unwrap_or_default(),
+                import_token_sha256: t
+                    .token
+                    .as_ref()
+                    .map(ImportToken::sha256_hex)
+                    .unwrap_or_default(),
             };
             run.record(&record)?;
             keep(run, index)
@@ -263,7 +267,11 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
                 key_materials: found.materials,
                 evidence: found.evidence,
                 blob_sha256: t.blob_sha256.clone().unwrap_or_default(),
-                import_token_sha256: t.token.as_ref().map(ImportToken::sha256_hex).unwrap_or_default(),
+                import_token_sha256: t
+                    .token
+                    .as_ref()
+                    .map(ImportToken::sha256_hex)
+                    .unwrap_or_default(),
             };
             run.record(&record)?;
             let name = run.targets[index].name().to_string();
@@ -374,9 +382,15 @@ fn keep(run: &mut Run<'_>, index: usize) -> Result<(), Error> {
         (!a.wrap_with_trusted, "wrappable by untrusted keys"),
         (a.modifiable, "modifiable"),
         (a.encrypt || a.decrypt, "usable for encryption"),
-        (a.sign || a.verify || a.derive, "usable for MACs or derivation"),
+        (
+            a.sign || a.verify || a.derive,
+            "usable for MACs or derivation",
+        ),
         (a.wrap || a.unwrap, "usable for wrapping"),
-        (a.copyable == Some(true), "copyable (a copy could be given other attributes)"),
+        (
+            a.copyable == Some(true),
+            "copyable (a copy could be given other attributes)",
+        ),
     ] {
         if bad {
             weak.push(what);
@@ -417,7 +431,10 @@ fn verified(
     if after.expiration_model.as_deref() != Some(wanted) {
         problems.push(format!(
             "expiration model {}, requested {wanted}",
-            after.expiration_model.as_deref().unwrap_or("(none reported)")
+            after
+                .expiration_model
+                .as_deref()
+                .unwrap_or("(none reported)")
         ));
     }
     if let (Some(want), Some(got)) = (c.import.expiration.valid_to(), after.valid_to)

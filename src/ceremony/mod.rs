@@ -118,7 +118,9 @@ pub fn run(
     // Refuse an existing transcript, and a bad earlier one, before asking anyone anything.
     let writer = TranscriptWriter::create(transcript).map_err(|e| before(Step::Start, e.into()))?;
     let earlier = match &options.resume {
-        Some(path) => Some(reconcile::Earlier::load(path, ceremony).map_err(|e| before(Step::Start, e))?),
+        Some(path) => {
+            Some(reconcile::Earlier::load(path, ceremony).map_err(|e| before(Step::Start, e))?)
+        }
         None => None,
     };
     let Env {

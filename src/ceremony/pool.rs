@@ -8,9 +8,9 @@
 //! transcript says exactly what happened to each.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::Error;

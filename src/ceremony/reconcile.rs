@@ -148,7 +148,11 @@ fn reconcile_all(run: &mut Run<'_>, earlier: &Earlier) -> Result<(), Error> {
         "  resuming {} ({} records, {}), last line SHA-256 {}",
         earlier.link.transcript_name,
         earlier.link.records,
-        if earlier.link.closed { "closed" } else { "cut off" },
+        if earlier.link.closed {
+            "closed"
+        } else {
+            "cut off"
+        },
         earlier.link.last_line_sha256
     ));
     let kms = run.kms;
@@ -189,8 +193,10 @@ fn reconcile_all(run: &mut Run<'_>, earlier: &Earlier) -> Result<(), Error> {
                     reuse = match &before.created_arn {
                         Some(arn) => Some(arn.clone()),
                         None => {
-                            let tagged = kms
-                                .find_tagged_keys(CREATED_BY_TAG, &created_by(&run.ceremony.id, &create.alias))?;
+                            let tagged = kms.find_tagged_keys(
+                                CREATED_BY_TAG,
+                                &created_by(&run.ceremony.id, &create.alias),
+                            )?;
                             match tagged.as_slice() {
                                 [] => None,
                                 [one] => Some(one.clone()),
@@ -206,7 +212,11 @@ fn reconcile_all(run: &mut Run<'_>, earlier: &Earlier) -> Result<(), Error> {
                             }
                         }
                     };
-                    if reuse.is_some() { "created" } else { "pending" }
+                    if reuse.is_some() {
+                        "created"
+                    } else {
+                        "pending"
+                    }
                 }
             },
         };

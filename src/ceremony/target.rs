@@ -76,7 +76,10 @@ impl TargetState {
 
     /// Whether this run still has to import into the target.
     pub fn to_import(&self) -> bool {
-        !matches!(self.status, Status::DoneEarlier | Status::ImportedUnrecorded)
+        !matches!(
+            self.status,
+            Status::DoneEarlier | Status::ImportedUnrecorded
+        )
     }
 
     /// The key ARN, or the key as the file names it.

@@ -507,7 +507,10 @@ impl Hsm for Pkcs11Hsm {
                 Attribute::Copyable(false),
             ];
             let unwrapped = match self.session.unwrap_key(&mech, transfer, &blob, &template) {
-                Err(CkError::Pkcs11(RvError::AttributeReadOnly | RvError::AttributeTypeInvalid, _)) => {
+                Err(CkError::Pkcs11(
+                    RvError::AttributeReadOnly | RvError::AttributeTypeInvalid,
+                    _,
+                )) => {
                     template.pop();
                     self.session.unwrap_key(&mech, transfer, &blob, &template)
                 }

@@ -247,7 +247,11 @@ impl Kms for AwsKms {
             .runtime
             .block_on(self.client(key).describe_key().key_id(key).send())
             .map_err(|e| sdk_error(OP, e))?;
-        key_info(OP, out.key_metadata().ok_or_else(|| missing(OP, "KeyMetadata"))?)
+        key_info(
+            OP,
+            out.key_metadata()
+                .ok_or_else(|| missing(OP, "KeyMetadata"))?,
+        )
     }
 
     fn create_key(
@@ -281,7 +285,11 @@ impl Kms for AwsKms {
             .runtime
             .block_on(req.send())
             .map_err(|e| sdk_error(OP, e))?;
-        key_info(OP, out.key_metadata().ok_or_else(|| missing(OP, "KeyMetadata"))?)
+        key_info(
+            OP,
+            out.key_metadata()
+                .ok_or_else(|| missing(OP, "KeyMetadata"))?,
+        )
     }
 
     fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {

@@ -15,8 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{
-    Expiration, ImportParameters, ImportToken, ImportType, KeyInfo, KeyMaterialInfo, Kms,
-    KmsError,
+    Expiration, ImportParameters, ImportToken, ImportType, KeyInfo, KeyMaterialInfo, Kms, KmsError,
 };
 use crate::wrap::{WrappingAlgorithm, WrappingKeySpec};
 
@@ -188,9 +187,7 @@ impl<'a> Paced<'a> {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = Instant::now();
-            let next = schedule
-                .entry((region.to_string(), op))
-                .or_insert(now);
+            let next = schedule.entry((region.to_string(), op)).or_insert(now);
             let at = (*next).max(now);
             *next = at + spacing;
             at
@@ -282,7 +279,8 @@ impl Kms for Paced<'_> {
         spec: WrappingKeySpec,
     ) -> Result<ImportParameters, KmsError> {
         self.call(key_arn, Operation::GetParametersForImport, || {
-            self.inner.get_parameters_for_import(key_arn, algorithm, spec)
+            self.inner
+                .get_parameters_for_import(key_arn, algorithm, spec)
         })
     }
 

@@ -226,21 +226,23 @@ pub fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Ceremony, S
         return Err(invalid(problems));
     }
     match ceremony {
-        Some((id, description, operator, hsm, kms, targets, import, dual_control)) => Ok(Ceremony {
-            id,
-            description,
-            operator,
-            hsm,
-            kms,
-            targets,
-            import,
-            dual_control,
-            source: Source {
-                path: path.to_path_buf(),
-                text: text.to_string(),
-                sha256: hex::encode(Sha256::digest(text.as_bytes())),
-            },
-        }),
+        Some((id, description, operator, hsm, kms, targets, import, dual_control)) => {
+            Ok(Ceremony {
+                id,
+                description,
+                operator,
+                hsm,
+                kms,
+                targets,
+                import,
+                dual_control,
+                source: Source {
+                    path: path.to_path_buf(),
+                    text: text.to_string(),
+                    sha256: hex::encode(Sha256::digest(text.as_bytes())),
+                },
+            })
+        }
         // validate returns None only alongside a problem.
         None => Err(invalid(Vec::new())),
     }
@@ -750,7 +752,10 @@ fn rates(
             let known: Vec<&str> = Operation::ALL.iter().map(|o| o.name()).collect();
             bad(
                 &field,
-                format!("unknown KMS operation; expected one of {}", known.join(", ")),
+                format!(
+                    "unknown KMS operation; expected one of {}",
+                    known.join(", ")
+                ),
             );
             ok = false;
             continue;
@@ -767,7 +772,9 @@ fn rates(
             _ => {
                 bad(
                     &field,
-                    format!("expected requests per second, a number above 0 (e.g. 1 or 0.25), found {value}"),
+                    format!(
+                        "expected requests per second, a number above 0 (e.g. 1 or 0.25), found {value}"
+                    ),
                 );
                 ok = false;
             }
@@ -785,12 +792,24 @@ fn targets(
     keep_key_label: Option<&str>,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<Vec<Target>> {
-    type Draft = (String, bool, Option<String>, std::collections::BTreeMap<String, String>, Vec<(&'static str, String)>);
+    type Draft = (
+        String,
+        bool,
+        Option<String>,
+        std::collections::BTreeMap<String, String>,
+        Vec<(&'static str, String)>,
+    );
     let drafts: Vec<(String, Draft)> = match (single, list, product) {
-        (Some(key), None, None) => vec![("kms.key".into(), (key, false, None, Default::default(), Vec::new()))],
+        (Some(key), None, None) => vec![(
+            "kms.key".into(),
+            (key, false, None, Default::default(), Vec::new()),
+        )],
         (None, Some(list), None) => {
             if list.is_empty() {
-                bad("target", "names no target; give at least one [[target]] with a key".into());
+                bad(
+                    "target",
+                    "names no target; give at least one [[target]] with a key".into(),
+                );
                 return None;
             }
             list.into_iter()
@@ -798,27 +817,53 @@ fn targets(
                 .map(|(i, t)| {
                     (
                         format!("target[{i}].key"),
-                        (t.key, t.create.unwrap_or(false), t.description, t.tags.unwrap_or_default(), Vec::new()),
+                        (
+                            t.key,
+                            t.create.unwrap_or(false),
+                            t.description,
+                            t.tags.unwrap_or_default(),
+                            Vec::new(),
+                        ),
                     )
                 })
                 .collect()
         }
         (None, None, Some(p)) => {
             let mut ok = true;
-            for (field, names) in [("targets.services", &p.services), ("targets.environments", &p.environments)] {
+            for (field, names) in [
+                ("targets.services", &p.services),
+                ("targets.environments", &p.environments),
+            ] {
                 if names.is_empty() {
                     bad(field, "must name at least one".into());
                     ok = false;
                 }
                 for n in names {
-                    if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
-                        bad(field, format!("{n:?}: expected 1 or more of A-Z a-z 0-9 _ -"));
+                    if n.is_empty()
+                        || !n
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+                    {
+                        bad(
+                            field,
+                            format!("{n:?}: expected 1 or more of A-Z a-z 0-9 _ -"),
+                        );
                         ok = false;
                     }
                 }
             }
-            if p.key.replace("{service}", "").replace("{environment}", "").contains(['{', '}']) {
-                bad("targets.key", format!("{:?}: the only placeholders are {{service}} and {{environment}}", p.key));
+            if p.key
+                .replace("{service}", "")
+                .replace("{environment}", "")
+                .contains(['{', '}'])
+            {
+                bad(
+                    "targets.key",
+                    format!(
+                        "{:?}: the only placeholders are {{service}} and {{environment}}",
+                        p.key
+                    ),
+                );
                 ok = false;
             }
             if !ok {
@@ -828,10 +873,22 @@ fn targets(
             for s in &p.services {
                 for e in &p.environments {
                     let fill = |t: &str| t.replace("{service}", s).replace("{environment}", e);
-                    let tags = p.tags.clone().unwrap_or_default().into_iter().map(|(k, v)| (fill(&k), fill(&v))).collect();
+                    let tags = p
+                        .tags
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (fill(&k), fill(&v)))
+                        .collect();
                     out.push((
                         "targets.key".to_string(),
-                        (fill(&p.key), p.create.unwrap_or(false), p.description.as_deref().map(fill), tags, vec![("service", s.clone()), ("environment", e.clone())]),
+                        (
+                            fill(&p.key),
+                            p.create.unwrap_or(false),
+                            p.description.as_deref().map(fill),
+                            tags,
+                            vec![("service", s.clone()), ("environment", e.clone())],
+                        ),
                     ));
                 }
             }
@@ -846,12 +903,22 @@ fn targets(
             return None;
         }
         (None, Some(_), Some(_)) => {
-            bad("targets", "give the targets one way: [[target]] tables or one [targets] table, not both".into());
+            bad(
+                "targets",
+                "give the targets one way: [[target]] tables or one [targets] table, not both"
+                    .into(),
+            );
             return None;
         }
     };
     if drafts.len() > MAX_TARGETS {
-        bad("targets", format!("{} targets; a ceremony holds at most {MAX_TARGETS}: split it into several ceremonies", drafts.len()));
+        bad(
+            "targets",
+            format!(
+                "{} targets; a ceremony holds at most {MAX_TARGETS}: split it into several ceremonies",
+                drafts.len()
+            ),
+        );
         return None;
     }
     let mut ok = true;
@@ -860,12 +927,20 @@ fn targets(
     let mut out = Vec::new();
     for (index, (field, (key, create, description, tags, vars))) in drafts.into_iter().enumerate() {
         if !is_key_reference(&key) {
-            bad(&field, format!("target {index}: expected a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), a key id or alias/NAME, found {key:?}"));
+            bad(
+                &field,
+                format!(
+                    "target {index}: expected a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), a key id or alias/NAME, found {key:?}"
+                ),
+            );
             ok = false;
             continue;
         }
         if let Some(first) = seen.insert(key.clone(), index) {
-            bad(&field, format!("{key} is listed twice (targets {first} and {index}); each key once"));
+            bad(
+                &field,
+                format!("{key} is listed twice (targets {first} and {index}); each key once"),
+            );
             ok = false;
         }
         let key_region = key
@@ -881,20 +956,32 @@ fn targets(
                     tags,
                 }),
                 None => {
-                    bad(&field, format!("target {index}: create = true needs an alias (alias/NAME) to create, found {key:?}"));
+                    bad(
+                        &field,
+                        format!(
+                            "target {index}: create = true needs an alias (alias/NAME) to create, found {key:?}"
+                        ),
+                    );
                     ok = false;
                     None
                 }
             }
         } else {
             if description.is_some() || !tags.is_empty() {
-                bad(&field, format!("target {index}: description and tags are for create = true; remove them or set create = true"));
+                bad(
+                    &field,
+                    format!(
+                        "target {index}: description and tags are for create = true; remove them or set create = true"
+                    ),
+                );
                 ok = false;
             }
             None
         };
         let keep = keep_key_label.map(|l| {
-            let mut label = l.replace("{key}", &key).replace("{index}", &index.to_string());
+            let mut label = l
+                .replace("{key}", &key)
+                .replace("{index}", &index.to_string());
             for (name, value) in &vars {
                 label = label.replace(&format!("{{{name}}}"), value);
             }
@@ -903,7 +990,12 @@ fn targets(
         if let Some(label) = &keep
             && let Some(first) = labels.insert(label.clone(), index)
         {
-            bad("hsm.keep_key_label", format!("expands to {label:?} for targets {first} and {index}; put {{key}} or {{index}} in it so each target gets its own label"));
+            bad(
+                "hsm.keep_key_label",
+                format!(
+                    "expands to {label:?} for targets {first} and {index}; put {{key}} or {{index}} in it so each target gets its own label"
+                ),
+            );
             ok = false;
         }
         out.push(Target {

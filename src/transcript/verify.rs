@@ -12,10 +12,10 @@ use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::jcs;
 use super::payload as p;
 use super::record::{GENESIS_PREV, RecordType, SUPPORTED_VERSIONS};
 use crate::ecdsa;
+use crate::jcs;
 
 /// What the auditor pins.
 #[derive(Debug, Clone, Default)]
@@ -378,12 +378,16 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
         (v2.quorum, v2.dual.summary())
     };
     let targets = match outcome {
-        RecordType::CeremonyFinished => serde_json::from_value::<p::CeremonyFinished>(outcome_data.clone())
-            .map(|f| f.targets)
-            .unwrap_or_default(),
-        RecordType::CeremonyAborted => serde_json::from_value::<p::CeremonyAborted>(outcome_data.clone())
-            .map(|f| f.targets)
-            .unwrap_or_default(),
+        RecordType::CeremonyFinished => {
+            serde_json::from_value::<p::CeremonyFinished>(outcome_data.clone())
+                .map(|f| f.targets)
+                .unwrap_or_default()
+        }
+        RecordType::CeremonyAborted => {
+            serde_json::from_value::<p::CeremonyAborted>(outcome_data.clone())
+                .map(|f| f.targets)
+                .unwrap_or_default()
+        }
         _ => Vec::new(),
     };
     Ok(Report {
@@ -679,7 +683,9 @@ impl V2State {
                     if t.index != i as u64 {
                         return Err(Problem::BadTarget {
                             index: t.index,
-                            why: format!("listed at position {i}; targets are numbered from 0 in order"),
+                            why: format!(
+                                "listed at position {i}; targets are numbered from 0 in order"
+                            ),
                         });
                     }
                 }
@@ -708,7 +714,8 @@ impl V2State {
                 {
                     return Err(Problem::BadPayload {
                         kind: kind.to_string(),
-                        why: "dual_control does not match the ceremony file's [dual_control]".into(),
+                        why: "dual_control does not match the ceremony file's [dual_control]"
+                            .into(),
                     });
                 }
                 self.operator = s.operator;
@@ -780,7 +787,10 @@ impl V2State {
                 if !matches!(r.outcome.as_str(), "imported" | "not_imported" | "unknown") {
                     return Err(Problem::BadPayload {
                         kind: kind.to_string(),
-                        why: format!("outcome {:?} is not imported, not_imported or unknown", r.outcome),
+                        why: format!(
+                            "outcome {:?} is not imported, not_imported or unknown",
+                            r.outcome
+                        ),
                     });
                 }
                 if r.outcome != "not_imported" {
@@ -909,9 +919,12 @@ impl V2State {
                     .into(),
             ));
         }
-        let digest = crate::quorum::statement_sha256(&r.statement).map_err(|e| bad(e.to_string()))?;
+        let digest =
+            crate::quorum::statement_sha256(&r.statement).map_err(|e| bad(e.to_string()))?;
         if digest != r.statement_sha256 {
-            return Err(bad("statement_sha256 is not the SHA-256 of the statement".into()));
+            return Err(bad(
+                "statement_sha256 is not the SHA-256 of the statement".into()
+            ));
         }
         match self.quorum {
             Some(m) => {

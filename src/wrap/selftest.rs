@@ -205,13 +205,17 @@ fn unwrap_known_answer(
         ));
     }
     let (rsa_part, aes_part) = blob.split_at(k);
-    let first = Zeroizing::new(private.decrypt(super::oaep_padding(hash), rsa_part).map_err(|e| {
-        format!(
-            "the RSA part does not unwrap with OAEP {} and MGF1 {}: {e}",
-            hash.name(),
-            hash.name()
-        )
-    })?);
+    let first = Zeroizing::new(
+        private
+            .decrypt(super::oaep_padding(hash), rsa_part)
+            .map_err(|e| {
+                format!(
+                    "the RSA part does not unwrap with OAEP {} and MGF1 {}: {e}",
+                    hash.name(),
+                    hash.name()
+                )
+            })?,
+    );
     if !algorithm.is_rsa_aes() {
         return Ok(first);
     }
