@@ -1,9 +1,9 @@
 //! Deterministic crash points for the kill -9 tests, in debug builds only.
 //!
 //! `BYOK_FAILPOINT=after:<record_type>:<n>` kills the process with SIGKILL right after the
-//! `n`-th record of that type is synced to the transcript; `BYOK_FAILPOINT=import-answered:<n>`
-//! kills it right after the `n`-th ImportKeyMaterial answer arrives, before anything records
-//! it. Release builds ignore the variable: nothing here can be triggered in production.
+//! `n`-th record of that type is synced to the transcript (`before:<record_type>:<n>`: right
+//! before it is written); `BYOK_FAILPOINT=import:answered:<n>` kills it right after the `n`-th
+//! ImportKeyMaterial answer arrives, before anything records it. `n` defaults to 1. Release builds ignore the variable: nothing here can be triggered in production.
 
 use std::sync::Mutex;
 

@@ -202,13 +202,34 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-/// Rows of objects as aligned columns (hashes shortened to 16 hex digits: the full values
-/// are in the statement whose SHA-256 is signed).
+/// Rows of objects as aligned columns: a column whose value is the same in every row is shown
+/// once above the table; the index and key come first; hashes are shortened to 16 hex digits
+/// (the full values are in the statement whose SHA-256 is signed).
 fn table(rows: &[Value]) -> String {
-    let columns: Vec<String> = rows[0]
+    let mut columns: Vec<String> = rows[0]
         .as_object()
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
+    let rank = |c: &str| match c {
+        "target_index" => 0,
+        "key_arn" => 1,
+        "kcv" => 2,
+        _ => 3,
+    };
+    columns.sort_by_key(|c| rank(c));
+    let mut out = String::new();
+    if rows.len() > 1 {
+        columns.retain(|c| {
+            let same = rows.iter().all(|r| r[c.as_str()] == rows[0][c.as_str()]);
+            if same && rank(c) == 3 {
+                out.push_str(&format!(
+                    "      {c:<26} {} (every target)\n",
+                    scalar(&rows[0][c.as_str()])
+                ));
+            }
+            !same || rank(c) < 3
+        });
+    }
     let cell = |row: &Value, c: &str| {
         let text = scalar(&row[c]);
         if c.ends_with("sha256") && text.len() > 16 {
@@ -222,12 +243,11 @@ fn table(rows: &[Value]) -> String {
         .map(|c| {
             rows.iter()
                 .map(|r| cell(r, c).chars().count())
-                .chain(std::iter::once(c.len()))
+                .chain(std::iter::once(c.chars().count()))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    let mut out = String::new();
     let line = |cells: Vec<String>| {
         let mut l = String::from("     ");
         for (c, w) in cells.iter().zip(&widths) {
@@ -235,7 +255,17 @@ fn table(rows: &[Value]) -> String {
         }
         l.trim_end().to_string() + "\n"
     };
-    out.push_str(&line(columns.clone()));
+    let header: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if c == "target_index" {
+                "#".to_string()
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    out.push_str(&line(header));
     for r in rows {
         out.push_str(&line(columns.iter().map(|c| cell(r, c)).collect()));
     }

@@ -118,8 +118,9 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
     pool::run(run.concurrency, jobs, work, |event| handle(run, event))
 }
 
-/// One target's import, reconciliation when needed, and verification (worker thread).
-fn import_one(kms: &dyn Kms, expiration: Expiration, job: Job, tx: &Sender<Event>) {
+/// One target's import, reconciliation when needed, and verification (worker thread). False
+/// when the target failed.
+fn import_one(kms: &dyn Kms, expiration: Expiration, job: Job, tx: &Sender<Event>) -> bool {
     let index = job.index;
     match kms.import_key_material(
         &job.arn,
@@ -144,12 +145,12 @@ fn import_one(kms: &dyn Kms, expiration: Expiration, job: Job, tx: &Sender<Event
                 found,
             });
             if !imported {
-                return;
+                return false;
             }
         }
         Err(error) => {
             let _ = tx.send(Event::ImportFailed { index, error });
-            return;
+            return false;
         }
     }
     let verified = (|| {
@@ -165,7 +166,15 @@ fn import_one(kms: &dyn Kms, expiration: Expiration, job: Job, tx: &Sender<Event
             decrypt_key,
         })
     })();
+    let ok = matches!(
+        verified,
+        Ok(Event::Verified {
+            round_trip_ok: true,
+            ..
+        })
+    );
     let _ = tx.send(verified.unwrap_or_else(|error| Event::VerifyFailed { index, error }));
+    ok
 }
 
 /// Asks KMS whether an import whose answer was lost arrived.

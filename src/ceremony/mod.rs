@@ -212,6 +212,7 @@ impl Run<'_> {
 
     /// Appends one signed record.
     fn record<P: Payload>(&mut self, payload: &P) -> Result<(), Error> {
+        crate::failpoint::hit("before", P::TYPE.as_str());
         self.writer.append(self.signer, payload)?;
         crate::failpoint::hit("after", P::TYPE.as_str());
         Ok(())

@@ -16,12 +16,13 @@ use std::time::Duration;
 use crate::error::Error;
 
 /// Runs `work` over `items` on up to `concurrency` threads; `handle` runs on the calling
-/// thread for every event. Returns the first error (from `handle`) once every started item has
-/// finished.
+/// thread for every event. `work` returns false when its item failed: no worker then starts
+/// another item (the main thread may not have handled the failure yet). Returns the first
+/// error (from `handle`) once every started item has finished.
 pub fn run<T, E>(
     concurrency: usize,
     items: Vec<T>,
-    work: impl Fn(T, &Sender<E>) + Sync,
+    work: impl Fn(T, &Sender<E>) -> bool + Sync,
     mut handle: impl FnMut(E) -> Result<(), Error>,
 ) -> Result<(), Error>
 where
@@ -52,7 +53,11 @@ where
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .pop_front();
                     match next {
-                        Some(item) => work(item, &tx),
+                        Some(item) => {
+                            if !work(item, &tx) {
+                                stop.store(true, Ordering::SeqCst);
+                            }
+                        }
                         None => break,
                     }
                 }

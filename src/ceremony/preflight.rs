@@ -64,7 +64,10 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
     let kms = run.kms;
     let concurrency = run.concurrency;
     let work = |job: Job, tx: &Sender<Event>| {
-        let _ = tx.send(check_one(kms, &id, job));
+        let event = check_one(kms, &id, job);
+        let ok = !matches!(event, Event::Failed { .. });
+        let _ = tx.send(event);
+        ok
     };
     pool::run(concurrency, jobs, work, |event| handle(run, event))
 }

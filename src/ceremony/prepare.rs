@@ -53,7 +53,9 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
             Ok(params) => Event::Parameters { index, params },
             Err(error) => Event::Failed { index, error },
         };
+        let ok = matches!(event, Event::Parameters { .. });
         let _ = tx.send(event);
+        ok
     };
     let total = jobs.len();
     let mut done = 0;

@@ -502,20 +502,16 @@ impl Hsm for Pkcs11Hsm {
                 Attribute::Derive(false),
                 Attribute::WrapWithTrusted(true),
                 Attribute::Modifiable(false),
-                // kryoptic lets the user copy a kept key with CKA_ENCRYPT=true unless it is
-                // not copyable; SoftHSM refuses the attribute (and such copies) anyway.
-                Attribute::Copyable(false),
             ];
-            let unwrapped = match self.session.unwrap_key(&mech, transfer, &blob, &template) {
-                Err(CkError::Pkcs11(
-                    RvError::AttributeReadOnly | RvError::AttributeTypeInvalid,
-                    _,
-                )) => {
-                    template.pop();
-                    self.session.unwrap_key(&mech, transfer, &blob, &template)
-                }
-                other => other,
-            };
+            // kryoptic lets the user copy a kept key with CKA_ENCRYPT=true unless it is not
+            // copyable; SoftHSM refuses CKA_COPYABLE=false in C_UnwrapKey (and such copies
+            // anyway), and leaves a stray object behind when an unwrap fails. So the attribute
+            // is first tried on a session object, which vanishes with the session whatever
+            // the token leaves behind.
+            if self.unwrap_accepts_not_copyable(&mech, transfer, &blob, &template) {
+                template.push(Attribute::Copyable(false));
+            }
+            let unwrapped = self.session.unwrap_key(&mech, transfer, &blob, &template);
             blob.zeroize();
             unwrapped.map_err(|e| pkcs11_error("unwrapping the kept copy into a token object", e))
         })();
@@ -738,6 +734,31 @@ impl CustodianTokens for Pkcs11Custodians {
 }
 
 impl Pkcs11Hsm {
+    /// Whether the token takes `CKA_COPYABLE=false` in a `C_UnwrapKey` template, tried on a
+    /// session object (destroyed at once) so that nothing can be left on the token.
+    fn unwrap_accepts_not_copyable(
+        &self,
+        mech: &Mechanism,
+        transfer: ObjectHandle,
+        blob: &[u8],
+        template: &[Attribute],
+    ) -> bool {
+        let mut probe: Vec<Attribute> = template
+            .iter()
+            .filter(|a| !matches!(a, Attribute::Token(_) | Attribute::Label(_)))
+            .cloned()
+            .collect();
+        probe.push(Attribute::Token(false));
+        probe.push(Attribute::Copyable(false));
+        match self.session.unwrap_key(mech, transfer, blob, &probe) {
+            Ok(handle) => {
+                let _ = self.session.destroy_object(handle);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     fn ec_public_spki(&self, public: ObjectHandle) -> Result<Vec<u8>, HsmError> {
         let attrs = self
             .session

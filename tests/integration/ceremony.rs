@@ -124,7 +124,7 @@ fn full_ceremony_on(
     );
     assert_eq!(
         first(&recs, "key_generated")["data"]["kcv"],
-        first(&recs, "ceremony_finished")["data"]["kcv"]
+        first(&recs, "ceremony_finished")["data"]["targets"][0]["kcv"]
     );
     assert_eq!(first(&recs, "import_verified")["data"]["round_trip"], "ok");
     assert_eq!(
@@ -584,8 +584,9 @@ fn keep_key_label_keeps_a_sealed_token_copy_only_when_imported() {
         &[],
     );
     assert_eq!(out.status.code(), Some(6));
-    assert_eq!(last_data(&recs)["kept_key"], serde_json::Value::Null);
-    assert_eq!(last_data(&recs)["material_imported"], false);
+    assert_eq!(last_data(&recs)["kept_keys"], serde_json::json!([]));
+    assert_eq!(last_data(&recs)["targets"][0]["status"], "not_imported");
+    assert!(hsm.kept_on_token("escrow-1").is_none());
     // Imported: the token copy is kept, sealed, and recorded.
     let (arn, alias) = kms.external_key();
     let file = ceremony_for(
@@ -599,17 +600,49 @@ fn keep_key_label_keeps_a_sealed_token_copy_only_when_imported() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(kms.state(&arn), "Enabled");
     let recs = records(&t);
-    assert_eq!(
-        first(&recs, "cleanup_done")["data"]["kept_key"]["label"],
-        "escrow-2"
-    );
-    assert_eq!(
-        first(&recs, "cleanup_done")["data"]["kept_key"]["extractable"],
-        false
-    );
-    assert_eq!(first(&recs, "key_generated")["data"]["token_object"], true);
+    assert_eq!(first(&recs, "key_kept")["data"]["label"], "escrow-2");
+    assert_eq!(first(&recs, "key_generated")["data"]["token_object"], false);
     assert_eq!(
         hsm.token_object_labels(),
         ["byok-audit", "byok-audit", "escrow-2"]
     );
+    // What the token itself reports, read without byok.
+    let kept = hsm
+        .kept_on_token("escrow-2")
+        .expect("escrow-2 on the token");
+    assert!(kept.token && kept.sensitive, "{kept:?}");
+    assert!(kept.wrap_with_trusted, "{kept:?}");
+    assert!(!kept.modifiable, "{kept:?}");
+    assert!(!kept.encrypt && !kept.decrypt && !kept.wrap, "{kept:?}");
+    assert!(
+        kept.encrypt_init.is_err(),
+        "the kept key encrypts: {kept:?}"
+    );
+    assert!(
+        kept.wrap_out.is_err(),
+        "the kept key can be wrapped out with the user PIN alone: {kept:?}"
+    );
+    // The record says what the token says.
+    let a = &first(&recs, "key_kept")["data"]["attributes"];
+    assert_eq!(a["wrap_with_trusted"], kept.wrap_with_trusted);
+    assert_eq!(a["modifiable"], kept.modifiable);
+    assert_eq!(a["encrypt"], kept.encrypt);
+
+    // The same label again is refused after the login, before any approval or record.
+    let (_arn, alias) = kms.external_key();
+    let file = ceremony_for(
+        &hsm,
+        "demo-softhsm.toml",
+        &alias,
+        &[("hsm.keep_key_label", "\"escrow-2\"")],
+    );
+    let t = hsm.path("again.jsonl");
+    let out = run(&hsm, &file, &t, &format!("{}\n", hsm.pin));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "an object labelled \"escrow-2\" already exists on token \"byok-hsm\"",
+    );
+    assert!(!stderr(&out).contains("approver-plan"), "{}", stderr(&out));
+    assert!(!t.exists(), "no transcript before record 0");
 }

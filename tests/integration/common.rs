@@ -593,3 +593,130 @@ pub fn ceremony_for(hsm: &SoftHsm, template: &str, alias: &str, extra: &[(&str, 
     set.extend_from_slice(extra);
     ceremony_from(template, hsm.dir.path(), "ceremony.toml", &set)
 }
+
+/// What the token says of a kept key, read with cryptoki directly (not through byok).
+#[derive(Debug)]
+pub struct KeptOnToken {
+    pub token: bool,
+    pub sensitive: bool,
+    pub extractable: bool,
+    pub wrap_with_trusted: bool,
+    pub modifiable: bool,
+    pub encrypt: bool,
+    pub decrypt: bool,
+    pub wrap: bool,
+    /// What `C_EncryptInit` (AES-ECB) answers with the key.
+    pub encrypt_init: Result<(), String>,
+    /// What `C_WrapKey` answers when the user wraps it under a fresh session AES key.
+    pub wrap_out: Result<(), String>,
+}
+
+impl SoftHsm {
+    /// Opens `byok-hsm` in this process with cryptoki, logs in, and reads the secret key
+    /// labelled `label`: its attributes, and whether it can encrypt or be wrapped out with the
+    /// user PIN alone. `None` when no such key exists.
+    pub fn kept_on_token(&self, label: &str) -> Option<KeptOnToken> {
+        use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+        use cryptoki::mechanism::Mechanism;
+        use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
+        use cryptoki::session::UserType;
+        self.use_in_process();
+        let ctx = Pkcs11::new(self.kind.module()).expect("load module");
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .expect("C_Initialize");
+        let slot = ctx
+            .get_slots_with_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == self.label)
+            .expect("byok-hsm slot");
+        let session = ctx.open_rw_session(slot).unwrap();
+        session
+            .login(
+                UserType::User,
+                Some(&secrecy::SecretString::from(self.pin.clone())),
+            )
+            .unwrap();
+        let found = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+            .unwrap();
+        let key = *found.first()?;
+        let attrs = session
+            .get_attributes(
+                key,
+                &[
+                    AttributeType::Token,
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::WrapWithTrusted,
+                    AttributeType::Modifiable,
+                    AttributeType::Encrypt,
+                    AttributeType::Decrypt,
+                    AttributeType::Wrap,
+                ],
+            )
+            .unwrap();
+        let flag = |want: AttributeType| {
+            attrs
+                .iter()
+                .find_map(|a| match (a, want) {
+                    (Attribute::Token(v), AttributeType::Token)
+                    | (Attribute::Sensitive(v), AttributeType::Sensitive)
+                    | (Attribute::Extractable(v), AttributeType::Extractable)
+                    | (Attribute::WrapWithTrusted(v), AttributeType::WrapWithTrusted)
+                    | (Attribute::Modifiable(v), AttributeType::Modifiable)
+                    | (Attribute::Encrypt(v), AttributeType::Encrypt)
+                    | (Attribute::Decrypt(v), AttributeType::Decrypt)
+                    | (Attribute::Wrap(v), AttributeType::Wrap) => Some(*v),
+                    _ => None,
+                })
+                .expect("attribute reported")
+        };
+        let encrypt_init = session
+            .encrypt(&Mechanism::AesEcb, key, &[0u8; 16])
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let wrapper = session
+            .generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::AES),
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Token(false),
+                    Attribute::Wrap(true),
+                ],
+            )
+            .unwrap();
+        let wrap_out = [Mechanism::AesKeyWrapPad, Mechanism::AesKeyWrap]
+            .iter()
+            .map(|m| session.wrap_key(m, wrapper, key))
+            .find(|r| {
+                !matches!(
+                    r,
+                    Err(cryptoki::error::Error::Pkcs11(
+                        cryptoki::error::RvError::MechanismInvalid,
+                        _
+                    ))
+                )
+            })
+            .unwrap_or(Ok(Vec::new()))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        Some(KeptOnToken {
+            token: flag(AttributeType::Token),
+            sensitive: flag(AttributeType::Sensitive),
+            extractable: flag(AttributeType::Extractable),
+            wrap_with_trusted: flag(AttributeType::WrapWithTrusted),
+            modifiable: flag(AttributeType::Modifiable),
+            encrypt: flag(AttributeType::Encrypt),
+            decrypt: flag(AttributeType::Decrypt),
+            wrap: flag(AttributeType::Wrap),
+            encrypt_init,
+            wrap_out,
+        })
+    }
+}
