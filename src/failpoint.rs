@@ -3,7 +3,8 @@
 //! `BYOK_FAILPOINT=after:<record_type>:<n>` kills the process with SIGKILL right after the
 //! `n`-th record of that type is synced to the transcript (`before:<record_type>:<n>`: right
 //! before it is written); `BYOK_FAILPOINT=import:answered:<n>` kills it right after the `n`-th
-//! ImportKeyMaterial answer arrives, before anything records it. `n` defaults to 1. Release builds ignore the variable: nothing here can be triggered in production.
+//! ImportKeyMaterial answer arrives, before anything records it, and `create:answered:<n>` right
+//! after the `n`-th CreateKey answer, before CreateAlias. `n` defaults to 1. Release builds ignore the variable: nothing here can be triggered in production.
 
 use std::sync::Mutex;
 

@@ -130,7 +130,8 @@ pub fn run(
         prompter,
         now,
     } = env;
-    let signer = start::open(ceremony, hsm, prompter).map_err(|e| before(Step::OpenHsm, e))?;
+    let signer = start::open(ceremony, hsm, prompter, earlier.as_ref())
+        .map_err(|e| before(Step::OpenHsm, e))?;
     let paced = Paced::new(kms, ceremony.kms.rates.clone(), &ceremony.kms.region);
     let mut run = Run {
         ceremony,

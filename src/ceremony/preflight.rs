@@ -102,6 +102,7 @@ fn check_one(kms: &dyn Kms, ceremony_id: &str, job: Job) -> Event {
             Err(error) => return failed(error),
         },
     };
+    crate::failpoint::hit("create", "answered");
     if let Err(error) = kms.create_alias(&create.alias, &info.arn) {
         return failed(error);
     }

@@ -33,6 +33,8 @@ struct EarlierTarget {
     created_arn: Option<String>,
     imported: bool,
     done: bool,
+    /// The label of the kept copy the earlier run made.
+    kept: Option<String>,
     notes: Vec<String>,
 }
 
@@ -40,6 +42,13 @@ struct EarlierTarget {
 pub(crate) struct Earlier {
     pub link: Resumes,
     targets: BTreeMap<usize, EarlierTarget>,
+}
+
+impl Earlier {
+    /// The token label the earlier run kept for target `index`, if it kept one.
+    pub fn kept_label(&self, index: usize) -> Option<&str> {
+        self.targets.get(&index).and_then(|t| t.kept.as_deref())
+    }
 }
 
 impl Earlier {
@@ -105,6 +114,10 @@ impl Earlier {
                     t.notes.push(format!("import_reconciled {outcome}"));
                 }
                 Some(RecordType::ImportVerified) => t.notes.push("import_verified".into()),
+                Some(RecordType::KeyKept) => {
+                    t.kept = data["label"].as_str().map(str::to_string);
+                    t.notes.push("key_kept".into());
+                }
                 Some(RecordType::TargetReconciled) => {
                     let status = data["status"].as_str().unwrap_or("");
                     t.done |= matches!(status, "done" | "imported_unrecorded");
@@ -186,7 +199,16 @@ fn reconcile_all(run: &mut Run<'_>, earlier: &Earlier) -> Result<(), Error> {
                 )));
             }
             (Some(i), false) if i.state == "Enabled" => "imported_unrecorded",
-            (Some(_), false) => "pending",
+            (Some(i), false) => {
+                if let Some(label) = earlier.kept_label(index) {
+                    run.failed_target = Some(index);
+                    return Err(refused(format!(
+                        "the earlier run kept {label:?} for target {index} ({}), but KMS shows key {} in state {}, without that material: the kept copy is stale; have the HSM officer destroy it after checking, then resume",
+                        spec.key, i.arn, i.state
+                    )));
+                }
+                "pending"
+            }
             (None, false) => match &spec.create {
                 None => "pending",
                 Some(create) => {

@@ -19,6 +19,7 @@ pub(super) fn open<'h>(
     ceremony: &Ceremony,
     hsm: &'h dyn Hsm,
     prompter: &mut dyn Prompter,
+    earlier: Option<&super::reconcile::Earlier>,
 ) -> Result<HsmSigner<'h>, Error> {
     prompter.say(&format!("\n== {} ==", Step::OpenHsm.heading()));
     let desc = hsm.description();
@@ -37,9 +38,12 @@ pub(super) fn open<'h>(
         &ceremony.hsm.audit_key_sha256,
     )?;
     // A kept copy is made only after its import; an existing label must stop the ceremony
-    // now, before anyone approves anything, not then.
+    // now, before anyone approves anything, not then. (A resumed run expects the copies the
+    // earlier run recorded.)
     for t in &ceremony.targets {
+        let kept_earlier = earlier.and_then(|e| e.kept_label(t.index));
         if let Some(label) = &t.keep_key_label
+            && kept_earlier != Some(label.as_str())
             && hsm.label_exists(label)?
         {
             return Err(HsmError::LabelExists {

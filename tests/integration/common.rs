@@ -559,14 +559,19 @@ pub fn ceremony_from(template: &str, dir: &Path, name: &str, set: &[(&str, &str)
 
 /// A ceremony for `hsm` targeting `alias`, from a template in `ceremonies/`.
 pub fn ceremony_for(hsm: &SoftHsm, template: &str, alias: &str, extra: &[(&str, &str)]) -> PathBuf {
+    let key = format!("\"{alias}\"");
+    let mut set = vec![("kms.key", key.as_str())];
+    set.extend_from_slice(extra);
+    ceremony_pinned(hsm, template, &set)
+}
+
+/// A ceremony from a template in `ceremonies/`, with `hsm`'s audit key and custodians pinned
+/// and the fields in `extra` set.
+pub fn ceremony_pinned(hsm: &SoftHsm, template: &str, extra: &[(&str, &str)]) -> PathBuf {
     // Every ceremony test talks to LocalStack: fail clearly, never reach real AWS.
     require_env("AWS_ENDPOINT_URL_KMS");
     let fp = format!("\"{}\"", hsm.audit_sha256);
-    let key = format!("\"{alias}\"");
-    let mut set = vec![
-        ("hsm.audit_key_sha256", fp.as_str()),
-        ("kms.key", key.as_str()),
-    ];
+    let mut set = vec![("hsm.audit_key_sha256", fp.as_str())];
     let template_text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("ceremonies")
@@ -718,5 +723,82 @@ impl SoftHsm {
             encrypt_init,
             wrap_out,
         })
+    }
+}
+
+/// `scripts/kms-proxy` in front of LocalStack, stopped on drop.
+pub struct KmsProxy {
+    child: std::process::Child,
+    pub url: String,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+impl KmsProxy {
+    /// Starts the proxy with `args` (e.g. `["--drop-response", "ImportKeyMaterial"]`), logging
+    /// every request.
+    pub fn start(args: &[&str]) -> KmsProxy {
+        use std::io::BufRead;
+        let upstream = require_env("AWS_ENDPOINT_URL_KMS");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("proxy.log");
+        let mut child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kms-proxy"))
+            .args(["--upstream", &upstream, "--log"])
+            .arg(&log)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start scripts/kms-proxy");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read the proxy's address");
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("kms-proxy said {first:?}"))
+            .to_string();
+        KmsProxy {
+            child,
+            url,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// How many requests of `op` the proxy saw, and their outcomes.
+    pub fn calls(&self, op: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.split_whitespace();
+                let _time = parts.next()?;
+                (parts.next()? == op).then(|| parts.next().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+}
+
+impl Drop for KmsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestKms {
+    /// The tags KMS reports for `key`.
+    pub fn tags(&self, key: &str) -> Vec<(String, String)> {
+        let out = self
+            .rt
+            .block_on(self.client.list_resource_tags().key_id(key).send())
+            .expect("ListResourceTags");
+        out.tags()
+            .iter()
+            .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
+            .collect()
     }
 }

@@ -8,6 +8,7 @@
 mod ceremony;
 mod common;
 mod dual_control;
+mod fleet;
 mod inprocess;
 mod liar;
 mod matrix;
