@@ -90,10 +90,11 @@ impl TargetState {
     /// The `targets` entry of `ceremony_finished` and `ceremony_aborted`.
     pub fn outcome(&self) -> TargetOutcome {
         let status = match self.status {
-            Status::NotStarted => "not_started",
+            // No ImportKeyMaterial was sent for it (it may have been checked or wrapped).
+            Status::NotStarted | Status::Checked | Status::Wrapped => "not_started",
             Status::DoneEarlier => "done",
             Status::ImportedUnrecorded => "imported_unrecorded",
-            Status::Checked | Status::Wrapped | Status::Failed => "not_imported",
+            Status::Failed => "not_imported",
             Status::Imported | Status::Verified => "imported",
             Status::Uncertain => "uncertain",
         };

@@ -927,12 +927,15 @@ fn targets(
     let mut out = Vec::new();
     for (index, (field, (key, create, description, tags, vars))) in drafts.into_iter().enumerate() {
         if !is_key_reference(&key) {
-            bad(
-                &field,
-                format!(
-                    "target {index}: expected a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), a key id or alias/NAME, found {key:?}"
-                ),
-            );
+            // `kms.key` was checked above with its own message.
+            if field != "kms.key" {
+                bad(
+                    &field,
+                    format!(
+                        "target {index}: expected a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), a key id or alias/NAME, found {key:?}"
+                    ),
+                );
+            }
             ok = false;
             continue;
         }

@@ -403,9 +403,11 @@ pub struct TargetOutcome {
     pub index: u64,
     pub key: String,
     pub key_arn: Option<String>,
-    /// `imported` (in this run), `done` (recorded by the resumed transcript),
-    /// `imported_unrecorded`, `not_started`, `not_imported` (failed before or at the import,
-    /// KMS holds nothing new) or `uncertain` (KMS could not tell).
+    /// Where the target's import stands: `imported` (in this run), `done` (recorded by the
+    /// resumed transcript), `imported_unrecorded` (KMS held material the resumed transcript
+    /// did not record), `not_started` (no ImportKeyMaterial was sent for it; it may have been
+    /// created, checked or wrapped), `not_imported` (its step failed and KMS holds nothing new)
+    /// or `uncertain` (KMS could not tell whether the import arrived).
     pub status: String,
     pub key_material_id: Option<String>,
     pub kcv: Option<String>,

@@ -225,10 +225,11 @@ fn every_ceremony_file_has_an_end_to_end_test() {
         names,
         [
             "demo-softhsm.toml",
+            "fleet-product.toml",
             "host-wrap-oaep-sha256.toml",
             "kryoptic-oaep-sha256.toml"
         ],
-        "add a full_ceremony test for each new file"
+        "add an end-to-end test for each new file (fleet-product.toml: tests/integration/fleet.rs)"
     );
 }
 
@@ -585,7 +586,7 @@ fn keep_key_label_keeps_a_sealed_token_copy_only_when_imported() {
     );
     assert_eq!(out.status.code(), Some(6));
     assert_eq!(last_data(&recs)["kept_keys"], serde_json::json!([]));
-    assert_eq!(last_data(&recs)["targets"][0]["status"], "not_imported");
+    assert_eq!(last_data(&recs)["targets"][0]["status"], "not_started");
     assert!(hsm.kept_on_token("escrow-1").is_none());
     // Imported: the token copy is kept, sealed, and recorded.
     let (arn, alias) = kms.external_key();

@@ -12,6 +12,7 @@ mod fleet;
 mod inprocess;
 mod liar;
 mod matrix;
+mod outcome;
 mod spec;
 mod terminal;
 mod transcript;

@@ -356,3 +356,156 @@ fn every_file_in_ceremonies_passes_check() {
     }
     assert!(n >= 2, "expected the example ceremonies, found {n}");
 }
+
+/// BASE without its one `kms.key`.
+fn no_key() -> String {
+    BASE.replace("key = \"alias/byok-demo\"\n", "")
+}
+
+#[test]
+fn target_lists_give_exact_messages() {
+    let product = |services: &str, key: &str| {
+        format!(
+            "{}\n[targets]\nservices = {services}\nenvironments = [\"dev\"]\nkey = \"{key}\"\n",
+            no_key()
+        )
+    };
+    let many: Vec<String> = (0..334).map(|i| format!("\"s{i}\"")).collect();
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "both forms",
+            format!(
+                "{}\n[[target]]\nkey = \"alias/a\"\n{}",
+                no_key(),
+                "\n[targets]\nservices = [\"s3\"]\nenvironments = [\"dev\"]\nkey = \"alias/{service}-{environment}\"\n"
+            ),
+            one(
+                "c.toml:39: targets: give the targets one way: [[target]] tables or one [targets] table, not both",
+            ),
+        ),
+        (
+            "kms.key and a list",
+            format!("{BASE}\n[[target]]\nkey = \"alias/a\"\n"),
+            one(
+                "c.toml:14: kms.key: give the targets one way: kms.key (one key), [[target]] tables or one [targets] table, not several",
+            ),
+        ),
+        (
+            "no target",
+            no_key(),
+            one(
+                "c.toml:12: kms.key: missing: name the target key with kms.key (one key), [[target]] tables or one [targets] table",
+            ),
+        ),
+        (
+            "duplicate target",
+            format!(
+                "{}\n[[target]]\nkey = \"alias/a\"\n\n[[target]]\nkey = \"alias/b\"\n\n[[target]]\nkey = \"alias/a\"\n",
+                no_key()
+            ),
+            one("c.toml:43: target[2].key: alias/a is listed twice (targets 0 and 2); each key once"),
+        ),
+        (
+            "duplicate after expansion",
+            product("[\"s3\", \"s3\"]", "alias/{service}-{environment}"),
+            one("c.toml:39: targets.key: alias/s3-dev is listed twice (targets 0 and 1); each key once"),
+        ),
+        (
+            "unknown placeholder",
+            product("[\"s3\"]", "alias/{service}-{region}"),
+            one(
+                "c.toml:39: targets.key: \"alias/{service}-{region}\": the only placeholders are {service} and {environment}",
+            ),
+        ),
+        (
+            "create needs an alias",
+            format!(
+                "{}\n[[target]]\nkey = \"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\"\ncreate = true\n",
+                no_key()
+            ),
+            one(
+                "c.toml:37: target[0].key: target 0: create = true needs an alias (alias/NAME) to create, found \"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\"",
+            ),
+        ),
+        (
+            "description without create",
+            format!("{}\n[[target]]\nkey = \"alias/a\"\ndescription = \"x\"\n", no_key()),
+            one(
+                "c.toml:37: target[0].key: target 0: description and tags are for create = true; remove them or set create = true",
+            ),
+        ),
+        (
+            "more than 1,000 targets",
+            format!(
+                "{}\n[targets]\nservices = [{}]\nenvironments = [\"a\", \"b\", \"c\"]\nkey = \"alias/{{service}}-{{environment}}\"\n",
+                no_key(),
+                many.join(",")
+            ),
+            one(
+                "c.toml:36: targets: 1002 targets; a ceremony holds at most 1000: split it into several ceremonies",
+            ),
+        ),
+        (
+            "one kept label for several targets",
+            format!(
+                "{}\n[[target]]\nkey = \"alias/a\"\n\n[[target]]\nkey = \"alias/b\"\n",
+                no_key().replace(
+                    "audit_key_label = \"byok-audit\"",
+                    "audit_key_label = \"byok-audit\"\nkeep_key_label = \"kept\""
+                )
+            ),
+            one(
+                "c.toml:10: hsm.keep_key_label: expands to \"kept\" for targets 0 and 1; put {key} or {index} in it so each target gets its own label",
+            ),
+        ),
+        (
+            "call timeout",
+            BASE.replace(
+                "key = \"alias/byok-demo\"",
+                "key = \"alias/byok-demo\"\ncall_timeout_seconds = 0",
+            ),
+            one("c.toml:15: kms.call_timeout_seconds: expected 1 to 600 seconds, found 0"),
+        ),
+        (
+            "rates",
+            BASE.replace(
+                "[import]",
+                "[kms.rates]\nGetParametersForImport = 0\nDescribeKeys = 5\n\n[import]",
+            ),
+            "ceremony file c.toml is invalid (2 problems); fix it and run `byok check` again:\n  c.toml:18: kms.rates.DescribeKeys: unknown KMS operation; expected one of DescribeKey, CreateKey, CreateAlias, ListKeys, GetParametersForImport, ImportKeyMaterial, ListKeyRotations, Encrypt, Decrypt\n  c.toml:17: kms.rates.GetParametersForImport: expected requests per second, a number above 0 (e.g. 1 or 0.25), found 0".into(),
+        ),
+    ];
+    for (name, text, expected) in cases {
+        assert_eq!(problems(&text), expected, "case: {name}");
+    }
+}
+
+#[test]
+fn the_product_form_expands_services_times_environments_in_order() {
+    let text = format!(
+        "{}\n[targets]\nservices = [\"s3\", \"rds\"]\nenvironments = [\"dev\", \"prod\"]\nkey = \"alias/{{service}}-{{environment}}\"\ncreate = true\ndescription = \"{{service}} in {{environment}}\"\ntags = {{ service = \"{{service}}\" }}\n\n[kms.rates]\nGetParametersForImport = 0.25\n",
+        no_key()
+    );
+    let c = byok::spec::parse(Path::new("c.toml"), &text, NOW).unwrap();
+    let keys: Vec<&str> = c.targets.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "alias/s3-dev",
+            "alias/s3-prod",
+            "alias/rds-dev",
+            "alias/rds-prod"
+        ]
+    );
+    let create = c.targets[2].create.as_ref().unwrap();
+    assert_eq!(create.description, "rds in dev");
+    assert_eq!(create.tags["service"], "rds");
+    assert_eq!(
+        c.kms.rates.of(byok::kms::Operation::GetParametersForImport),
+        0.25
+    );
+    assert_eq!(
+        c.kms.rates.of(byok::kms::Operation::ImportKeyMaterial),
+        15.0
+    );
+}
