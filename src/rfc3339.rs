@@ -22,7 +22,7 @@ pub fn format(t: time::OffsetDateTime) -> String {
     )
 }
 
-/// Parses what [`format`] writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`).
+/// Parses what [`format()`] writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`).
 pub fn parse(s: &str) -> Option<time::OffsetDateTime> {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"

@@ -91,7 +91,7 @@ impl Run<'_> {
         };
         self.prompter
             .warn(&format!("the ceremony stopped at step `{}`", step.name()));
-        let summary: Vec<String> = self
+        let mut summary: Vec<String> = self
             .targets
             .iter()
             .filter(|t| !matches!(t.status, Status::NotStarted))
@@ -102,17 +102,11 @@ impl Run<'_> {
             .iter()
             .filter(|t| t.status == Status::NotStarted)
             .count();
-        if !summary.is_empty() || not_started > 0 {
-            self.prompter.say(&format!(
-                "  targets: {}{}",
-                summary.join("; "),
-                if not_started > 0 {
-                    format!("; {not_started} not started")
-                } else {
-                    String::new()
-                }
-            ));
+        if not_started > 0 {
+            summary.push(format!("{not_started} not started"));
         }
+        self.prompter
+            .say(&format!("  targets: {}", summary.join("; ")));
         let transcript = (!self.writer.is_empty()).then(|| self.writer.path().to_path_buf());
         let wrapped = Error::Step {
             step,

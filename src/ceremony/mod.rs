@@ -1,10 +1,10 @@
 //! The step engine: runs a validated ceremony for every target against an [`Hsm`], a [`Kms`]
 //! and a [`Prompter`], writing one signed transcript record per step and target.
 //!
-//! [`Run::steps`] is the whole ceremony in order; each step lives in its own file and returns
+//! `Run::steps` is the whole ceremony in order; each step lives in its own file and returns
 //! after recording what it did. The HSM work of all targets runs on this thread, in target
 //! order, on one PKCS#11 session; the KMS calls of different targets overlap on a few worker
-//! threads ([`pool`]), paced to KMS's quotas ([`crate::kms::Paced`]). Records of different
+//! threads (`pool`), paced to KMS's quotas ([`crate::kms::Paced`]). Records of different
 //! targets may therefore interleave; each one names its target (`target_index`, `key_arn`),
 //! and the records of one target are always in step order.
 //!

@@ -323,7 +323,20 @@ fn kms_unreachable_is_a_kms_error() {
     );
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(last_data(&recs)["step"], "kms_preflight");
-    assert_contains(&stderr(&out), "KMS DescribeKey failed");
+    assert_contains(&stderr(&out), "KMS DescribeKey failed: dispatch failure");
+    assert_contains(&stderr(&out), "Connection refused");
+    // KMS errors in words, never Rust Debug dumps, on screen and in the transcript.
+    let message = last_data(&recs)["message"].as_str().unwrap().to_string();
+    for text in [stderr(&out), message] {
+        for dump in [
+            "DispatchFailure(",
+            "TimeoutError(",
+            "ConnectorError {",
+            "Some(",
+        ] {
+            assert!(!text.contains(dump), "{dump} in {text}");
+        }
+    }
 }
 
 #[test]
