@@ -617,7 +617,7 @@ impl DualState {
             .map_err(|e| bad(e.to_string()))?;
         if point == crate::quorum::PLAN && statement != self.plan_expected {
             return Err(bad(format!(
-                "{name} approved a plan statement that does not match this ceremony (id, file, audit key, target key)"
+                "{name} approved a plan statement that does not match this ceremony (id, file, audit key, targets)"
             )));
         }
         let fp = crate::ecdsa::fingerprint(&spki);
@@ -662,8 +662,10 @@ struct V2State {
     generated: std::collections::HashMap<u64, p::KeyGenerated>,
     wrapped: std::collections::BTreeMap<u64, p::KeyWrapped>,
     plan_checked: bool,
+    ceremony_id: String,
     confirmed: Option<crate::quorum::ImportStatement>,
     imported: std::collections::HashSet<u64>,
+    created: std::collections::HashSet<u64>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Result<T, Problem> {
@@ -676,6 +678,18 @@ fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Resu
 impl V2State {
     fn check(&mut self, kind: RecordType, data: &Value, audit_fp: &str) -> Result<(), Problem> {
         use RecordType as R;
+        // Nothing but the plan approval itself may follow record 1 before the plan quorum.
+        if !matches!(
+            kind,
+            R::CeremonyStarted
+                | R::HsmOpened
+                | R::TargetReconciled
+                | R::Approval
+                | R::Declined
+                | R::CeremonyAborted
+        ) {
+            self.plan_quorum(kind)?;
+        }
         match kind {
             R::CeremonyStarted => {
                 let s: p::CeremonyStarted = typed(kind, data)?;
@@ -719,6 +733,7 @@ impl V2State {
                     });
                 }
                 self.operator = s.operator;
+                self.ceremony_id = s.ceremony_id;
                 self.targets = s.targets;
                 self.resumes = s.resumes;
             }
@@ -731,13 +746,37 @@ impl V2State {
             }
             R::KeyCreated => {
                 let r: p::KeyCreated = typed(kind, data)?;
-                self.plan_quorum(kind)?;
                 self.target(r.target_index, Some(&r.key_arn))?;
+                let t = &self.targets[r.target_index as usize];
+                if !t.create || r.alias != t.key {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "key_created for alias {}, but record 0 lists {} with create = {}",
+                            r.alias, t.key, t.create
+                        ),
+                    });
+                }
+                if !self.created.insert(r.target_index) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "a second key_created: a target's key is created once".into(),
+                    });
+                }
             }
             R::KmsPreflight => {
                 let r: p::KmsPreflight = typed(kind, data)?;
-                self.plan_quorum(kind)?;
                 self.target(r.target_index, Some(&r.key_arn))?;
+                let key = &self.targets[r.target_index as usize].key;
+                if r.requested_key != *key {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "kms_preflight asked for {}, but record 0 lists {key}",
+                            r.requested_key
+                        ),
+                    });
+                }
             }
             R::CapabilityChecked => {
                 typed::<p::CapabilityChecked>(kind, data)?;
@@ -777,13 +816,32 @@ impl V2State {
             R::KeyImported => {
                 let r: p::KeyImported = typed(kind, data)?;
                 self.target(r.target_index, Some(&r.key_arn))?;
-                self.approved_import(r.target_index, &r.blob_sha256, &r.import_token_sha256)?;
-                self.imported.insert(r.target_index);
+                self.approved_import(kind, r.target_index, &r.blob_sha256, &r.import_token_sha256)?;
+                if let Some(s) = &self.confirmed
+                    && (s.expiration_model != r.expiration_model || s.valid_to != r.valid_to)
+                {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "imported with an expiration other than the approved one".into(),
+                    });
+                }
+                if !self.imported.insert(r.target_index) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "imported twice".into(),
+                    });
+                }
             }
             R::ImportReconciled => {
                 let r: p::ImportReconciled = typed(kind, data)?;
                 self.target(r.target_index, Some(&r.key_arn))?;
-                self.approved_import(r.target_index, &r.blob_sha256, &r.import_token_sha256)?;
+                self.approved_import(kind, r.target_index, &r.blob_sha256, &r.import_token_sha256)?;
+                if self.imported.contains(&r.target_index) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "imported twice".into(),
+                    });
+                }
                 if !matches!(r.outcome.as_str(), "imported" | "not_imported" | "unknown") {
                     return Err(Problem::BadPayload {
                         kind: kind.to_string(),
@@ -826,6 +884,14 @@ impl V2State {
             }
             R::CeremonyAborted => {
                 let r: p::CeremonyAborted = typed(kind, data)?;
+                if let Some(index) = r.target_index
+                    && index as usize >= self.targets.len()
+                {
+                    return Err(Problem::BadTarget {
+                        index,
+                        why: format!("record 0 lists {} targets", self.targets.len()),
+                    });
+                }
                 self.outcomes(&r.targets)?;
             }
         }
@@ -913,6 +979,12 @@ impl V2State {
                 kcv: generated.kcv.clone(),
             });
         }
+        if statement.ceremony_id != self.ceremony_id {
+            return Err(bad(format!(
+                "the approved statement is for ceremony {:?}, not {:?}",
+                statement.ceremony_id, self.ceremony_id
+            )));
+        }
         if statement.targets != expected || statement.point != crate::quorum::IMPORT {
             return Err(bad(
                 "the approved statement is not what the import_parameters, key_generated and key_wrapped records say"
@@ -937,6 +1009,19 @@ impl V2State {
                         have,
                     });
                 }
+                let approvers: Vec<String> = self
+                    .dual
+                    .approved
+                    .iter()
+                    .filter(|(p, _, _, s)| *p == crate::quorum::IMPORT && *s == r.statement)
+                    .map(|(_, n, _, _)| n.clone())
+                    .collect();
+                if r.approved_by != approvers || !r.dual_control {
+                    return Err(bad(format!(
+                        "approved_by {:?} is not who approved the statement ({:?}), or dual_control is false",
+                        r.approved_by, approvers
+                    )));
+                }
             }
             None => {
                 if r.approved_by != [self.operator.clone()] || r.dual_control {
@@ -950,10 +1035,16 @@ impl V2State {
         Ok(())
     }
 
-    fn approved_import(&self, index: u64, blob: &str, token: &str) -> Result<(), Problem> {
+    fn approved_import(
+        &self,
+        kind: RecordType,
+        index: u64,
+        blob: &str,
+        token: &str,
+    ) -> Result<(), Problem> {
         let Some(statement) = &self.confirmed else {
             return Err(Problem::Misplaced {
-                kind: "key_imported".into(),
+                kind: kind.to_string(),
                 why: "an import must be preceded by import_confirmed",
             });
         };
@@ -973,7 +1064,7 @@ impl V2State {
     fn outcomes(&self, outcomes: &[p::TargetOutcome]) -> Result<(), Problem> {
         if outcomes.len() != self.targets.len() {
             return Err(Problem::BadPayload {
-                kind: "targets".into(),
+                kind: "the final record".into(),
                 why: format!(
                     "{} entries for {} targets",
                     outcomes.len(),

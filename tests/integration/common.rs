@@ -622,8 +622,6 @@ impl SoftHsm {
     /// user PIN alone. `None` when no such key exists.
     pub fn kept_on_token(&self, label: &str) -> Option<KeptOnToken> {
         use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-        use cryptoki::mechanism::Mechanism;
-        use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
         use cryptoki::session::UserType;
         self.use_in_process();
         let ctx = Pkcs11::new(self.kind.module()).expect("load module");
@@ -642,6 +640,17 @@ impl SoftHsm {
                 Some(&secrecy::SecretString::from(self.pin.clone())),
             )
             .unwrap();
+        let result = Self::read_kept(&session, label);
+        drop(session);
+        // Not finalized, the module stays initialized in this process (kryoptic is never
+        // unloaded), and the next C_Initialize fails.
+        ctx.finalize().expect("C_Finalize");
+        result
+    }
+
+    fn read_kept(session: &cryptoki::session::Session, label: &str) -> Option<KeptOnToken> {
+        use cryptoki::mechanism::Mechanism;
+        use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
         let found = session
             .find_objects(&[
                 Attribute::Class(ObjectClass::SECRET_KEY),

@@ -685,7 +685,7 @@ mod dual {
         let err = verify(&k, |r| r[1].1 = approval("A", a, &plan)).unwrap_err();
         assert_eq!(
             err,
-            (2, Problem::BadApproval("A approved a plan statement that does not match this ceremony (id, file, audit key, target key)".into()))
+            (2, Problem::BadApproval("A approved a plan statement that does not match this ceremony (id, file, audit key, targets)".into()))
         );
     }
 
@@ -1273,6 +1273,102 @@ mod v2 {
         assert!(
             matches!(e.problem, Problem::BadField { field: "v", .. }),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn import_confirmed_must_name_who_approved() {
+        let k = keys();
+        let (_, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                let i = r
+                    .iter()
+                    .position(|(t, _)| *t == RecordType::ImportConfirmed)
+                    .unwrap();
+                r[i].1["approved_by"] = json!(["A", "C"]);
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("is not who approved")),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn an_import_with_an_expiry_nobody_approved_fails() {
+        let k = keys();
+        let (_, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                let i = r
+                    .iter()
+                    .position(|(t, _)| *t == RecordType::KeyImported)
+                    .unwrap();
+                r[i].1["expiration_model"] = json!("KEY_MATERIAL_EXPIRES");
+                r[i].1["valid_to"] = json!("2027-01-01T00:00:00.000Z");
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 0,
+                why: "imported with an expiration other than the approved one".into()
+            }
+        );
+    }
+
+    #[test]
+    fn one_target_imported_twice_fails() {
+        let k = keys();
+        let (_, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                let i = r
+                    .iter()
+                    .position(|(t, _)| *t == RecordType::KeyImported)
+                    .unwrap();
+                let again = r[i].clone();
+                r.insert(i + 1, again);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 0,
+                why: "imported twice".into()
+            }
+        );
+    }
+
+    #[test]
+    fn no_step_may_run_before_the_plan_quorum() {
+        let k = keys();
+        // Without any kms_preflight, the first record after the one plan approval is
+        // import_parameters: the rule is not tied to one record type.
+        let (_, problem) = verify(
+            &k,
+            |_| {},
+            |r| {
+                r.retain(|(t, _)| *t != RecordType::KmsPreflight);
+                r.remove(3);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            problem,
+            Problem::QuorumMissing {
+                step: "import_parameters".into(),
+                point: "plan",
+                need: 2,
+                have: 1
+            }
         );
     }
 
