@@ -33,8 +33,8 @@ pub enum Command {
         /// transcript that links to it.
         #[arg(long, value_name = "OLD_TRANSCRIPT")]
         resume: Option<PathBuf>,
-        /// How many targets' KMS calls may run at once (1 = one target at a time). The HSM
-        /// work stays on one session, in target order.
+        /// How many targets' KMS calls may run at once (1 = one target at a time, in order).
+        /// The HSM work stays on one session, one target at a time.
         #[arg(long, value_name = "N", default_value_t = 4,
               value_parser = clap::value_parser!(u16).range(1..=64))]
         kms_concurrency: u16,

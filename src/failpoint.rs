@@ -10,7 +10,8 @@ use std::sync::Mutex;
 
 static COUNTS: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
 
-/// Called at a crash point named `point` (a record type, or `import-answered`).
+/// Called at crash point `kind:point` (`after:<record type>`, `before:<record type>`,
+/// `import:answered`, `create:answered`).
 pub fn hit(kind: &str, point: &str) {
     if !cfg!(debug_assertions) {
         return;

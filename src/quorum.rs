@@ -238,12 +238,23 @@ fn table(rows: &[Value]) -> String {
             text
         }
     };
-    let widths: Vec<usize> = columns
+    let header: Vec<String> = columns
         .iter()
         .map(|c| {
+            if c == "target_index" {
+                "#".to_string()
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .zip(&header)
+        .map(|(c, h)| {
             rows.iter()
                 .map(|r| cell(r, c).chars().count())
-                .chain(std::iter::once(c.chars().count()))
+                .chain(std::iter::once(h.chars().count()))
                 .max()
                 .unwrap_or(0)
         })

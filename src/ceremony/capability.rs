@@ -3,6 +3,7 @@
 //! plan it proved.
 
 use crate::error::Error;
+use crate::hsm::WrapMechanism;
 use crate::transcript::payload::{CapabilityChecked, ProcessHardening};
 use crate::wrap::{self, SelfTest, WrapLocation};
 
@@ -22,6 +23,21 @@ pub(super) fn check(run: &mut Run<'_>) -> Result<SelfTest, Error> {
         hardening = Some(crate::secure::harden_process());
     }
     let test = wrap::self_test(run.hsm, algorithm, location)?;
+    // A kept copy is moved inside the token under a throwaway AES key: find out now, before
+    // any import, whether the token can, not after KMS holds material with no copy.
+    if run
+        .ceremony
+        .targets
+        .iter()
+        .any(|t| t.keep_key_label.is_some())
+    {
+        let kwp = [WrapMechanism::AesKeyWrapKwp, WrapMechanism::AesKeyWrapPad];
+        if !kwp.iter().any(|m| run.hsm.mechanism_support(*m).is_ok()) {
+            return Err(super::refused(
+                "hsm.keep_key_label needs CKM_AES_KEY_WRAP_KWP or CKM_AES_KEY_WRAP_PAD to copy imported material inside the token, and this token offers neither; remove keep_key_label or use another token".into(),
+            ));
+        }
+    }
     run.record(&CapabilityChecked {
         algorithm: algorithm.kms_name().into(),
         location: location.name().into(),

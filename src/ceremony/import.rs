@@ -296,7 +296,7 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
                 }
                 "not_imported" => {
                     run.targets[index].status = Status::Failed;
-                    run.failed_target = Some(index);
+                    run.fail_at(index);
                     Err(refused(format!(
                         "ImportKeyMaterial for {name} got no answer ({}); KMS shows the key still PendingImport, so nothing was imported; run the ceremony again with --resume",
                         error.code_and_message()
@@ -305,7 +305,7 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
                 _ => {
                     // KMS may hold the material: keep the escrow copy if the ceremony keeps keys.
                     run.targets[index].status = Status::Uncertain;
-                    run.failed_target = Some(index);
+                    run.fail_at(index);
                     let kept = keep(run, index);
                     let err = refused(format!(
                         "ImportKeyMaterial for {name} got no answer ({}) and KMS could not say whether the material arrived; check the key in KMS (DescribeKey) before anything else, then run again with --resume",
@@ -317,7 +317,7 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
         }
         Event::ImportFailed { index, error } => {
             run.targets[index].status = Status::Failed;
-            run.failed_target = Some(index);
+            run.fail_at(index);
             run.step = Step::Import;
             Err(error.into())
         }
@@ -341,7 +341,7 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
             )
         }
         Event::VerifyFailed { index, error } => {
-            run.failed_target = Some(index);
+            run.fail_at(index);
             run.step = Step::Verify;
             Err(error.into())
         }
@@ -407,7 +407,11 @@ fn keep(run: &mut Run<'_>, index: usize) -> Result<(), Error> {
     }
     if weak.is_empty() {
         run.prompter.say(&format!(
-            "  [{index}] kept on the token as {label:?}: wrap-with-trusted only, not modifiable"
+            "  [{index}] kept on the token as {label:?}: wrap-with-trusted only, not modifiable{}",
+            match a.copyable {
+                Some(false) => ", not copyable",
+                _ => "",
+            }
         ));
     } else {
         run.prompter.warn(&format!(
@@ -483,7 +487,7 @@ fn verified(
         warnings,
     })?;
     if !problems.is_empty() {
-        run.failed_target = Some(index);
+        run.fail_at(index);
         return Err(refused(format!(
             "the import into {arn} did not verify: {}; inspect the key in KMS before using it",
             problems.join("; ")

@@ -2,8 +2,9 @@
 //! and a [`Prompter`], writing one signed transcript record per step and target.
 //!
 //! `Run::steps` is the whole ceremony in order; each step lives in its own file and returns
-//! after recording what it did. The HSM work of all targets runs on this thread, in target
-//! order, on one PKCS#11 session; the KMS calls of different targets overlap on a few worker
+//! after recording what it did. The HSM work of all targets runs on this thread, on one PKCS#11
+//! session, in the order KMS answers for the targets; the KMS calls of different targets
+//! overlap on a few worker
 //! threads (`pool`), paced to KMS's quotas ([`crate::kms::Paced`]). Records of different
 //! targets may therefore interleave; each one names its target (`target_index`, `key_arn`),
 //! and the records of one target are always in step order.
@@ -217,6 +218,12 @@ impl Run<'_> {
         self.writer.append(self.signer, payload)?;
         crate::failpoint::hit("after", P::TYPE.as_str());
         Ok(())
+    }
+
+    /// Marks `index` as the target whose step failed, unless an earlier failure was marked:
+    /// the abort record names the target of the error it reports.
+    fn fail_at(&mut self, index: usize) {
+        self.failed_target.get_or_insert(index);
     }
 
     /// The indices of the targets this run imports into.

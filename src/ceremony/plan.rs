@@ -77,7 +77,7 @@ fn targets(c: &Ceremony) -> String {
     let mut out = format!("Targets ({}):\n", c.targets.len());
     for t in &c.targets {
         let calls = if t.create.is_some() {
-            "DescribeKey, CreateKey, CreateAlias, DescribeKey, GetParametersForImport, ImportKeyMaterial, DescribeKey, Encrypt, Decrypt"
+            "DescribeKey (the alias; NotFound), CreateKey, CreateAlias, GetParametersForImport, ImportKeyMaterial, DescribeKey, Encrypt, Decrypt"
         } else {
             "DescribeKey, GetParametersForImport, ImportKeyMaterial, DescribeKey, Encrypt, Decrypt"
         };
@@ -121,13 +121,20 @@ fn pace(c: &Ceremony) -> String {
             .iter()
             .filter(|t| t.region == region && t.create.is_some())
             .count();
-        let least = c.kms.rates.least_time(&[
-            (Operation::GetParametersForImport, n),
-            (Operation::ImportKeyMaterial, n),
+        // The steps run one after another: preflight (and creation) of every target, then
+        // its import parameters, then its import and verification.
+        let rates = &c.kms.rates;
+        let least = rates.least_time(&[
+            (Operation::DescribeKey, n),
             (Operation::CreateKey, created),
             (Operation::CreateAlias, created),
-            (Operation::DescribeKey, 2 * n + created),
-        ]);
+        ]) + rates.least_time(&[(Operation::GetParametersForImport, n)])
+            + rates.least_time(&[
+                (Operation::ImportKeyMaterial, n),
+                (Operation::DescribeKey, n),
+                (Operation::Encrypt, n),
+                (Operation::Decrypt, n),
+            ]);
         longest = longest.max(least);
         out.push_str(&format!(
             "  {region}: {n} target{}, at least {} s of KMS calls\n",

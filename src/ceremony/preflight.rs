@@ -143,7 +143,7 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
         }
         Event::Described { index, info } => described(run, index, info),
         Event::Failed { index, error } => {
-            run.failed_target = Some(index);
+            run.fail_at(index);
             Err(error.into())
         }
     }
@@ -165,7 +165,7 @@ fn described(run: &mut Run<'_>, index: usize, info: KeyInfo) -> Result<(), Error
     run.targets[index].arn = Some(info.arn.clone());
     run.record(&record)?;
     if let Err(e) = rules(&info) {
-        run.failed_target = Some(index);
+        run.fail_at(index);
         return Err(e);
     }
     run.targets[index].status = Status::Checked;

@@ -64,7 +64,7 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
             done += 1;
             let r = one(run, test, index, params);
             if r.is_err() {
-                run.failed_target = Some(index);
+                run.fail_at(index);
             } else {
                 run.prompter.say(&format!(
                     "  [{index}] {} ({done}/{total}): wrapped, KCV {}",
@@ -75,7 +75,7 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
             r
         }
         Event::Failed { index, error } => {
-            run.failed_target = Some(index);
+            run.fail_at(index);
             Err(error.into())
         }
     })

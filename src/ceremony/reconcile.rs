@@ -35,6 +35,9 @@ struct EarlierTarget {
     done: bool,
     /// The label of the kept copy the earlier run made.
     kept: Option<String>,
+    /// The earlier run's approved import statement listed it: KMS may hold its material, and
+    /// a kept copy may exist even if no record says so (a kill right after the copy).
+    approved: bool,
     notes: Vec<String>,
 }
 
@@ -48,6 +51,11 @@ impl Earlier {
     /// The token label the earlier run kept for target `index`, if it kept one.
     pub fn kept_label(&self, index: usize) -> Option<&str> {
         self.targets.get(&index).and_then(|t| t.kept.as_deref())
+    }
+
+    /// Whether the earlier run's approved import statement listed target `index`.
+    pub fn approved(&self, index: usize) -> bool {
+        self.targets.get(&index).is_some_and(|t| t.approved)
     }
 }
 
@@ -92,6 +100,18 @@ impl Earlier {
             };
             let kind = record["type"].as_str().and_then(RecordType::parse);
             let data = &record["data"];
+            if kind == Some(RecordType::ImportConfirmed) {
+                for t in data["statement"]["targets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(i) = t["target_index"].as_u64() {
+                        targets.entry(i as usize).or_default().approved = true;
+                    }
+                }
+                continue;
+            }
             let Some(index) = data["target_index"].as_u64().map(|i| i as usize) else {
                 continue;
             };
@@ -177,7 +197,7 @@ fn reconcile_all(run: &mut Run<'_>, earlier: &Earlier) -> Result<(), Error> {
             Ok(info) => Some(info),
             Err(e) if e.is_code("NotFoundException") => None,
             Err(e) => {
-                run.failed_target = Some(index);
+                run.fail_at(index);
                 return Err(e.into());
             }
         };
@@ -185,25 +205,31 @@ fn reconcile_all(run: &mut Run<'_>, earlier: &Earlier) -> Result<(), Error> {
         let status = match (&info, before.imported || before.done) {
             (Some(i), true) if i.state == "Enabled" => "done",
             (Some(i), true) => {
-                run.failed_target = Some(index);
+                run.fail_at(index);
                 return Err(refused(format!(
                     "the earlier transcript records target {index} ({}) as imported, but KMS shows key {} in state {}; investigate before resuming",
                     spec.key, i.arn, i.state
                 )));
             }
             (None, true) => {
-                run.failed_target = Some(index);
+                run.fail_at(index);
                 return Err(refused(format!(
                     "the earlier transcript records target {index} ({}) as imported, but KMS does not find the key; investigate before resuming",
                     spec.key
                 )));
             }
-            (Some(i), false) if i.state == "Enabled" => "imported_unrecorded",
+            // Only material the earlier run was approved to import is that run's.
+            (Some(i), false) if i.state == "Enabled" && earlier.approved(index) => {
+                "imported_unrecorded"
+            }
             (Some(i), false) => {
-                if let Some(label) = earlier.kept_label(index) {
-                    run.failed_target = Some(index);
+                if let Some(label) = &spec.keep_key_label
+                    && i.state != "Enabled"
+                    && run.hsm.label_exists(label)?
+                {
+                    run.fail_at(index);
                     return Err(refused(format!(
-                        "the earlier run kept {label:?} for target {index} ({}), but KMS shows key {} in state {}, without that material: the kept copy is stale; have the HSM officer destroy it after checking, then resume",
+                        "a kept copy {label:?} exists for target {index} ({}), but KMS shows key {} in state {}, without that material: the copy is stale; have the HSM officer check and destroy it, then resume",
                         spec.key, i.arn, i.state
                     )));
                 }
@@ -223,7 +249,7 @@ fn reconcile_all(run: &mut Run<'_>, earlier: &Earlier) -> Result<(), Error> {
                                 [] => None,
                                 [one] => Some(one.clone()),
                                 many => {
-                                    run.failed_target = Some(index);
+                                    run.fail_at(index);
                                     return Err(refused(format!(
                                         "{} keys carry the creation tag of target {index} ({}): {}; keep one, schedule the others for deletion, then resume",
                                         many.len(),

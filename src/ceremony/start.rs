@@ -39,11 +39,14 @@ pub(super) fn open<'h>(
     )?;
     // A kept copy is made only after its import; an existing label must stop the ceremony
     // now, before anyone approves anything, not then. (A resumed run expects the copies the
-    // earlier run recorded.)
+    // earlier run made: recorded, or possibly made for a target it was approved to import;
+    // step `reconcile` refuses such a copy when KMS lacks its material.)
     for t in &ceremony.targets {
-        let kept_earlier = earlier.and_then(|e| e.kept_label(t.index));
+        let kept_earlier = earlier.is_some_and(|e| {
+            e.kept_label(t.index) == t.keep_key_label.as_deref() || e.approved(t.index)
+        });
         if let Some(label) = &t.keep_key_label
-            && kept_earlier != Some(label.as_str())
+            && !kept_earlier
             && hsm.label_exists(label)?
         {
             return Err(HsmError::LabelExists {

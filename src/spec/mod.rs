@@ -991,6 +991,16 @@ fn targets(
             label
         });
         if let Some(label) = &keep
+            && label.contains(['{', '}'])
+        {
+            bad(
+                "hsm.keep_key_label",
+                format!(
+                    "{label:?} (target {index}) has an unknown placeholder; use {{key}} or {{index}}, and {{service}} or {{environment}} with [targets]"
+                ),
+            );
+            ok = false;
+        } else if let Some(label) = &keep
             && let Some(first) = labels.insert(label.clone(), index)
         {
             bad(

@@ -71,7 +71,7 @@ fn six_target_product_ceremony_needs_four_approvals_and_imports_every_key() {
     assert!(check.status.success(), "{}", stderr(&check));
     assert_contains(&stdout(&check), "Targets (6):");
     assert_contains(&stdout(&check), &format!("alias/{prefix}-dynamodb-prod"));
-    assert_contains(&stdout(&check), "ETA: at least 5 s");
+    assert_contains(&stdout(&check), "ETA: at least 6 s");
 
     let t = hsm.path("fleet.jsonl");
     let out = run(&hsm, &file, &t, &[], &[], &hsm.all_answers());
@@ -374,6 +374,7 @@ kill_tests! {
     kill_after_import_confirmed => "after:import_confirmed",
     kill_between_import_answer_and_its_record => "import:answered:2",
     kill_after_key_imported => "after:key_imported:1",
+    kill_between_kept_copy_and_its_record => "before:key_kept:1",
     kill_after_key_kept => "after:key_kept:2",
     kill_after_import_verified => "after:import_verified:3",
     kill_after_cleanup_done => "after:cleanup_done",
