@@ -445,6 +445,11 @@ pub struct TestKms {
 
 impl TestKms {
     pub fn new() -> TestKms {
+        TestKms::in_region("us-east-1")
+    }
+
+    /// A client for `region` of the same LocalStack.
+    pub fn in_region(region: &str) -> TestKms {
         require_env("AWS_ENDPOINT_URL_KMS");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -457,7 +462,7 @@ impl TestKms {
             .build_https();
         let config = rt.block_on(
             aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new("us-east-1"))
+                .region(aws_config::Region::new(region.to_string()))
                 .http_client(http)
                 .load(),
         );

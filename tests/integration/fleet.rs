@@ -112,6 +112,36 @@ fn six_target_product_ceremony_needs_four_approvals_and_imports_every_key() {
 }
 
 #[test]
+fn targets_in_two_regions_are_imported_each_in_its_own_region() {
+    let hsm = SoftHsm::new();
+    let east = TestKms::new();
+    let west = TestKms::in_region("eu-west-1");
+    let (_, east_alias) = east.external_key();
+    let (west_arn, _) = west.external_key();
+    assert!(west_arn.starts_with("arn:aws:kms:eu-west-1:"), "{west_arn}");
+    let file = crate::common::ceremony_for(&hsm, "demo-softhsm.toml", "alias/unused", &[]);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("key = \"alias/unused\"\n", "");
+    let text =
+        format!("{text}\n[[target]]\nkey = \"{east_alias}\"\n\n[[target]]\nkey = \"{west_arn}\"\n");
+    std::fs::write(&file, text).unwrap();
+    let check = hsm.byok().arg("check").arg(&file).output().unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert_contains(&stdout(&check), "  us-east-1: 1 target,");
+    assert_contains(&stdout(&check), "  eu-west-1: 1 target,");
+    let t = hsm.path("regions.jsonl");
+    let out = run(&hsm, &file, &t, &[], &[], &hsm.all_answers());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Each region's KMS holds its own key's material.
+    assert_eq!(east.state(&east_alias), "Enabled");
+    assert!(east.round_trip(&east_alias));
+    assert_eq!(west.state(&west_arn), "Enabled");
+    assert!(west.round_trip(&west_arn));
+    assert_eq!(verify(&hsm, &t).status.code(), Some(0));
+}
+
+#[test]
 fn throttled_calls_are_retried_and_the_ceremony_completes() {
     let hsm = SoftHsm::new();
     let kms = TestKms::new();
