@@ -127,7 +127,7 @@ impl KmsError {
                 "check the network, AWS_ENDPOINT_URL_KMS (unset for real AWS) and kms.region, then run the ceremony again (with --resume)",
             ),
             (KmsFailure::NoAnswer, _) => Some(
-                "KMS did not answer in time; byok asks KMS what happened before anything else, never resends a write",
+                "KMS did not answer in time; byok never resends a write (a lost ImportKeyMaterial answer is asked of KMS and recorded); check the key in KMS, then run again with --resume",
             ),
             (_, Some("NotFoundException")) => {
                 Some("check the target key and kms.region in the ceremony file")

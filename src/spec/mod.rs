@@ -927,8 +927,9 @@ fn targets(
     let mut out = Vec::new();
     for (index, (field, (key, create, description, tags, vars))) in drafts.into_iter().enumerate() {
         if !is_key_reference(&key) {
-            // `kms.key` was checked above with its own message.
-            if field != "kms.key" {
+            // `kms.key` was checked above with its own message; a bad `[targets]` template is
+            // reported once, not once per expansion.
+            if field != "kms.key" && !(field == "targets.key" && !ok) {
                 bad(
                     &field,
                     format!(

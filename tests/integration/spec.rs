@@ -411,6 +411,13 @@ fn target_lists_give_exact_messages() {
             one("c.toml:39: targets.key: alias/s3-dev is listed twice (targets 0 and 1); each key once"),
         ),
         (
+            "a bad template is reported once, not per expansion",
+            product("[\"s3\", \"rds\"]", "bad/{service}-{environment}"),
+            one(
+                "c.toml:39: targets.key: target 0: expected a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), a key id or alias/NAME, found \"bad/s3-dev\"",
+            ),
+        ),
+        (
             "unknown placeholder",
             product("[\"s3\"]", "alias/{service}-{region}"),
             one(
