@@ -190,8 +190,8 @@ impl Run<'_> {
         start::record(self)?;
         reconcile::targets(self)?;
         approve::plan(self)?;
-        preflight::targets(self)?;
         let test = capability::check(self)?;
+        // Per target: preflight (and creation), import parameters, generate, wrap.
         prepare::targets(self, &test)?;
         approve::import(self)?;
         import::targets(self)?;

@@ -42,9 +42,8 @@ pub fn render(c: &Ceremony) -> String {
         "start: record the ceremony file, the audit key and the target list",
         "open_hsm: log in to the token (PIN asked at the terminal); refuse kept-key labels that exist",
         "approve_plan: the custodian quorum signs the plan statement (every target)",
-        "kms_preflight: per target, CreateKey + CreateAlias when create = true; DescribeKey must show EXTERNAL, SYMMETRIC_DEFAULT, PendingImport",
         "capability_check: known-answer test of the wrap on this token (once)",
-        "import_parameters, generate, wrap: per target, GetParametersForImport, AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
+        "kms_preflight, import_parameters, generate, wrap: per target, CreateKey + CreateAlias when create = true; DescribeKey must show EXTERNAL, SYMMETRIC_DEFAULT, PendingImport; GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
         "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
         "import, keep, verify: per target, ImportKeyMaterial (sent once, never retried), the token copy when keep_key_label is set, DescribeKey and an Encrypt/Decrypt round trip",
         "cleanup: destroy session objects",
@@ -121,20 +120,20 @@ fn pace(c: &Ceremony) -> String {
             .iter()
             .filter(|t| t.region == region && t.create.is_some())
             .count();
-        // The steps run one after another: preflight (and creation) of every target, then
-        // its import parameters, then its import and verification.
+        // Each target's preflight (and creation) and import parameters overlap with other
+        // targets'; the imports follow the one import approval.
         let rates = &c.kms.rates;
         let least = rates.least_time(&[
             (Operation::DescribeKey, n),
             (Operation::CreateKey, created),
             (Operation::CreateAlias, created),
-        ]) + rates.least_time(&[(Operation::GetParametersForImport, n)])
-            + rates.least_time(&[
-                (Operation::ImportKeyMaterial, n),
-                (Operation::DescribeKey, n),
-                (Operation::Encrypt, n),
-                (Operation::Decrypt, n),
-            ]);
+            (Operation::GetParametersForImport, n),
+        ]) + rates.least_time(&[
+            (Operation::ImportKeyMaterial, n),
+            (Operation::DescribeKey, n),
+            (Operation::Encrypt, n),
+            (Operation::Decrypt, n),
+        ]);
         longest = longest.max(least);
         out.push_str(&format!(
             "  {region}: {n} target{}, at least {} s of KMS calls\n",

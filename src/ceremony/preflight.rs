@@ -1,17 +1,17 @@
 //! Step `kms_preflight`: for every target, create the key when asked (CreateKey with Origin
 //! EXTERNAL, then CreateAlias) and check it with DescribeKey: EXTERNAL, SYMMETRIC_DEFAULT,
-//! PendingImport. Targets' calls overlap; a created key is tagged so that a resumed run finds
-//! it even when CreateKey's answer was lost, and never creates it twice.
+//! PendingImport. It runs on KMS worker threads as the first part of each target's job in
+//! [`super::prepare`]; a created key is tagged so that a resumed run finds it even when
+//! CreateKey's answer was lost, and never creates it twice.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::Sender;
 
 use crate::error::Error;
 use crate::kms::{KeyInfo, Kms, KmsError};
 use crate::transcript::payload::{KeyCreated, KmsPreflight};
 
 use super::target::Status;
-use super::{Run, Step, pool, refused};
+use super::{Run, Step, refused};
 
 /// The tag every key byok creates carries: `<ceremony id> <alias>`.
 pub const CREATED_BY_TAG: &str = "byok:ceremony-target";
@@ -21,14 +21,14 @@ pub fn created_by(ceremony_id: &str, alias: &str) -> String {
     format!("{ceremony_id} {alias}")
 }
 
-struct Job {
-    index: usize,
+pub(super) struct Job {
+    pub index: usize,
     key: String,
     create: Option<crate::spec::CreateSpec>,
     reuse: Option<String>,
 }
 
-enum Event {
+pub(super) enum Event {
     Created {
         index: usize,
         info: KeyInfo,
@@ -46,12 +46,10 @@ enum Event {
     },
 }
 
-/// Runs the step for every target still to import.
-pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
-    run.enter(Step::KmsPreflight)?;
-    let id = run.ceremony.id.clone();
-    let jobs: Vec<Job> = run
-        .targets
+/// The preflight of every target still to import, as worker jobs (run by [`super::prepare`],
+/// which goes on to each target's import parameters as soon as its key is checked).
+pub(super) fn jobs(run: &Run<'_>) -> Vec<Job> {
+    run.targets
         .iter()
         .filter(|t| t.to_import())
         .map(|t| Job {
@@ -60,19 +58,11 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
             create: t.spec.create.clone(),
             reuse: t.reuse_created.clone(),
         })
-        .collect();
-    let kms = run.kms;
-    let concurrency = run.concurrency;
-    let work = |job: Job, tx: &Sender<Event>| {
-        let event = check_one(kms, &id, job);
-        let ok = !matches!(event, Event::Failed { .. });
-        let _ = tx.send(event);
-        ok
-    };
-    pool::run(concurrency, jobs, work, |event| handle(run, event))
+        .collect()
 }
 
-fn check_one(kms: &dyn Kms, ceremony_id: &str, job: Job) -> Event {
+/// Creates the key when asked, then DescribeKey (worker thread).
+pub(super) fn check_one(kms: &dyn Kms, ceremony_id: &str, job: Job) -> Event {
     let index = job.index;
     let failed = |error| Event::Failed { index, error };
     let Some(create) = job.create else {
@@ -115,7 +105,9 @@ fn check_one(kms: &dyn Kms, ceremony_id: &str, job: Job) -> Event {
     }
 }
 
-fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
+/// Records what a worker found and applies the preflight rules (main thread).
+pub(super) fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
+    run.step = Step::KmsPreflight;
     match event {
         Event::Created {
             index,
@@ -177,7 +169,7 @@ fn described(run: &mut Run<'_>, index: usize, info: KeyInfo) -> Result<(), Error
 }
 
 /// The KMS preflight rules.
-fn rules(info: &KeyInfo) -> Result<(), Error> {
+pub(super) fn rules(info: &KeyInfo) -> Result<(), Error> {
     let arn = &info.arn;
     if info.origin != "EXTERNAL" {
         return Err(refused(format!(

@@ -1,7 +1,10 @@
-//! Steps `import_parameters`, `generate` and `wrap`, per target: GetParametersForImport (the
-//! calls of different targets overlap, paced to KMS's one-per-second default), then, on this
-//! thread and the one HSM session, AES-256 generated as a session object, its KCV, and the wrap
-//! under KMS's public key with the plan the known-answer test proved.
+//! Steps `kms_preflight`, `import_parameters`, `generate` and `wrap`, per target. A worker
+//! thread checks (or creates) the target's key, then asks for its import parameters at once,
+//! so that GetParametersForImport, paced at KMS's one-per-second default, starts with the first
+//! checked key rather than after the last one; the calls of different targets overlap. Then, on
+//! this thread and the one HSM session, AES-256 is generated as a session object, its KCV
+//! computed, and it is wrapped under KMS's public key with the plan the known-answer test
+//! proved.
 
 use std::sync::mpsc::Sender;
 
@@ -12,9 +15,10 @@ use crate::transcript::payload::{ImportParameters as ParametersRecord, KeyGenera
 use crate::wrap::{self, SelfTest, WrapLocation, WrappingPublicKey};
 
 use super::target::Status;
-use super::{Run, Step, pool, refused, sha256_hex};
+use super::{Run, Step, pool, preflight, refused, sha256_hex};
 
 enum Event {
+    Preflight(preflight::Event),
     Parameters {
         index: usize,
         params: ImportParameters,
@@ -26,14 +30,9 @@ enum Event {
 }
 
 pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
-    run.enter(Step::ImportParameters)?;
+    run.enter(Step::KmsPreflight)?;
     let c = run.ceremony;
-    let jobs: Vec<(usize, String)> = run
-        .targets
-        .iter()
-        .filter(|t| t.status == Status::Checked)
-        .filter_map(|t| t.arn.clone().map(|arn| (t.spec.index, arn)))
-        .collect();
+    let jobs = preflight::jobs(run);
     let least = c
         .kms
         .rates
@@ -47,9 +46,23 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
         ));
     }
     let (algorithm, spec) = (c.import.algorithm, c.import.key_spec);
+    let id = c.id.clone();
     let kms = run.kms;
-    let work = |(index, arn): (usize, String), tx: &Sender<Event>| {
-        let event = match kms.get_parameters_for_import(&arn, algorithm, spec) {
+    let work = |job: preflight::Job, tx: &Sender<Event>| {
+        let index = job.index;
+        let checked = preflight::check_one(kms, &id, job);
+        let info = match &checked {
+            preflight::Event::Created { info, .. } | preflight::Event::Described { info, .. } => {
+                Some(info.clone())
+            }
+            preflight::Event::Failed { .. } => None,
+        };
+        let _ = tx.send(Event::Preflight(checked));
+        // A key the preflight refuses gets no parameters (the main thread says why).
+        let Some(info) = info.filter(|i| preflight::rules(i).is_ok()) else {
+            return false;
+        };
+        let event = match kms.get_parameters_for_import(&info.arn, algorithm, spec) {
             Ok(params) => Event::Parameters { index, params },
             Err(error) => Event::Failed { index, error },
         };
@@ -60,6 +73,9 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
     let total = jobs.len();
     let mut done = 0;
     pool::run(run.concurrency, jobs, work, |event| match event {
+        Event::Preflight(checked) => preflight::handle(run, checked),
+        // Only a target whose preflight passed is generated and wrapped.
+        Event::Parameters { index, .. } if run.targets[index].status != Status::Checked => Ok(()),
         Event::Parameters { index, params } => {
             done += 1;
             let r = one(run, test, index, params);
@@ -76,6 +92,7 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
         }
         Event::Failed { index, error } => {
             run.fail_at(index);
+            run.step = Step::ImportParameters;
             Err(error.into())
         }
     })

@@ -135,6 +135,9 @@ impl Rates {
     }
 }
 
+/// Calls leave this much slower than the rate in force.
+const SPACING_MARGIN: f64 = 1.02;
+
 /// Back-off after a throttled call: exponential from 100 ms, at most 5 s, full jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -178,7 +181,9 @@ impl<'a> Paced<'a> {
 
     /// Waits for `op`'s next slot in `region`.
     fn wait_turn(&self, region: &str, op: Operation) {
-        let spacing = Duration::from_secs_f64(1.0 / self.rates.of(op));
+        // 2 % slower than the quota: calls spaced exactly at it arrive a hair early now and
+        // then (network jitter), and KMS throttles them.
+        let spacing = Duration::from_secs_f64(SPACING_MARGIN / self.rates.of(op));
         let at = {
             // A poisoned lock only means another thread panicked while holding it; the
             // schedule itself is a plain map of instants and stays usable.

@@ -71,7 +71,7 @@ fn six_target_product_ceremony_needs_four_approvals_and_imports_every_key() {
     assert!(check.status.success(), "{}", stderr(&check));
     assert_contains(&stdout(&check), "Targets (6):");
     assert_contains(&stdout(&check), &format!("alias/{prefix}-dynamodb-prod"));
-    assert_contains(&stdout(&check), "ETA: at least 6 s");
+    assert_contains(&stdout(&check), "ETA: at least 5 s");
 
     let t = hsm.path("fleet.jsonl");
     let out = run(&hsm, &file, &t, &[], &[], &hsm.all_answers());
