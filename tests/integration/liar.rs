@@ -311,11 +311,7 @@ fn a_ceremony_on_a_lying_token_stops_before_generating_anything() {
     let types: Vec<&str> = recs.iter().map(|r| r["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
-        [
-            "ceremony_started",
-            "hsm_opened",
-            "ceremony_aborted"
-        ]
+        ["ceremony_started", "hsm_opened", "ceremony_aborted"]
     );
     assert_eq!(recs[2]["data"]["step"], "capability_check");
     assert_eq!(recs[2]["data"]["error_class"], "hsm");
