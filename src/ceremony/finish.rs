@@ -54,7 +54,7 @@ impl Run<'_> {
     /// Destroys the session objects and closes the transcript with `ceremony_aborted`;
     /// returns the error to report.
     pub(super) fn abort(&mut self, error: Error) -> Error {
-        let step = self.step;
+        let step = self.failed_step.unwrap_or(self.step);
         let mut destroyed = Vec::new();
         let mut cleanup_errors = Vec::new();
         // Session objects only: a kept token copy exists only for material KMS holds (or may

@@ -317,8 +317,8 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
         }
         Event::ImportFailed { index, error } => {
             run.targets[index].status = Status::Failed;
-            run.fail_at(index);
             run.step = Step::Import;
+            run.fail_at(index);
             Err(error.into())
         }
         Event::Verified {
@@ -341,8 +341,8 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
             )
         }
         Event::VerifyFailed { index, error } => {
-            run.fail_at(index);
             run.step = Step::Verify;
+            run.fail_at(index);
             Err(error.into())
         }
     }

@@ -145,6 +145,7 @@ pub fn run(
         writer,
         step: Step::Start,
         failed_target: None,
+        failed_step: None,
         created: Vec::new(),
         targets: ceremony
             .targets
@@ -173,8 +174,10 @@ pub(crate) struct Run<'a> {
     signer: &'a HsmSigner<'a>,
     writer: TranscriptWriter,
     step: Step,
-    /// The target whose step failed, for the abort record.
+    /// The target whose step failed first, and that step, for the abort record (events of
+    /// targets still in flight are handled after it and move `step` on).
     failed_target: Option<usize>,
+    failed_step: Option<Step>,
     /// Session objects this ceremony created and has not destroyed yet.
     created: Vec<KeyRef>,
     targets: Vec<TargetState>,
@@ -223,7 +226,10 @@ impl Run<'_> {
     /// Marks `index` as the target whose step failed, unless an earlier failure was marked:
     /// the abort record names the target of the error it reports.
     fn fail_at(&mut self, index: usize) {
-        self.failed_target.get_or_insert(index);
+        if self.failed_target.is_none() {
+            self.failed_target = Some(index);
+            self.failed_step = Some(self.step);
+        }
     }
 
     /// The indices of the targets this run imports into.

@@ -74,8 +74,13 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
     let mut done = 0;
     pool::run(run.concurrency, jobs, work, |event| match event {
         Event::Preflight(checked) => preflight::handle(run, checked),
-        // Only a target whose preflight passed is generated and wrapped.
-        Event::Parameters { index, .. } if run.targets[index].status != Status::Checked => Ok(()),
+        // Only a target whose preflight passed is generated and wrapped, and none after a
+        // failure (its parameters are dropped: it stays not started).
+        Event::Parameters { index, .. }
+            if run.targets[index].status != Status::Checked || run.failed_step.is_some() =>
+        {
+            Ok(())
+        }
         Event::Parameters { index, params } => {
             done += 1;
             let r = one(run, test, index, params);
@@ -91,8 +96,8 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
             r
         }
         Event::Failed { index, error } => {
-            run.fail_at(index);
             run.step = Step::ImportParameters;
+            run.fail_at(index);
             Err(error.into())
         }
     })

@@ -142,6 +142,35 @@ fn targets_in_two_regions_are_imported_each_in_its_own_region() {
 }
 
 #[test]
+fn an_abort_names_the_step_and_target_that_failed_first() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (_, alias) = kms.external_key();
+    let missing = format!("alias/byok-missing-{:08x}", rand_u32());
+    let file = crate::common::ceremony_for(&hsm, "demo-softhsm.toml", "alias/unused", &[]);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("key = \"alias/unused\"\n", "");
+    std::fs::write(
+        &file,
+        format!("{text}\n[[target]]\nkey = \"{alias}\"\n\n[[target]]\nkey = \"{missing}\"\n"),
+    )
+    .unwrap();
+    let t = hsm.path("first.jsonl");
+    let out = run(&hsm, &file, &t, &[], &[], &hsm.all_answers());
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "ceremony stopped at step `kms_preflight`");
+    let recs = records(&t);
+    let last = &recs.last().unwrap()["data"];
+    assert_eq!(last["step"], "kms_preflight");
+    assert_eq!(last["target_index"], 1);
+    // The other target was not imported, and KMS agrees.
+    assert_eq!(last["targets"][0]["status"], "not_started");
+    assert_eq!(kms.state(&alias), "PendingImport");
+    assert_eq!(verify(&hsm, &t).status.code(), Some(0));
+}
+
+#[test]
 fn throttled_calls_are_retried_and_the_ceremony_completes() {
     let hsm = SoftHsm::new();
     let kms = TestKms::new();
