@@ -922,14 +922,24 @@ fn targets(
         return None;
     }
     let mut ok = true;
+    // The expansions of one `[targets]` template share its mistakes: report the first only.
+    let mut template_reported = false;
+    let mut bad = |field: &str, message: String| {
+        if field == "targets.key" {
+            if template_reported {
+                return;
+            }
+            template_reported = true;
+        }
+        bad(field, message);
+    };
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut labels: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut out = Vec::new();
     for (index, (field, (key, create, description, tags, vars))) in drafts.into_iter().enumerate() {
         if !is_key_reference(&key) {
-            // `kms.key` was checked above with its own message; a bad `[targets]` template is
-            // reported once, not once per expansion.
-            if field != "kms.key" && !(field == "targets.key" && !ok) {
+            // `kms.key` was checked above with its own message.
+            if field != "kms.key" {
                 bad(
                     &field,
                     format!(

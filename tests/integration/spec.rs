@@ -418,6 +418,16 @@ fn target_lists_give_exact_messages() {
             ),
         ),
         (
+            "a description without create, once for the template",
+            format!(
+                "{}\n[targets]\nservices = [\"s3\", \"rds\"]\nenvironments = [\"dev\"]\nkey = \"alias/{{service}}-{{environment}}\"\ndescription = \"x\"\n",
+                no_key()
+            ),
+            one(
+                "c.toml:39: targets.key: target 0: description and tags are for create = true; remove them or set create = true",
+            ),
+        ),
+        (
             "unknown placeholder",
             product("[\"s3\"]", "alias/{service}-{region}"),
             one(
