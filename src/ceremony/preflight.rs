@@ -154,8 +154,21 @@ fn described(run: &mut Run<'_>, index: usize, info: KeyInfo) -> Result<(), Error
         key_state: info.state.clone(),
         enabled: info.enabled,
     };
+    // Two names of one key (an alias and its ARN) would import twice into it.
+    let twin = run
+        .targets
+        .iter()
+        .find(|t| t.spec.index != index && t.arn.as_deref() == Some(info.arn.as_str()))
+        .map(|t| (t.spec.index, t.spec.key.clone()));
     run.targets[index].arn = Some(info.arn.clone());
     run.record(&record)?;
+    if let Some((other, other_key)) = twin {
+        run.fail_at(index);
+        return Err(refused(format!(
+            "targets {other} ({other_key}) and {index} ({}) name the same key {}; list each key once",
+            run.targets[index].spec.key, info.arn
+        )));
+    }
     if let Err(e) = rules(&info) {
         run.fail_at(index);
         return Err(e);

@@ -171,6 +171,38 @@ fn an_abort_names_the_step_and_target_that_failed_first() {
 }
 
 #[test]
+fn two_names_of_one_key_are_refused_before_anything_is_imported() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let file = crate::common::ceremony_for(&hsm, "demo-softhsm.toml", "alias/unused", &[]);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("key = \"alias/unused\"\n", "");
+    std::fs::write(
+        &file,
+        format!("{text}\n[[target]]\nkey = \"{alias}\"\n\n[[target]]\nkey = \"{arn}\"\n"),
+    )
+    .unwrap();
+    let t = hsm.path("twins.jsonl");
+    let out = run(
+        &hsm,
+        &file,
+        &t,
+        &["--kms-concurrency", "1"],
+        &[],
+        &hsm.all_answers(),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!("targets 0 ({alias}) and 1 ({arn}) name the same key {arn}; list each key once"),
+    );
+    assert_eq!(kms.state(&arn), "PendingImport");
+    assert_eq!(verify(&hsm, &t).status.code(), Some(0));
+}
+
+#[test]
 fn throttled_calls_are_retried_and_the_ceremony_completes() {
     let hsm = SoftHsm::new();
     let kms = TestKms::new();
