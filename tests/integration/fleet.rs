@@ -62,6 +62,20 @@ fn product(hsm: &SoftHsm, services: &str, extra: &[(&str, &str)]) -> (std::path:
     (ceremony_pinned(hsm, "fleet-product.toml", &set), prefix)
 }
 
+/// A ceremony from ceremonies/demo-softhsm.toml whose targets are `keys`, as `[[target]]`
+/// tables.
+fn target_list(hsm: &SoftHsm, keys: &[&str]) -> std::path::PathBuf {
+    let file = crate::common::ceremony_for(hsm, "demo-softhsm.toml", "alias/unused", &[]);
+    let mut text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("key = \"alias/unused\"\n", "");
+    for key in keys {
+        text.push_str(&format!("\n[[target]]\nkey = \"{key}\"\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
 #[test]
 fn six_target_product_ceremony_needs_four_approvals_and_imports_every_key() {
     let hsm = SoftHsm::new();
@@ -119,13 +133,7 @@ fn targets_in_two_regions_are_imported_each_in_its_own_region() {
     let (_, east_alias) = east.external_key();
     let (west_arn, _) = west.external_key();
     assert!(west_arn.starts_with("arn:aws:kms:eu-west-1:"), "{west_arn}");
-    let file = crate::common::ceremony_for(&hsm, "demo-softhsm.toml", "alias/unused", &[]);
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("key = \"alias/unused\"\n", "");
-    let text =
-        format!("{text}\n[[target]]\nkey = \"{east_alias}\"\n\n[[target]]\nkey = \"{west_arn}\"\n");
-    std::fs::write(&file, text).unwrap();
+    let file = target_list(&hsm, &[&east_alias, &west_arn]);
     let check = hsm.byok().arg("check").arg(&file).output().unwrap();
     assert!(check.status.success(), "{}", stderr(&check));
     assert_contains(&stdout(&check), "  us-east-1: 1 target,");
@@ -147,15 +155,7 @@ fn an_abort_names_the_step_and_target_that_failed_first() {
     let kms = TestKms::new();
     let (_, alias) = kms.external_key();
     let missing = format!("alias/byok-missing-{:08x}", rand_u32());
-    let file = crate::common::ceremony_for(&hsm, "demo-softhsm.toml", "alias/unused", &[]);
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("key = \"alias/unused\"\n", "");
-    std::fs::write(
-        &file,
-        format!("{text}\n[[target]]\nkey = \"{alias}\"\n\n[[target]]\nkey = \"{missing}\"\n"),
-    )
-    .unwrap();
+    let file = target_list(&hsm, &[&alias, &missing]);
     let t = hsm.path("first.jsonl");
     let out = run(&hsm, &file, &t, &[], &[], &hsm.all_answers());
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
@@ -175,15 +175,7 @@ fn two_names_of_one_key_are_refused_before_anything_is_imported() {
     let hsm = SoftHsm::new();
     let kms = TestKms::new();
     let (arn, alias) = kms.external_key();
-    let file = crate::common::ceremony_for(&hsm, "demo-softhsm.toml", "alias/unused", &[]);
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("key = \"alias/unused\"\n", "");
-    std::fs::write(
-        &file,
-        format!("{text}\n[[target]]\nkey = \"{alias}\"\n\n[[target]]\nkey = \"{arn}\"\n"),
-    )
-    .unwrap();
+    let file = target_list(&hsm, &[&alias, &arn]);
     let t = hsm.path("twins.jsonl");
     let out = run(
         &hsm,
