@@ -45,12 +45,51 @@ pub trait Prompter {
     fn secret(&mut self, id: &str, prompt: &str) -> Result<SecretString, PromptError>;
     /// Yes or no.
     fn confirm(&mut self, id: &str, prompt: &str) -> Result<bool, PromptError>;
+    /// Yes (`Some(true)`), no (`Some(false)`) or back (`None`: Escape on the terminal,
+    /// `back` in the line protocol), for a question the operator may have reached by mistake.
+    fn confirm_or_back(&mut self, id: &str, prompt: &str) -> Result<Option<bool>, PromptError>;
     /// One of `options`; returns its index.
     fn select(&mut self, id: &str, prompt: &str, options: &[String]) -> Result<usize, PromptError>;
     /// Informational output (headings, summaries): stderr, never a secret.
     fn say(&mut self, text: &str);
     /// A warning the operator must see.
     fn warn(&mut self, text: &str);
+    /// Whether a person answers each prompt after seeing it. Only then may a wrong PIN be asked
+    /// for again: line-protocol answers may be written in advance, and a retry would take the
+    /// next answer (a name, "yes") as a PIN.
+    fn interactive(&self) -> bool;
+    /// Progress of a long wait (`total` = None: a spinner with elapsed time; else a bar),
+    /// drawn on the terminal only; a no-op elsewhere.
+    fn progress(&mut self, what: &str, total: Option<u64>) -> Progress {
+        let _ = (what, total);
+        Progress::none()
+    }
+}
+
+/// A progress spinner or bar on the terminal, or nothing. Cheap to clone; finished on drop.
+#[derive(Clone, Default)]
+pub struct Progress {
+    bar: Option<std::sync::Arc<ProgressInner>>,
+}
+
+/// Placeholder for the terminal drawing state.
+struct ProgressInner;
+
+impl Progress {
+    /// Progress that draws nothing.
+    pub fn none() -> Self {
+        Progress { bar: None }
+    }
+    /// What is being waited for now.
+    pub fn message(&self, text: &str) {
+        let _ = (text, &self.bar);
+    }
+    /// `n` more units done.
+    pub fn inc(&self, n: u64) {
+        let _ = n;
+    }
+    /// Removes the spinner or bar from the screen.
+    pub fn finish(&self) {}
 }
 
 /// Picks the terminal prompter when stdin is a terminal, else the line protocol.
@@ -178,6 +217,16 @@ impl Prompter for TerminalPrompter {
         })
     }
 
+    fn confirm_or_back(&mut self, id: &str, prompt: &str) -> Result<Option<bool>, PromptError> {
+        let prompt = prompt.to_string();
+        self.run(id, move || {
+            dialoguer::Confirm::new()
+                .with_prompt(prompt)
+                .wait_for_newline(true)
+                .interact_opt()
+        })
+    }
+
     fn say(&mut self, text: &str) {
         eprintln!("{text}");
     }
@@ -187,6 +236,10 @@ impl Prompter for TerminalPrompter {
             "{}",
             console::style(format!("WARNING: {text}")).yellow().bold()
         );
+    }
+
+    fn interactive(&self) -> bool {
+        true
     }
 }
 
@@ -275,12 +328,29 @@ impl Prompter for LinePrompter {
             })
     }
 
+    fn confirm_or_back(&mut self, id: &str, prompt: &str) -> Result<Option<bool>, PromptError> {
+        let line = self.ask("confirm", id, &format!("{prompt} [yes/no/back]"))?;
+        match line.trim() {
+            "yes" | "y" => Ok(Some(true)),
+            "no" | "n" => Ok(Some(false)),
+            "back" => Ok(None),
+            _ => Err(PromptError::BadAnswer {
+                id: id.into(),
+                expected: "yes, no or back",
+            }),
+        }
+    }
+
     fn say(&mut self, text: &str) {
         eprintln!("{text}");
     }
 
     fn warn(&mut self, text: &str) {
         eprintln!("WARNING: {text}");
+    }
+
+    fn interactive(&self) -> bool {
+        false
     }
 }
 
@@ -289,6 +359,8 @@ pub enum Answer {
     Secret(&'static str, String),
     Confirm(&'static str, bool),
     Select(&'static str, String),
+    /// "Back" at a `confirm_or_back` prompt with this id.
+    Back(&'static str),
 }
 
 /// Answers from a script, in order; anything unexpected is an error. For tests.
@@ -296,6 +368,8 @@ pub struct ScriptedPrompter {
     answers: VecDeque<Answer>,
     /// Everything said and warned, for assertions.
     pub transcript: Vec<String>,
+    /// What [`Prompter::interactive`] reports (default true: wrong PINs are asked again).
+    pub interactive: bool,
 }
 
 impl ScriptedPrompter {
@@ -304,6 +378,7 @@ impl ScriptedPrompter {
         ScriptedPrompter {
             answers: answers.into(),
             transcript: Vec::new(),
+            interactive: true,
         }
     }
 
@@ -312,6 +387,7 @@ impl ScriptedPrompter {
             Some(Answer::Secret(id, _)) => format!("secret {id}"),
             Some(Answer::Confirm(id, _)) => format!("confirm {id}"),
             Some(Answer::Select(id, choice)) => format!("select {id} ({choice})"),
+            Some(Answer::Back(id)) => format!("back at {id}"),
             None => "no more prompts".into(),
         }
     }
@@ -373,6 +449,26 @@ impl Prompter for ScriptedPrompter {
                 expected: self.expected(),
             }),
         }
+    }
+
+    fn confirm_or_back(&mut self, id: &str, _prompt: &str) -> Result<Option<bool>, PromptError> {
+        let answer = match self.answers.front() {
+            Some(Answer::Confirm(want, yes)) if *want == id => Some(*yes),
+            Some(Answer::Back(want)) if *want == id => None,
+            _ => {
+                return Err(PromptError::Unexpected {
+                    id: id.into(),
+                    kind: "confirm",
+                    expected: self.expected(),
+                });
+            }
+        };
+        self.answers.pop_front();
+        Ok(answer)
+    }
+
+    fn interactive(&self) -> bool {
+        self.interactive
     }
 
     fn say(&mut self, text: &str) {
