@@ -9,6 +9,9 @@ use byok::cli::{AuditKeyCommand, Cli, Command, CustodianCommand};
 use byok::commands;
 
 fn main() -> ExitCode {
+    // Before anything is read or asked: no core dump, not dumpable (PINs are typed into this
+    // process; see docs/threat-model.md).
+    byok::secure::harden_process();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Check { file } => commands::check(file),

@@ -15,6 +15,18 @@ use crate::jcs;
 pub const PLAN: &str = "plan";
 /// Before ImportKeyMaterial.
 pub const IMPORT: &str = "import";
+/// The `point` of a decline statement (format version 3).
+pub const DECLINE: &str = "decline";
+
+/// What a custodian signs to decline a statement (format version 3): it names the approval
+/// point and the SHA-256 of the statement declined.
+pub fn decline_statement(point: &str, statement_sha256: &str) -> Value {
+    serde_json::json!({
+        "point": DECLINE,
+        "declines": point,
+        "statement_sha256": statement_sha256,
+    })
+}
 
 /// The plan statement (format version 2): approved before anything changes in the HSM or
 /// KMS. It names every target of the ceremony file and, for a resumed run, the transcript it

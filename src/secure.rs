@@ -33,6 +33,27 @@ pub fn harden_process() -> Hardening {
     }
 }
 
+/// What the kernel reports now: the core-dump limit (soft and hard both 0) and the dumpable
+/// flag (`PR_GET_DUMPABLE` = 0). Read back, not remembered, for the transcript.
+pub fn hardening_state() -> Hardening {
+    let mut limit = libc::rlimit {
+        rlim_cur: 1,
+        rlim_max: 1,
+    };
+    // SAFETY: getrlimit writes into the rlimit struct we own and pass by pointer.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut limit) } == 0;
+    let core_dumps_disabled = read && limit.rlim_cur == 0 && limit.rlim_max == 0;
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_GET_DUMPABLE takes no pointer arguments and returns the flag.
+    let not_dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } == 0;
+    #[cfg(not(target_os = "linux"))]
+    let not_dumpable = false;
+    Hardening {
+        core_dumps_disabled,
+        not_dumpable,
+    }
+}
+
 /// Exactly 32 bytes of AES-256 key material: locked in memory where possible, zeroized on drop.
 pub struct KeyMaterial {
     bytes: Box<[u8; 32]>,
@@ -100,5 +121,7 @@ mod tests {
         };
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut cur) }, 0);
         assert_eq!(cur.rlim_cur, 0);
+        assert_eq!(hardening_state(), h);
+        assert!(h.not_dumpable);
     }
 }

@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::hsm::HsmError;
 use crate::quorum::{self, ImportStatement, ImportTarget, PlanStatement};
-use crate::spec::DualControl;
-use crate::transcript::payload::{Approval, Declined, ImportConfirmed};
+use crate::spec::{Custodian, DualControl};
+use crate::transcript::payload::{Approval, ApprovalFailed, Declined, ImportConfirmed};
 
 use super::target::Status;
 use super::{PIN_ATTEMPTS, Run, Step, refused};
@@ -31,15 +31,13 @@ pub(super) fn plan(run: &mut Run<'_>) -> Result<(), Error> {
             .as_ref()
             .map(|e| e.link.last_line_sha256.clone()),
     };
-    let pending = run.pending().len();
-    run.prompter.say(&format!(
-        "  {} target{} ({} to import in this run)",
-        c.targets.len(),
-        if c.targets.len() == 1 { "" } else { "s" },
-        pending
-    ));
+    let human = super::plan::approval_view(
+        c,
+        &run.targets,
+        run.earlier.as_ref().map(|e| e.link.transcript_name.as_str()),
+    );
     let value = quorum::to_value(&statement).map_err(|e| refused(e.to_string()))?;
-    approve(run, quorum::PLAN, value)?;
+    approve(run, quorum::PLAN, value, &human)?;
     Ok(())
 }
 
@@ -85,7 +83,11 @@ pub(super) fn import(run: &mut Run<'_>) -> Result<(), Error> {
         targets,
     };
     let value = quorum::to_value(&statement).map_err(|e| refused(e.to_string()))?;
-    let approved_by = approve(run, quorum::IMPORT, value.clone())?;
+    let human = format!(
+        "  What you approve: import the wrapped key material into these KMS keys\n{}",
+        quorum::describe(&value)
+    );
+    let approved_by = approve(run, quorum::IMPORT, value.clone(), &human)?;
     let statement_sha256 = quorum::statement_sha256(&value).map_err(|e| refused(e.to_string()))?;
     run.record(&ImportConfirmed {
         approved_by,
@@ -96,21 +98,32 @@ pub(super) fn import(run: &mut Run<'_>) -> Result<(), Error> {
 }
 
 /// An approval point: the quorum of custodians (or, in a rehearsal, the operator) approves
-/// `statement`. Returns who approved.
-fn approve(run: &mut Run<'_>, point: &'static str, statement: Value) -> Result<Vec<String>, Error> {
+/// `statement`, after seeing `human` (what the statement means) and its SHA-256 on a line of
+/// its own. Returns who approved.
+///
+/// A custodian chosen by mistake goes back to the list (nothing recorded). A decline is
+/// recorded only when the custodian signs it on their own token. A custodian who cannot sign
+/// (PIN wrong every attempt, PIN locked, token or key missing) is recorded in
+/// `approval_failed` and left out; another custodian may step in while the quorum is still
+/// reachable.
+fn approve(
+    run: &mut Run<'_>,
+    point: &'static str,
+    statement: Value,
+    human: &str,
+) -> Result<Vec<String>, Error> {
     let digest = quorum::statement_sha256(&statement).map_err(|e| refused(e.to_string()))?;
     let (quorum_size, custodians) = match &run.ceremony.dual_control {
         DualControl::Off => {
             run.prompter.warn(
                 "REHEARSAL: dual control is OFF in this ceremony file; the operator alone approves",
             );
+            run.prompter.say(human);
             if point == quorum::PLAN {
                 return Ok(Vec::new());
             }
-            run.prompter.say(&format!(
-                "  Statement ({point}), SHA-256 {digest}:\n{}",
-                quorum::describe(&statement)
-            ));
+            run.prompter
+                .say(&format!("  Statement ({point}) SHA-256:\n    {digest}"));
             if !run
                 .prompter
                 .confirm("confirm-import", "Import this key material into KMS?")?
@@ -126,14 +139,29 @@ fn approve(run: &mut Run<'_>, point: &'static str, statement: Value) -> Result<V
         DualControl::Quorum { quorum, custodians } => (*quorum, custodians),
     };
     let signed = quorum::signed_bytes(&statement).map_err(|e| refused(e.to_string()))?;
+    run.prompter.say(human);
     run.prompter.say(&format!(
-        "  {quorum_size} of {} custodians must approve this statement ({point}), SHA-256 {digest}:\n{}",
+        "  {quorum_size} of {} custodians must approve this {point} statement. Its SHA-256:\n    {digest}",
         custodians.len(),
-        quorum::describe(&statement)
     ));
-    let names: Vec<String> = custodians.iter().map(|k| k.name.clone()).collect();
     let mut approved: Vec<String> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     while approved.len() < quorum_size {
+        let remaining: Vec<&Custodian> = custodians
+            .iter()
+            .filter(|k| !approved.contains(&k.name) && !failed.contains(&k.name))
+            .collect();
+        let need = quorum_size - approved.len();
+        if remaining.len() < need {
+            return Err(refused(format!(
+                "the {point} quorum can no longer be reached: {} approved, {} could not sign ({}), {} remain and {need} more approvals are needed",
+                approved.len(),
+                failed.len(),
+                failed.join(", "),
+                remaining.len()
+            )));
+        }
+        let names: Vec<String> = remaining.iter().map(|k| k.name.clone()).collect();
         let pick = run.prompter.select(
             &format!("approver-{point}"),
             &format!(
@@ -142,50 +170,103 @@ fn approve(run: &mut Run<'_>, point: &'static str, statement: Value) -> Result<V
             ),
             &names,
         )?;
-        let custodian = &custodians[pick];
-        if approved.contains(&custodian.name) {
-            run.prompter.warn(&format!(
-                "{} has already approved this statement; a different custodian must approve ({} of {quorum_size} so far)",
-                custodian.name,
-                approved.len()
-            ));
-            continue;
-        }
-        let yes = run.prompter.confirm(
+        let custodian = remaining[pick];
+        let answer = run.prompter.confirm_or_back(
             &format!("approve-{point}"),
             &format!(
-                "{}, do you approve this {point} statement (SHA-256 {digest})?",
+                "{}: approve the {point} statement whose SHA-256 is shown above? (Escape: back to the list)",
                 custodian.name
             ),
         )?;
+        let yes = match answer {
+            None => {
+                run.prompter.say(&format!(
+                    "  back to the custodian list; nothing recorded for {}",
+                    custodian.name
+                ));
+                continue;
+            }
+            Some(yes) => yes,
+        };
+        let (action, to_sign) = if yes {
+            ("approve", signed.clone())
+        } else {
+            run.prompter.say(&format!(
+                "  {} declines: the decline is recorded only when signed on {}'s own token",
+                custodian.name, custodian.name
+            ));
+            let decline = quorum::decline_statement(point, &digest);
+            let bytes = quorum::signed_bytes(&decline).map_err(|e| refused(e.to_string()))?;
+            ("decline", bytes)
+        };
+        let signature = match custodian_signature(run, custodian, &to_sign)? {
+            Signed::Yes(s) => s,
+            Signed::Failed { attempts, error } => {
+                failed.push(custodian.name.clone());
+                let remaining: Vec<String> = custodians
+                    .iter()
+                    .filter(|k| !approved.contains(&k.name) && !failed.contains(&k.name))
+                    .map(|k| k.name.clone())
+                    .collect();
+                let reachable = remaining.len() >= quorum_size - approved.len();
+                run.record(&ApprovalFailed {
+                    point: point.into(),
+                    custodian: custodian.name.clone(),
+                    action: action.into(),
+                    pin_attempts: attempts as u64,
+                    error: super::chain(&error),
+                    approved_so_far: approved.clone(),
+                    remaining: remaining.clone(),
+                    quorum_reachable: reachable,
+                })?;
+                run.prompter.warn(&format!(
+                    "{} could not sign: {}. Recorded. {}",
+                    custodian.name,
+                    super::chain(&error),
+                    if reachable {
+                        format!(
+                            "Another custodian may step in ({} of {quorum_size} approved; {} remain).",
+                            approved.len(),
+                            remaining.join(", ")
+                        )
+                    } else {
+                        "The quorum can no longer be reached.".to_string()
+                    }
+                ));
+                continue;
+            }
+        };
+        quorum::check_approval(
+            &custodian.name,
+            &custodian.public_key_sha256,
+            &signature.spki,
+            &to_sign,
+            &signature.signature,
+        )
+        .map_err(|e| refused(e.to_string()))?;
         if !yes {
             run.record(&Declined {
                 point: point.into(),
                 custodian: custodian.name.clone(),
                 statement: statement.clone(),
                 statement_sha256: digest.clone(),
+                signed_by: Some("custodian_token".into()),
+                decline: Some(quorum::decline_statement(point, &digest)),
+                public_key: Some(super::b64(&signature.spki)),
+                signature: Some(super::b64(&signature.signature)),
             })?;
             return Err(Error::Declined {
                 what: format!("the {point} approval by {}", custodian.name),
             });
         }
-        let approval = custodian_signature(run, custodian, &signed)?;
-        quorum::check_approval(
-            &custodian.name,
-            &custodian.public_key_sha256,
-            &approval.spki,
-            &signed,
-            &approval.signature,
-        )
-        .map_err(|e| refused(e.to_string()))?;
         run.record(&Approval {
             point: point.into(),
             custodian: custodian.name.clone(),
-            public_key: super::b64(&approval.spki),
-            public_key_sha256: crate::ecdsa::fingerprint(&approval.spki),
+            public_key: super::b64(&signature.spki),
+            public_key_sha256: crate::ecdsa::fingerprint(&signature.spki),
             statement: statement.clone(),
             statement_sha256: digest.clone(),
-            signature: super::b64(&approval.signature),
+            signature: super::b64(&signature.signature),
         })?;
         approved.push(custodian.name.clone());
         run.prompter.say(&format!(
@@ -198,30 +279,60 @@ fn approve(run: &mut Run<'_>, point: &'static str, statement: Value) -> Result<V
     Ok(approved)
 }
 
-/// The custodian's PIN (with retries) and signature on their own token.
+/// The outcome of asking a custodian to sign.
+enum Signed {
+    Yes(crate::hsm::ApprovalSignature),
+    /// The custodian could not sign; another may step in.
+    Failed { attempts: usize, error: HsmError },
+}
+
+/// The custodian's PIN and signature on their own token. A wrong PIN is asked again only at a
+/// terminal (line-protocol answers may be written in advance), at most [`PIN_ATTEMPTS`] times.
 fn custodian_signature(
     run: &mut Run<'_>,
-    custodian: &crate::spec::Custodian,
+    custodian: &Custodian,
     signed: &[u8],
-) -> Result<crate::hsm::ApprovalSignature, Error> {
+) -> Result<Signed, Error> {
+    let attempts = if run.prompter.interactive() {
+        PIN_ATTEMPTS
+    } else {
+        1
+    };
     let mut attempt = 1;
     loop {
         let pin = run.prompter.secret(
             "custodian-pin",
             &format!("PIN for {}'s token ({})", custodian.name, custodian.token),
         )?;
-        match run
-            .custodians
-            .sign_approval(&custodian.token, &custodian.key_label, &pin, signed)
-        {
-            Err(HsmError::PinIncorrect { token }) if attempt < PIN_ATTEMPTS => {
+        let result =
+            run.custodians
+                .sign_approval(&custodian.token, &custodian.key_label, &pin, signed);
+        drop(pin);
+        match result {
+            Ok(s) => return Ok(Signed::Yes(s)),
+            Err(HsmError::PinIncorrect { token }) if attempt < attempts => {
                 run.prompter.warn(&format!(
-                    "the PIN for {}'s token {token:?} is incorrect (attempt {attempt} of {PIN_ATTEMPTS}); try again",
+                    "the PIN for {}'s token {token:?} is incorrect (attempt {attempt} of {attempts}); try again",
                     custodian.name
                 ));
                 attempt += 1;
             }
-            result => return Ok(result?),
+            Err(error @ HsmError::PinIncorrect { .. }) | Err(error @ HsmError::PinLocked { .. }) => {
+                return Ok(Signed::Failed {
+                    attempts: attempt,
+                    error,
+                });
+            }
+            Err(error @ HsmError::TokenNotFound { .. }) => {
+                return Ok(Signed::Failed { attempts: 0, error });
+            }
+            Err(error @ HsmError::KeyNotFound { .. }) => {
+                return Ok(Signed::Failed {
+                    attempts: attempt,
+                    error,
+                });
+            }
+            Err(error) => return Err(error.into()),
         }
     }
 }

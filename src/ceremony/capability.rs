@@ -13,14 +13,20 @@ pub(super) fn check(run: &mut Run<'_>) -> Result<SelfTest, Error> {
     run.enter(Step::CapabilityCheck)?;
     let algorithm = run.ceremony.import.algorithm;
     let location = run.ceremony.import.wrap;
-    let mut hardening = None;
     if location == WrapLocation::Host {
         run.prompter.warn(
             "wrap = \"host\": the key material will leave the HSM in plaintext and be wrapped \
              by byok in locked memory. Use this only when the token cannot wrap with the \
              required algorithm.",
         );
-        hardening = Some(crate::secure::harden_process());
+    }
+    // `run` hardened the process before the first prompt; record what the kernel says now.
+    let hardening = crate::secure::hardening_state();
+    if location == WrapLocation::Host && !(hardening.core_dumps_disabled && hardening.not_dumpable)
+    {
+        return Err(super::refused(
+            "wrap = \"host\" needs core dumps off and the process not dumpable, and the kernel refused one of them; run on a host that allows setrlimit(RLIMIT_CORE) and prctl(PR_SET_DUMPABLE)".into(),
+        ));
     }
     let test = wrap::self_test(run.hsm, algorithm, location)?;
     // A kept copy is moved inside the token under a throwaway AES key: find out now, before
@@ -45,9 +51,9 @@ pub(super) fn check(run: &mut Run<'_>) -> Result<SelfTest, Error> {
         known_answer_key_bits: test.kat_key_bits as u64,
         known_answer_test: "pass".into(),
         rejected: test.rejected.clone(),
-        process_hardening: hardening.map(|h| ProcessHardening {
-            core_dumps_disabled: h.core_dumps_disabled,
-            not_dumpable: h.not_dumpable,
+        process_hardening: Some(ProcessHardening {
+            core_dumps_disabled: hardening.core_dumps_disabled,
+            not_dumpable: hardening.not_dumpable,
         }),
     })?;
     run.prompter.say(&format!(

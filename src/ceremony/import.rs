@@ -115,7 +115,23 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
     let expiration = c.import.expiration;
     let kms = run.kms;
     let work = |job: Job, tx: &Sender<Event>| import_one(kms, expiration, job, tx);
-    pool::run(run.concurrency, jobs, work, |event| handle(run, event))
+    let total = jobs.len();
+    let progress = run.prompter.progress(
+        &format!("waiting for KMS: ImportKeyMaterial and verification of {total} target(s)"),
+        (total > 1).then_some(total as u64),
+    );
+    let result = pool::run(run.concurrency, jobs, work, |event| {
+        // A target is finished when its verification (or its failure) is in.
+        if matches!(
+            event,
+            Event::Verified { .. } | Event::VerifyFailed { .. } | Event::ImportFailed { .. }
+        ) {
+            progress.inc(1);
+        }
+        handle(run, event)
+    });
+    progress.finish();
+    result
 }
 
 /// One target's import, reconciliation when needed, and verification (worker thread). False

@@ -116,6 +116,9 @@ pub fn run(
         transcript: None,
         source: Box::new(source),
     };
+    // No core dump and no ptrace-style dump from here on, whatever the wrap mode: PINs are
+    // typed into this process from the first prompt on.
+    crate::secure::harden_process();
     // Refuse an existing transcript, and a bad earlier one, before asking anyone anything.
     let writer = TranscriptWriter::create(transcript).map_err(|e| before(Step::Start, e.into()))?;
     let earlier = match &options.resume {
@@ -192,9 +195,11 @@ impl Run<'_> {
     fn steps(&mut self) -> Result<Outcome, Error> {
         start::record(self)?;
         reconcile::targets(self)?;
-        approve::plan(self)?;
+        // What the token and the keys can do is known before anyone approves the plan.
         let test = capability::check(self)?;
-        // Per target: preflight (and creation), import parameters, generate, wrap.
+        preflight::before_approval(self)?;
+        approve::plan(self)?;
+        // Per target: creation (when asked), import parameters, generate, wrap.
         prepare::targets(self, &test)?;
         approve::import(self)?;
         import::targets(self)?;
@@ -232,14 +237,6 @@ impl Run<'_> {
         }
     }
 
-    /// The indices of the targets this run imports into.
-    fn pending(&self) -> Vec<usize> {
-        self.targets
-            .iter()
-            .filter(|t| t.to_import())
-            .map(|t| t.spec.index)
-            .collect()
-    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -3,6 +3,79 @@
 use crate::spec::{Ceremony, ModuleSource};
 use crate::wrap::WrapLocation;
 
+use super::target::{Status, TargetState};
+
+/// Rows of the target table shown at the plan approval; the rest are summarised.
+const PLAN_ROWS: usize = 40;
+
+/// The plan in words, for the plan approval screen: what the custodians sign for, shown right
+/// above the statement's SHA-256. Every value comes from the validated ceremony file and what
+/// the KMS preflight found.
+pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str>) -> String {
+    let wrap = match c.import.wrap {
+        WrapLocation::Hsm => format!("inside the HSM (token {})", c.hsm.token),
+        WrapLocation::Host => {
+            "on the HOST: the material leaves the HSM in plaintext (wrap = \"host\")".to_string()
+        }
+    };
+    let expiry = match c.import.expiration.valid_to() {
+        Some(t) => format!("expires {}", crate::rfc3339::format(t)),
+        None => "does not expire (KEY_MATERIAL_DOES_NOT_EXPIRE)".to_string(),
+    };
+    let quorum = match &c.dual_control {
+        crate::spec::DualControl::Off => "OFF: REHEARSAL, the operator alone confirms".to_string(),
+        crate::spec::DualControl::Quorum { quorum, custodians } => format!(
+            "{quorum} of {} custodians ({})",
+            custodians.len(),
+            custodians
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let to_import = targets.iter().filter(|t| t.to_import()).count();
+    let mut out = format!(
+        "  What you approve (the plan):\n    ceremony       {id}: {desc}\n    operator       {op}\n    targets        {n} ({to_import} to import in this run)\n    algorithm      {alg} with {spec}\n    key material   AES-256 generated in the HSM, {keep}\n    wrap           {wrap}\n    expiry         {expiry}\n    quorum         {quorum}\n",
+        id = c.id,
+        desc = c.description,
+        op = c.operator,
+        n = c.targets.len(),
+        alg = c.import.algorithm,
+        spec = c.import.key_spec,
+        keep = match &c.hsm.keep_key_label {
+            Some(l) => format!("a copy kept on the token as {l:?}"),
+            None => "destroyed after the import".to_string(),
+        },
+    );
+    if let Some(name) = resumes {
+        out.push_str(&format!("    resumes        {name}\n"));
+    }
+    for t in targets.iter().take(PLAN_ROWS) {
+        let state = match t.status {
+            Status::DoneEarlier => "done in the earlier run".to_string(),
+            Status::ImportedUnrecorded => "KMS already holds material: not imported again".to_string(),
+            Status::Checked => format!(
+                "{} (PendingImport)",
+                t.arn.as_deref().unwrap_or("?")
+            ),
+            _ if t.spec.create.is_some() => "to be created (CreateKey, Origin EXTERNAL)".to_string(),
+            _ => "not checked".to_string(),
+        };
+        out.push_str(&format!(
+            "    {:>4}  {}  {}  {state}\n",
+            t.spec.index, t.spec.key, t.spec.region
+        ));
+    }
+    if targets.len() > PLAN_ROWS {
+        out.push_str(&format!(
+            "    ... and {} more targets (`byok check` lists every one; the statement names all)\n",
+            targets.len() - PLAN_ROWS
+        ));
+    }
+    out
+}
+
 /// Human-readable plan of a validated ceremony.
 pub fn render(c: &Ceremony) -> String {
     let module = match &c.hsm.module {

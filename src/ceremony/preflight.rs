@@ -1,8 +1,10 @@
-//! Step `kms_preflight`: for every target, create the key when asked (CreateKey with Origin
-//! EXTERNAL, then CreateAlias) and check it with DescribeKey: EXTERNAL, SYMMETRIC_DEFAULT,
-//! PendingImport. It runs on KMS worker threads as the first part of each target's job in
-//! [`super::prepare`]; a created key is tagged so that a resumed run finds it even when
-//! CreateKey's answer was lost, and never creates it twice.
+//! Step `kms_preflight`: every target's key is checked with DescribeKey (EXTERNAL,
+//! SYMMETRIC_DEFAULT, PendingImport) before the plan approval ([`before_approval`], read
+//! only), so that nobody approves a plan a key cannot carry out. A target with `create = true`
+//! whose alias does not exist yet is created after the plan approval (CreateKey with Origin
+//! EXTERNAL, then CreateAlias) as the first part of its job in [`super::prepare`], and checked
+//! then; a created key is tagged so that a resumed run finds it even when CreateKey's answer
+//! was lost, and never creates it twice.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +28,8 @@ pub(super) struct Job {
     key: String,
     create: Option<crate::spec::CreateSpec>,
     reuse: Option<String>,
+    /// The key ARN when the target's key was checked before the plan approval.
+    pub checked: Option<String>,
 }
 
 pub(super) enum Event {
@@ -39,6 +43,10 @@ pub(super) enum Event {
     Described {
         index: usize,
         info: KeyInfo,
+    },
+    /// A `create = true` target whose alias does not exist yet.
+    ToCreate {
+        index: usize,
     },
     Failed {
         index: usize,
@@ -57,8 +65,43 @@ pub(super) fn jobs(run: &Run<'_>) -> Vec<Job> {
             key: t.spec.key.clone(),
             create: t.spec.create.clone(),
             reuse: t.reuse_created.clone(),
+            checked: (t.status == Status::Checked)
+                .then(|| t.arn.clone())
+                .flatten(),
         })
         .collect()
+}
+
+/// Before the plan approval: DescribeKey of every target still to import (read only, on the
+/// KMS worker threads), recorded and checked against the preflight rules. Stops at the first
+/// key that cannot take the import, before anyone is asked to approve anything.
+pub(super) fn before_approval(run: &mut Run<'_>) -> Result<(), Error> {
+    run.enter(Step::KmsPreflight)?;
+    let jobs = jobs(run);
+    let kms = run.kms;
+    let progress = run.prompter.progress(
+        &format!("DescribeKey of {} target key(s)", jobs.len()),
+        (jobs.len() > 1).then_some(jobs.len() as u64),
+    );
+    let work = |job: Job, tx: &std::sync::mpsc::Sender<Event>| {
+        let index = job.index;
+        let event = match kms.describe_key(&job.key) {
+            Ok(info) => Event::Described { index, info },
+            Err(e) if job.create.is_some() && e.is_code("NotFoundException") => {
+                Event::ToCreate { index }
+            }
+            Err(error) => Event::Failed { index, error },
+        };
+        let ok = !matches!(event, Event::Failed { .. });
+        let _ = tx.send(event);
+        ok
+    };
+    let result = super::pool::run(run.concurrency, jobs, work, |event| {
+        progress.inc(1);
+        handle(run, event)
+    });
+    progress.finish();
+    result
 }
 
 /// Creates the key when asked, then DescribeKey (worker thread).
@@ -134,6 +177,14 @@ pub(super) fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
             described(run, index, info)
         }
         Event::Described { index, info } => described(run, index, info),
+        Event::ToCreate { index } => {
+            let t = &run.targets[index];
+            run.prompter.say(&format!(
+                "  [{index}] {}: no such alias yet; the key is created after the plan approval",
+                t.spec.key
+            ));
+            Ok(())
+        }
         Event::Failed { index, error } => {
             run.fail_at(index);
             Err(error.into())

@@ -30,7 +30,7 @@ enum Event {
 }
 
 pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
-    run.enter(Step::KmsPreflight)?;
+    run.enter(Step::ImportParameters)?;
     let c = run.ceremony;
     let jobs = preflight::jobs(run);
     let least = c
@@ -50,12 +50,22 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
     let kms = run.kms;
     let work = |job: preflight::Job, tx: &Sender<Event>| {
         let index = job.index;
+        // Checked before the plan approval: straight to the import parameters.
+        if let Some(arn) = job.checked.clone() {
+            let event = match kms.get_parameters_for_import(&arn, algorithm, spec) {
+                Ok(params) => Event::Parameters { index, params },
+                Err(error) => Event::Failed { index, error },
+            };
+            let ok = matches!(event, Event::Parameters { .. });
+            let _ = tx.send(event);
+            return ok;
+        }
         let checked = preflight::check_one(kms, &id, job);
         let info = match &checked {
             preflight::Event::Created { info, .. } | preflight::Event::Described { info, .. } => {
                 Some(info.clone())
             }
-            preflight::Event::Failed { .. } => None,
+            preflight::Event::Failed { .. } | preflight::Event::ToCreate { .. } => None,
         };
         let _ = tx.send(Event::Preflight(checked));
         // A key the preflight refuses gets no parameters (the main thread says why).
@@ -72,7 +82,11 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
     };
     let total = jobs.len();
     let mut done = 0;
-    pool::run(run.concurrency, jobs, work, |event| match event {
+    let progress = run.prompter.progress(
+        &format!("waiting for KMS: GetParametersForImport for {total} target(s)"),
+        (total > 1).then_some(total as u64),
+    );
+    let result = pool::run(run.concurrency, jobs, work, |event| match event {
         Event::Preflight(checked) => preflight::handle(run, checked),
         // Only a target whose preflight passed is generated and wrapped, and none after a
         // failure (its parameters are dropped: it stays not started).
@@ -83,6 +97,7 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
         }
         Event::Parameters { index, params } => {
             done += 1;
+            progress.inc(1);
             let r = one(run, test, index, params);
             if r.is_err() {
                 run.fail_at(index);
@@ -100,7 +115,9 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
             run.fail_at(index);
             Err(error.into())
         }
-    })
+    });
+    progress.finish();
+    result
 }
 
 /// Records the parameters, then generates and wraps one target's key on the HSM.

@@ -77,7 +77,8 @@ impl Earlier {
                 path.display()
             ))
         })?;
-        if report.version != 2 {
+        // Versions 2 and 3 record targets alike; version 1 has one target and no target list.
+        if report.version < 2 {
             return Err(refused(format!(
                 "{} is a format-version-{} transcript (one target, byok 0.1); it cannot be resumed: check its key in KMS and start a new ceremony",
                 path.display(),

@@ -59,14 +59,23 @@ pub(super) fn open<'h>(
     Ok(signer)
 }
 
+/// A wrong PIN is asked again only at a terminal: line-protocol answers may be written in
+/// advance, and a retry would take the next answer (a name, "yes") as a PIN.
 fn login(hsm: &dyn Hsm, prompter: &mut dyn Prompter, token: &str) -> Result<(), Error> {
+    let attempts = if prompter.interactive() {
+        PIN_ATTEMPTS
+    } else {
+        1
+    };
     let mut attempt = 1;
     loop {
         let pin = prompter.secret("hsm-pin", &format!("User PIN for HSM token {token:?}"))?;
-        match hsm.login(&pin) {
-            Err(HsmError::PinIncorrect { token }) if attempt < PIN_ATTEMPTS => {
+        let result = hsm.login(&pin);
+        drop(pin);
+        match result {
+            Err(HsmError::PinIncorrect { token }) if attempt < attempts => {
                 prompter.warn(&format!(
-                    "the PIN for token {token:?} is incorrect (attempt {attempt} of {PIN_ATTEMPTS}); try again"
+                    "the PIN for token {token:?} is incorrect (attempt {attempt} of {attempts}); try again"
                 ));
                 attempt += 1;
             }

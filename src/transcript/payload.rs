@@ -42,6 +42,7 @@ payloads! {
     KeyWrapped => KeyWrapped,
     Approval => Approval,
     Declined => Declined,
+    ApprovalFailed => ApprovalFailed,
     ImportConfirmed => ImportConfirmed,
     KeyImported => KeyImported,
     ImportReconciled => ImportReconciled,
@@ -269,7 +270,12 @@ pub struct Approval {
     pub signature: String,
 }
 
-/// A custodian (or the operator in a rehearsal) declined.
+/// A custodian declined to approve a statement.
+///
+/// Format version 3: the custodian's own token signs the decline (`signed_by` =
+/// `"custodian_token"`; `decline` is the signed decline statement, `signature` is over its
+/// RFC 8785 bytes); the operator going back from a wrong name records nothing. Version 2
+/// declines have none of the four optional members and are the audit key's word only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Declined {
@@ -277,6 +283,37 @@ pub struct Declined {
     pub custodian: String,
     pub statement: Value,
     pub statement_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// `{"point":"decline","declines":<point>,"statement_sha256":<hex>}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decline: Option<Value>,
+    /// Base64 SPKI DER of the custodian's approval key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// Base64 DER ECDSA P-256 signature over the decline statement's RFC 8785 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// (v3) A custodian could not sign at an approval point. Signed by the audit key only: the
+/// custodian's token did not sign anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalFailed {
+    pub point: String,
+    pub custodian: String,
+    /// What the custodian was doing: `approve` or `decline`.
+    pub action: String,
+    /// PIN attempts made (0 when the token or key was not found).
+    pub pin_attempts: u64,
+    /// The error, in words (never a PIN).
+    pub error: String,
+    /// Custodians who approved this point so far, and who may still step in.
+    pub approved_so_far: Vec<String>,
+    pub remaining: Vec<String>,
+    /// Whether `remaining` can still make the quorum.
+    pub quorum_reachable: bool,
 }
 
 /// The import statement, approved.

@@ -7,10 +7,12 @@
 use serde::{Deserialize, Serialize};
 
 /// Format version written in every record's `v`.
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 
-/// Format versions `byok verify` reads: version 1 (one target per ceremony, byok 0.1) and 2.
-pub const SUPPORTED_VERSIONS: [u64; 2] = [1, 2];
+/// Format versions `byok verify` reads: version 1 (one target per ceremony, byok 0.1), 2 (many
+/// targets, byok 0.2) and 3 (the known-answer test and the KMS preflight before the plan
+/// approval, signed declines, `approval_failed`; byok 0.3).
+pub const SUPPORTED_VERSIONS: [u64; 3] = [1, 2, 3];
 
 /// `prev` of the first record: 64 zeros.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -41,6 +43,9 @@ pub enum RecordType {
     Approval,
     /// A custodian declined to approve; the ceremony aborts next.
     Declined,
+    /// (v3) A custodian could not sign at an approval point (PIN failed every attempt, PIN
+    /// locked, token or key missing); another custodian may step in.
+    ApprovalFailed,
     /// The import statement was approved (by the quorum, or by the operator in a rehearsal).
     ImportConfirmed,
     /// ImportKeyMaterial succeeded; carries the KeyMaterialId.
@@ -75,6 +80,7 @@ impl RecordType {
             RecordType::KeyWrapped => "key_wrapped",
             RecordType::Approval => "approval",
             RecordType::Declined => "declined",
+            RecordType::ApprovalFailed => "approval_failed",
             RecordType::ImportConfirmed => "import_confirmed",
             RecordType::KeyImported => "key_imported",
             RecordType::ImportReconciled => "import_reconciled",
@@ -107,12 +113,18 @@ impl RecordType {
                 | RecordType::KeyCreated
                 | RecordType::ImportReconciled
                 | RecordType::KeyKept
+                | RecordType::ApprovalFailed
         )
+    }
+
+    /// True for the types that exist only from format version 3 on.
+    pub fn is_v3_only(self) -> bool {
+        matches!(self, RecordType::ApprovalFailed)
     }
 }
 
 /// Every record type, for parsing and documentation tests.
-pub const ALL: [RecordType; 19] = [
+pub const ALL: [RecordType; 20] = [
     RecordType::CeremonyStarted,
     RecordType::HsmOpened,
     RecordType::TargetReconciled,
@@ -124,6 +136,7 @@ pub const ALL: [RecordType; 19] = [
     RecordType::KeyWrapped,
     RecordType::Approval,
     RecordType::Declined,
+    RecordType::ApprovalFailed,
     RecordType::ImportConfirmed,
     RecordType::KeyImported,
     RecordType::ImportReconciled,

@@ -306,7 +306,16 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
                 n,
                 Problem::Misplaced {
                     kind: kind.to_string(),
-                    why: "this record type exists only in format version 2",
+                    why: "this record type exists only from format version 2 on",
+                },
+            ));
+        }
+        if version < 3 && kind.is_v3_only() {
+            return Err(bad(
+                n,
+                Problem::Misplaced {
+                    kind: kind.to_string(),
+                    why: "this record type exists only from format version 3 on",
                 },
             ));
         }
@@ -352,6 +361,7 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
                 dual.check(kind, &map["data"]).map_err(|p| bad(n, p))?;
             }
         } else {
+            v2.version = version;
             v2.check(kind, &map["data"], &audit_fp)
                 .map_err(|p| bad(n, p))?;
         }
@@ -652,6 +662,8 @@ impl DualState {
 /// is of a target in the approved statement, with the approved blob and import token.
 #[derive(Default)]
 struct V2State {
+    /// 2 or 3.
+    version: u64,
     dual: DualState,
     quorum: Option<usize>,
     operator: String,
@@ -678,8 +690,10 @@ fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Resu
 impl V2State {
     fn check(&mut self, kind: RecordType, data: &Value, audit_fp: &str) -> Result<(), Problem> {
         use RecordType as R;
-        // Nothing but the plan approval itself may follow record 1 before the plan quorum.
-        if !matches!(
+        // Nothing but the plan approval itself may follow record 1 before the plan quorum;
+        // from version 3 on, the read-only checks (known-answer test, DescribeKey) come first
+        // so that nobody approves a plan the token or a key cannot carry out.
+        let before_plan = matches!(
             kind,
             R::CeremonyStarted
                 | R::HsmOpened
@@ -687,7 +701,12 @@ impl V2State {
                 | R::Approval
                 | R::Declined
                 | R::CeremonyAborted
-        ) {
+        ) || (self.version >= 3
+            && matches!(
+                kind,
+                R::CapabilityChecked | R::KmsPreflight | R::ApprovalFailed
+            ));
+        if !before_plan {
             self.plan_quorum(kind)?;
         }
         match kind {
@@ -807,7 +826,28 @@ impl V2State {
                 self.dual.approval(data)?;
             }
             R::Declined => {
-                typed::<p::Declined>(kind, data)?;
+                let r: p::Declined = typed(kind, data)?;
+                self.declined(&r)?;
+            }
+            R::ApprovalFailed => {
+                let r: p::ApprovalFailed = typed(kind, data)?;
+                if self.quorum.is_none() {
+                    return Err(Problem::BadApproval(
+                        "approval_failed in a ceremony whose file turns dual control off".into(),
+                    ));
+                }
+                if !matches!(r.point.as_str(), crate::quorum::PLAN | crate::quorum::IMPORT) {
+                    return Err(Problem::BadApproval(format!(
+                        "unknown approval point {:?}",
+                        r.point
+                    )));
+                }
+                if !self.dual.pinned.iter().any(|(n, _)| *n == r.custodian) {
+                    return Err(Problem::BadApproval(format!(
+                        "{:?} is not a custodian in the ceremony file",
+                        r.custodian
+                    )));
+                }
             }
             R::ImportConfirmed => {
                 let r: p::ImportConfirmed = typed(kind, data)?;
@@ -896,6 +936,58 @@ impl V2State {
             }
         }
         Ok(())
+    }
+
+    /// Version 3: a decline is signed by the custodian's own token, over the decline statement
+    /// naming the declined statement's SHA-256. Version 2 declines carry no signature.
+    fn declined(&self, r: &p::Declined) -> Result<(), Problem> {
+        let bad = |why: String| Problem::BadApproval(why);
+        if self.version < 3 {
+            return Ok(());
+        }
+        if self.quorum.is_none() {
+            return Err(bad(
+                "a custodian's decline in a ceremony whose file turns dual control off".into(),
+            ));
+        }
+        let pinned = self
+            .dual
+            .pinned
+            .iter()
+            .find(|(n, _)| *n == r.custodian)
+            .map(|(_, fp)| fp.clone())
+            .ok_or_else(|| {
+                bad(format!(
+                    "{:?} is not a custodian in the ceremony file",
+                    r.custodian
+                ))
+            })?;
+        let signed_statement = jcs::to_vec(&r.statement).map_err(|e| bad(e.to_string()))?;
+        if r.statement_sha256 != hex::encode(Sha256::digest(&signed_statement)) {
+            return Err(bad(
+                "declined: statement_sha256 is not the SHA-256 of the statement".into(),
+            ));
+        }
+        let expected = crate::quorum::decline_statement(&r.point, &r.statement_sha256);
+        if r.signed_by.as_deref() != Some("custodian_token") || r.decline.as_ref() != Some(&expected)
+        {
+            return Err(bad(format!(
+                "declined by {}: a version 3 decline is signed by the custodian's token over {expected}",
+                r.custodian
+            )));
+        }
+        let decode = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        };
+        let (Some(spki), Some(signature)) = (decode(&r.public_key), decode(&r.signature)) else {
+            return Err(bad(
+                "declined: public_key and signature must be base64 DER".into()
+            ));
+        };
+        let signed = jcs::to_vec(&expected).map_err(|e| bad(e.to_string()))?;
+        crate::quorum::check_approval(&r.custodian, &pinned, &spki, &signed, &signature)
+            .map_err(|e| bad(format!("declined: {e}")))
     }
 
     /// The target exists and keeps one key ARN throughout.

@@ -153,7 +153,7 @@ fn writer_and_verifier_round_trip() {
     let report = byok::transcript::verify::verify_file(&path, &opts)
         .unwrap()
         .unwrap();
-    assert_eq!(report.version, 2);
+    assert_eq!(report.version, byok::transcript::record::FORMAT_VERSION);
     assert_eq!(report.records, 3);
     assert_eq!(report.ceremony_id, "t");
     assert_eq!(report.outcome, RecordType::CeremonyAborted);
@@ -1394,5 +1394,204 @@ mod v2 {
         let pos = bad.iter().position(|&b| b == b'O').unwrap();
         bad[pos] = b'P';
         assert!(verify_bytes(&bad, &resume).is_err());
+    }
+
+    /// Format version 3: the preflight records move before the plan approvals.
+    fn v3_order(r: &mut Records) {
+        let preflight: Vec<_> = r.drain(4..6).collect();
+        for (i, rec) in preflight.into_iter().enumerate() {
+            r.insert(2 + i, rec);
+        }
+    }
+
+    fn verify_v3(k: &Keys, edit: impl FnOnce(&mut Records)) -> Result<(), (usize, Problem)> {
+        let bytes = sign_all(
+            k,
+            records(
+                k,
+                |_| {},
+                |r| {
+                    v3_order(r);
+                    edit(r);
+                },
+            ),
+            |_| 3,
+        );
+        verify_bytes(&bytes, &opts(k))
+            .map(|_| ())
+            .map_err(|e| (e.line, e.problem))
+    }
+
+    /// Records 0, 1 and the preflight, then `tail` and an abort at approve_plan.
+    fn declined_v3(k: &Keys, tail: Vec<(RecordType, serde_json::Value)>) -> Records {
+        let mut r = records(k, |_| {}, v3_order);
+        r.truncate(4);
+        r.extend(tail);
+        r.push((
+            RecordType::CeremonyAborted,
+            v(&p::CeremonyAborted {
+                step: "approve_plan".into(),
+                target_index: None,
+                error_class: "aborted".into(),
+                message: "declined".into(),
+                destroyed_handles: vec![],
+                kept_keys: vec![],
+                cleanup_errors: vec![],
+                targets: (0..2)
+                    .map(|i| p::TargetOutcome {
+                        index: i as u64,
+                        key: KEYS[i].into(),
+                        key_arn: Some(ARNS[i].into()),
+                        status: "not_started".into(),
+                        key_material_id: None,
+                        kcv: None,
+                    })
+                    .collect(),
+            }),
+        ));
+        r
+    }
+
+    fn plan_statement(k: &Keys) -> serde_json::Value {
+        v(&PlanStatement {
+            point: "plan".into(),
+            ceremony_id: "t".into(),
+            ceremony_file_sha256: sha(&file(k)),
+            audit_key_sha256: k.audit.fingerprint(),
+            targets: KEYS.iter().map(|k| k.to_string()).collect(),
+            resumes: None,
+        })
+    }
+
+    /// `name`'s decline of the plan, signed by `by`.
+    fn decline(k: &Keys, name: &str, by: &SoftSigner) -> p::Declined {
+        let plan = plan_statement(k);
+        let digest = quorum::statement_sha256(&plan).unwrap();
+        let d = quorum::decline_statement("plan", &digest);
+        p::Declined {
+            point: "plan".into(),
+            custodian: name.into(),
+            statement: plan,
+            statement_sha256: digest,
+            signed_by: Some("custodian_token".into()),
+            public_key: Some(b64(by.public_key_spki_der())),
+            signature: Some(b64(&by.sign(&quorum::signed_bytes(&d).unwrap()).unwrap())),
+            decline: Some(d),
+        }
+    }
+
+    fn verify_records(k: &Keys, r: Records, version: u64) -> Result<(), (usize, Problem)> {
+        verify_bytes(&sign_all(k, r, |_| version), &opts(k))
+            .map(|_| ())
+            .map_err(|e| (e.line, e.problem))
+    }
+
+    #[test]
+    fn v3_read_only_checks_before_the_plan_approval_verify() {
+        let k = keys();
+        verify_v3(&k, |_| {}).unwrap();
+        // The same order in version 2 lacks the plan quorum at the first preflight.
+        let bytes = sign_all(&k, records(&k, |_| {}, v3_order), |_| 2);
+        let err = verify_bytes(&bytes, &opts(&k)).unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(
+            matches!(err.problem, Problem::QuorumMissing { .. }),
+            "{:?}",
+            err.problem
+        );
+    }
+
+    #[test]
+    fn v3_import_parameters_before_the_plan_approval_is_refused() {
+        let k = keys();
+        // Move the plan approvals after the first import_parameters.
+        let (line, problem) = verify_v3(&k, |r| {
+            let approvals: Vec<_> = r.drain(4..6).collect();
+            for (i, rec) in approvals.into_iter().enumerate() {
+                r.insert(5 + i, rec);
+            }
+        })
+        .unwrap_err();
+        assert_eq!(line, 5);
+        assert!(matches!(problem, Problem::QuorumMissing { .. }), "{problem:?}");
+    }
+
+    #[test]
+    fn v3_a_decline_signed_by_the_custodian_verifies() {
+        let k = keys();
+        let b = &k.custodians[1].1;
+        let r = declined_v3(&k, vec![(RecordType::Declined, v(&decline(&k, "B", b)))]);
+        verify_records(&k, r, 3).unwrap();
+    }
+
+    #[test]
+    fn v3_a_decline_not_signed_by_the_custodian_is_refused() {
+        let k = keys();
+        // The audit key holder writes a decline in B's name without B's token.
+        let mut d = decline(&k, "B", &k.custodians[1].1);
+        d.signed_by = None;
+        d.public_key = None;
+        d.signature = None;
+        d.decline = None;
+        let r = declined_v3(&k, vec![(RecordType::Declined, v(&d))]);
+        let (line, problem) = verify_records(&k, r, 3).unwrap_err();
+        assert_eq!(line, 5);
+        match problem {
+            Problem::BadApproval(why) => assert!(
+                why.contains("a version 3 decline is signed by the custodian's token"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Signed by the operator's own key in B's name: B's pin does not match.
+        let mallory = SoftSigner::new();
+        let r = declined_v3(
+            &k,
+            vec![(RecordType::Declined, v(&decline(&k, "B", &mallory)))],
+        );
+        let (line, problem) = verify_records(&k, r, 3).unwrap_err();
+        assert_eq!(line, 5);
+        match problem {
+            Problem::BadApproval(why) => assert!(why.starts_with("declined: "), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn approval_failed_is_version_3_only_and_names_a_custodian() {
+        let k = keys();
+        let failed = |name: &str| p::ApprovalFailed {
+            point: "plan".into(),
+            custodian: name.into(),
+            action: "approve".into(),
+            pin_attempts: 3,
+            error: "the PIN for token \"t\" is incorrect".into(),
+            approved_so_far: vec![],
+            remaining: vec!["A".into(), "C".into()],
+            quorum_reachable: true,
+        };
+        let b = &k.custodians[1].1;
+        let with = |name: &str| {
+            declined_v3(
+                &k,
+                vec![
+                    (RecordType::ApprovalFailed, v(&failed(name))),
+                    (RecordType::Declined, v(&decline(&k, "B", b))),
+                ],
+            )
+        };
+        verify_records(&k, with("C"), 3).unwrap();
+        let (line, problem) = verify_records(&k, with("Mallory"), 3).unwrap_err();
+        assert_eq!(line, 5);
+        assert_eq!(
+            problem,
+            Problem::BadApproval("\"Mallory\" is not a custodian in the ceremony file".into())
+        );
+        // In version 2 the record type does not exist.
+        let mut r = records(&k, |_| {}, |_| {});
+        r.insert(2, (RecordType::ApprovalFailed, v(&failed("C"))));
+        let (line, problem) = verify_records(&k, r, 2).unwrap_err();
+        assert_eq!(line, 3);
+        assert!(matches!(problem, Problem::Misplaced { .. }), "{problem:?}");
     }
 }
