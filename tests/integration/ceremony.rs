@@ -260,6 +260,10 @@ fn aborted(
     (out, recs)
 }
 
+fn record_types(recs: &[serde_json::Value]) -> Vec<&str> {
+    recs.iter().map(|r| r["type"].as_str().unwrap()).collect()
+}
+
 fn last_data(recs: &[serde_json::Value]) -> &serde_json::Value {
     &recs.last().unwrap()["data"]
 }
@@ -568,6 +572,30 @@ fn probe_reports_what_the_token_can_do_inside_the_hsm() {
 }
 
 #[test]
+fn a_key_kms_cannot_import_into_stops_before_any_approval() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, _alias) = kms.create_key(aws_sdk_kms::types::OriginType::AwsKms);
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", &arn, &[]);
+    let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(last_data(&recs)["step"], "kms_preflight");
+    assert_eq!(
+        record_types(&recs),
+        [
+            "ceremony_started",
+            "hsm_opened",
+            "capability_checked",
+            "kms_preflight",
+            "ceremony_aborted"
+        ]
+    );
+    assert_eq!(first(&recs, "kms_preflight")["data"]["origin"], "AWS_KMS");
+    assert_contains(&stderr(&out), "has Origin AWS_KMS");
+    assert!(!stderr(&out).contains("approver-plan"), "{}", stderr(&out));
+}
+
+#[test]
 fn in_hsm_oaep_sha256_on_softhsm_is_refused_with_alternatives() {
     let hsm = SoftHsm::of_kind(TokenKind::SoftHsm);
     let kms = TestKms::new();
@@ -578,9 +606,15 @@ fn in_hsm_oaep_sha256_on_softhsm_is_refused_with_alternatives() {
         &alias,
         &[("import.wrapping_algorithm", "\"RSAES_OAEP_SHA_256\"")],
     );
-    let (out, recs) = aborted(&hsm, &file, &hsm.through_plan(), &[]);
+    // Only the HSM PIN: nobody is asked to approve a plan this token cannot carry out.
+    let (out, recs) = aborted(&hsm, &file, &format!("{}\n", hsm.pin), &[]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(last_data(&recs)["step"], "capability_check");
+    assert_eq!(
+        record_types(&recs),
+        ["ceremony_started", "hsm_opened", "ceremony_aborted"]
+    );
+    assert!(!stderr(&out).contains("approver-plan"), "{}", stderr(&out));
     assert_contains(
         &stderr(&out),
         "the token cannot do RSAES_OAEP_SHA_256 inside the HSM: C_WrapKey returned CKR_ARGUMENTS_BAD with OAEP SHA-256; alternatives: RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256, RSA_AES_KEY_WRAP_SHA_1 (run `byok probe` to see which this token can do), or wrap = \"host\"",

@@ -9,6 +9,7 @@ mod ceremony;
 mod common;
 mod dual_control;
 mod fleet;
+mod hardening;
 mod inprocess;
 mod liar;
 mod matrix;
