@@ -104,6 +104,19 @@ fn full_ceremony_on(
         stdout(&out)
     );
     assert!(stdout(&out).contains(&format!("key: {arn}")));
+    // A rehearsal's summary on stdout says so; a real ceremony's never does.
+    assert_eq!(
+        stdout(&out).contains("REHEARSAL: dual control was OFF"),
+        rehearsal,
+        "{}",
+        stdout(&out)
+    );
+    // Every wrap mode records a hardened process, as the kernel reports it.
+    let hardening = &first(&records(&t), "capability_checked")["data"]["process_hardening"];
+    assert_eq!(
+        *hardening,
+        serde_json::json!({"core_dumps_disabled": true, "not_dumpable": true})
+    );
 
     // KMS holds the material and uses it.
     assert_eq!(kms.state(&arn), "Enabled");
