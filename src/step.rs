@@ -52,12 +52,10 @@ impl Step {
             Step::OpenHsm => "Open the HSM",
             Step::Reconcile => "Reconcile the targets with KMS and the earlier transcript",
             Step::ApprovePlan => "Approve the plan (dual control)",
-            Step::KmsPreflight => {
-                "Check (or create) the KMS keys, get import parameters, generate and wrap in the HSM"
-            }
+            Step::KmsPreflight => "Check the KMS keys (read only)",
             Step::CapabilityCheck => "Prove the token's wrap (known-answer test)",
             Step::ImportParameters => {
-                "Get import parameters from KMS, generate and wrap in the HSM"
+                "Create keys (where asked), get import parameters, generate and wrap in the HSM"
             }
             Step::Generate => "Generate AES-256 in the HSM",
             Step::Wrap => "Wrap the keys for KMS",
