@@ -73,6 +73,30 @@ fn a_single_import_approval_never_imports() {
 }
 
 #[test]
+fn an_over_long_answer_is_one_refused_answer_never_split_into_more() {
+    let c = case(&[]);
+    // A 5000-byte custodian name. Split into 1024-byte answers, it would be refused as not one
+    // of the options; it must be refused whole, as too long, at approver-plan.
+    let answers = format!(
+        "{}\n{}\n{}",
+        c.hsm.pin,
+        "Alice".repeat(1000),
+        c.hsm.all_answers()
+    );
+    let out = run(&c.hsm, &c.file, &c.transcript, &answers);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "answer to approver-plan is longer than 1024 bytes, the limit for one answer; the whole line was discarded",
+    );
+    let recs = records(&c.transcript);
+    assert_eq!(recs.last().unwrap()["type"], "ceremony_aborted");
+    assert_eq!(recs.last().unwrap()["data"]["step"], "approve_plan");
+    assert_eq!(recs.last().unwrap()["data"]["error_class"], "input");
+    assert_eq!(c.kms.state(&c.arn), "PendingImport");
+}
+
+#[test]
 fn a_custodian_who_approved_is_not_offered_again() {
     let c = case(&[]);
     let answers = format!(
