@@ -87,7 +87,9 @@ pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Resu
     let rehearsal = matches!(c.dual_control, crate::spec::DualControl::Off);
     if rehearsal {
         prompter.warn("no approvals were collected: dual control was OFF (rehearsal)");
-        out("REHEARSAL: dual control was OFF; no custodian approved anything. This ceremony proves nothing about dual control.");
+        out(
+            "REHEARSAL: dual control was OFF; no custodian approved anything. This ceremony proves nothing about dual control.",
+        );
     }
     for (point, names) in &outcome.approvals {
         prompter.say(&format!("  {point:<8} approved by {}", names.join(", ")));

@@ -34,7 +34,9 @@ pub(super) fn plan(run: &mut Run<'_>) -> Result<(), Error> {
     let human = super::plan::approval_view(
         c,
         &run.targets,
-        run.earlier.as_ref().map(|e| e.link.transcript_name.as_str()),
+        run.earlier
+            .as_ref()
+            .map(|e| e.link.transcript_name.as_str()),
     );
     let value = quorum::to_value(&statement).map_err(|e| refused(e.to_string()))?;
     approve(run, quorum::PLAN, value, &human)?;
@@ -283,7 +285,10 @@ fn approve(
 enum Signed {
     Yes(crate::hsm::ApprovalSignature),
     /// The custodian could not sign; another may step in.
-    Failed { attempts: usize, error: HsmError },
+    Failed {
+        attempts: usize,
+        error: HsmError,
+    },
 }
 
 /// The custodian's PIN and signature on their own token. A wrong PIN is asked again only at a
@@ -317,7 +322,8 @@ fn custodian_signature(
                 ));
                 attempt += 1;
             }
-            Err(error @ HsmError::PinIncorrect { .. }) | Err(error @ HsmError::PinLocked { .. }) => {
+            Err(error @ HsmError::PinIncorrect { .. })
+            | Err(error @ HsmError::PinLocked { .. }) => {
                 return Ok(Signed::Failed {
                     attempts: attempt,
                     error,

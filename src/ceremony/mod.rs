@@ -236,7 +236,6 @@ impl Run<'_> {
             self.failed_step = Some(self.step);
         }
     }
-
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

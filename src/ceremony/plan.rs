@@ -54,12 +54,13 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
     for t in targets.iter().take(PLAN_ROWS) {
         let state = match t.status {
             Status::DoneEarlier => "done in the earlier run".to_string(),
-            Status::ImportedUnrecorded => "KMS already holds material: not imported again".to_string(),
-            Status::Checked => format!(
-                "{} (PendingImport)",
-                t.arn.as_deref().unwrap_or("?")
-            ),
-            _ if t.spec.create.is_some() => "to be created (CreateKey, Origin EXTERNAL)".to_string(),
+            Status::ImportedUnrecorded => {
+                "KMS already holds material: not imported again".to_string()
+            }
+            Status::Checked => format!("{} (PendingImport)", t.arn.as_deref().unwrap_or("?")),
+            _ if t.spec.create.is_some() => {
+                "to be created (CreateKey, Origin EXTERNAL)".to_string()
+            }
             _ => "not checked".to_string(),
         };
         out.push_str(&format!(

@@ -836,7 +836,10 @@ impl V2State {
                         "approval_failed in a ceremony whose file turns dual control off".into(),
                     ));
                 }
-                if !matches!(r.point.as_str(), crate::quorum::PLAN | crate::quorum::IMPORT) {
+                if !matches!(
+                    r.point.as_str(),
+                    crate::quorum::PLAN | crate::quorum::IMPORT
+                ) {
                     return Err(Problem::BadApproval(format!(
                         "unknown approval point {:?}",
                         r.point
@@ -969,7 +972,8 @@ impl V2State {
             ));
         }
         let expected = crate::quorum::decline_statement(&r.point, &r.statement_sha256);
-        if r.signed_by.as_deref() != Some("custodian_token") || r.decline.as_ref() != Some(&expected)
+        if r.signed_by.as_deref() != Some("custodian_token")
+            || r.decline.as_ref() != Some(&expected)
         {
             return Err(bad(format!(
                 "declined by {}: a version 3 decline is signed by the custodian's token over {expected}",

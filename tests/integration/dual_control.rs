@@ -175,7 +175,10 @@ fn a_custodian_whose_pin_fails_is_recorded_and_another_steps_in() {
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(!err.contains("try again"), "{err}");
-    assert_contains(&err, "Another custodian may step in (0 of 2 approved; Bob, Carol remain)");
+    assert_contains(
+        &err,
+        "Another custodian may step in (0 of 2 approved; Bob, Carol remain)",
+    );
     assert_contains(
         &err,
         "byok? select approver-plan: Custodian approving the plan (1 of 2) [Bob|Carol]",
@@ -272,7 +275,11 @@ fn a_locked_custodian_pin_is_recorded_and_another_custodian_steps_in() {
         .find(|r| r["type"] == "approval_failed")
         .expect("approval_failed");
     assert_contains(failed["data"]["error"].as_str().unwrap(), "is locked");
-    assert!(!recs.iter().any(|r| r["type"] == "approval" && r["data"]["custodian"] == "Alice"));
+    assert!(
+        !recs
+            .iter()
+            .any(|r| r["type"] == "approval" && r["data"]["custodian"] == "Alice")
+    );
     assert_eq!(c.kms.state(&c.arn), "Enabled");
 }
 

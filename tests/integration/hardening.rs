@@ -163,7 +163,12 @@ fn byok_is_not_dumpable_before_its_first_prompt() {
     std::fs::set_permissions(hsm.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
 
     // Control: an ordinary process of that user owns its /proc files.
-    let mut sleep = Command::new("sleep").arg("30").uid(NOBODY).gid(NOBODY).spawn().unwrap();
+    let mut sleep = Command::new("sleep")
+        .arg("30")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(proc_owner_and_uid(sleep.id()), (NOBODY, NOBODY));
     sleep.kill().unwrap();
@@ -185,7 +190,10 @@ fn byok_is_not_dumpable_before_its_first_prompt() {
     wait_for(&rx, "byok? secret hsm-pin");
     let (owner, uid) = proc_owner_and_uid(child.id());
     assert_eq!(uid, NOBODY);
-    assert_eq!(owner, 0, "byok's /proc files belong to its user: it is dumpable");
+    assert_eq!(
+        owner, 0,
+        "byok's /proc files belong to its user: it is dumpable"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    SoftHsm, TestKms, assert_contains, byok, ceremony_for, module, require_env, stdout,
+    KmsProxy, SoftHsm, TestKms, assert_contains, byok, ceremony_for, module, require_env, stdout,
 };
 
 struct Tmux {
@@ -15,8 +15,12 @@ struct Tmux {
 }
 
 impl Tmux {
-    /// A detached tmux session `byok` (250x60) running `command` in its own server.
+    /// A detached tmux session `byok` (`width`x60) running `command` in its own server.
     fn start(command: &str) -> Tmux {
+        Tmux::start_width(command, 250)
+    }
+
+    fn start_width(command: &str, width: u16) -> Tmux {
         let tmux = Tmux {
             socket: format!("byok-test-{}", std::process::id()),
         };
@@ -28,7 +32,7 @@ impl Tmux {
                 "-s",
                 "byok",
                 "-x",
-                "250",
+                &width.to_string(),
                 "-y",
                 "60",
                 command,
@@ -120,68 +124,143 @@ fn byok_run(hsm: &SoftHsm, file: &Path, transcript: &Path) -> String {
     )
 }
 
+/// Ceremony day in a 120-column terminal: the plan in words above its hash, a wrong PIN asked
+/// again, a custodian who fails three PINs and another who steps in, and a wrong name undone
+/// with Escape, recording nothing.
 #[test]
-fn a_two_custodian_ceremony_in_a_real_terminal_with_a_wrong_pin() {
+fn ceremony_day_in_a_real_terminal_hand_over_and_going_back() {
     let hsm = SoftHsm::new();
     let kms = TestKms::new();
     let (arn, alias) = kms.external_key();
     let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
     let transcript = hsm.path("t.jsonl");
-    let tmux = Tmux::start(&format!(
-        "{}; echo BYOK-EXIT=$?; sleep 60",
-        byok_run(&hsm, &file, &transcript)
-    ));
-
+    let tmux = Tmux::start_width(
+        &format!(
+            "{}; echo BYOK-EXIT=$?; sleep 60",
+            byok_run(&hsm, &file, &transcript)
+        ),
+        120,
+    );
     let pin = |name: &str| hsm.custodian(name).pin.clone();
     tmux.wait("User PIN for HSM token", 1);
     tmux.type_line(&hsm.pin);
 
-    // Plan: Alice (first in the list) with a wrong PIN first, then Bob.
+    // The plan screen: the plan in words, then the statement's SHA-256 on a line of its own.
     tmux.wait("Custodian approving the plan (1 of 2)", 1);
+    let screen = tmux.screen();
+    for line in [
+        "What you approve (the plan):",
+        "algorithm      RSAES_OAEP_SHA_1 with RSA_4096",
+        "key material   AES-256 generated in the HSM, destroyed after the import",
+        "wrap           inside the HSM (token label \"byok-hsm\")",
+        "expiry         does not expire (KEY_MATERIAL_DOES_NOT_EXPIRE)",
+        "quorum         2 of 3 custodians (Alice, Bob, Carol)",
+        &format!("0  {alias}  us-east-1  {arn} (PendingImport)"),
+    ] {
+        assert_contains(&screen, line);
+    }
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("must approve this plan statement. Its SHA-256:"))
+        .expect("the hash heading");
+    let hash = lines[at + 1].trim();
+    assert!(
+        hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{:?}",
+        lines[at + 1]
+    );
+    // The hash and the question each fit on one line of the 120-column terminal.
+    assert!(lines[at].chars().count() <= 120, "{}", lines[at]);
+
+    // Alice: a wrong PIN, then the right one.
     tmux.keys(&["Enter"]);
-    tmux.wait("Alice, do you approve this plan statement", 1);
+    tmux.wait("Alice: approve the plan statement", 1);
+    let question = tmux
+        .screen()
+        .lines()
+        .find(|l| l.contains("Alice: approve the plan statement"))
+        .unwrap()
+        .to_string();
+    assert!(question.chars().count() <= 120, "{question}");
     tmux.type_line("y");
     tmux.wait("PIN for Alice's token", 1);
     tmux.type_line("00000000");
     tmux.wait("is incorrect (attempt 1 of 3); try again", 1);
     tmux.wait("PIN for Alice's token", 2);
     tmux.type_line(&pin("Alice"));
+    // Bob fails three times; Carol steps in. Alice is no longer offered.
     tmux.wait("Custodian approving the plan (2 of 2)", 1);
-    tmux.keys(&["Down", "Enter"]);
-    tmux.wait("Bob, do you approve this plan statement", 1);
-    tmux.type_line("y");
-    tmux.wait("PIN for Bob's token", 1);
-    tmux.type_line(&pin("Bob"));
-
-    // Import: Alice and Carol.
-    tmux.wait("Custodian approving the import (1 of 2)", 1);
     tmux.keys(&["Enter"]);
-    tmux.wait("Alice, do you approve this import statement", 1);
+    tmux.wait("Bob: approve the plan statement", 1);
     tmux.type_line("y");
-    tmux.wait("PIN for Alice's token", 3);
-    tmux.type_line(&pin("Alice"));
-    tmux.wait("Custodian approving the import (2 of 2)", 1);
-    tmux.keys(&["Down", "Down", "Enter"]);
-    tmux.wait("Carol, do you approve this import statement", 1);
+    for attempt in 1..=3 {
+        tmux.wait("PIN for Bob's token", attempt);
+        tmux.type_line("11111111");
+    }
+    tmux.wait(
+        "Another custodian may step in (1 of 2 approved; Carol remain)",
+        1,
+    );
+    tmux.wait("Custodian approving the plan (2 of 2)", 2);
+    tmux.keys(&["Enter"]);
+    tmux.wait("Carol: approve the plan statement", 1);
     tmux.type_line("y");
     tmux.wait("PIN for Carol's token", 1);
+    tmux.type_line(&pin("Carol"));
+
+    // Import: Alice chosen by mistake, Escape goes back; then Bob and Carol.
+    tmux.wait("Custodian approving the import (1 of 2)", 1);
+    tmux.keys(&["Enter"]);
+    tmux.wait("Alice: approve the import statement", 1);
+    tmux.keys(&["Escape", "Enter"]);
+    tmux.wait("back to the custodian list; nothing recorded for Alice", 1);
+    tmux.wait("Custodian approving the import (1 of 2)", 2);
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait("Bob: approve the import statement", 1);
+    tmux.type_line("y");
+    tmux.wait("PIN for Bob's token", 4);
+    tmux.type_line(&pin("Bob"));
+    tmux.wait("Custodian approving the import (2 of 2)", 1);
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait("Carol: approve the import statement", 1);
+    tmux.type_line("y");
+    tmux.wait("PIN for Carol's token", 2);
     tmux.type_line(&pin("Carol"));
 
     tmux.wait("BYOK-EXIT=", 1);
     let screen = tmux.screen();
     assert_contains(&screen, "BYOK-EXIT=0");
-    assert_contains(&screen, "plan     approved by Alice, Bob");
-    assert_contains(&screen, "import   approved by Alice, Carol");
-    // No PIN was echoed.
+    assert_contains(&screen, "plan     approved by Alice, Carol");
+    assert_contains(&screen, "import   approved by Bob, Carol");
+    // Each question was drawn once, not redrawn line after line.
+    assert_eq!(
+        screen.matches("Alice: approve the plan statement").count(),
+        1
+    );
     for name in ["Alice", "Bob", "Carol"] {
         assert!(
             !screen.contains(&pin(name)),
-            "{name}'s PIN appeared on the screen"
+            "{name}'s PIN is on the screen"
         );
     }
     assert!(!screen.contains(&hsm.pin));
     assert_eq!(kms.state(&arn), "Enabled");
 
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&transcript)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let failed: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["type"] == "approval_failed")
+        .map(|r| &r["data"])
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["custodian"], "Bob");
+    assert_eq!(failed[0]["pin_attempts"], 3);
+    assert!(!recs.iter().any(|r| r["type"] == "declined"));
     let v = byok()
         .arg("verify")
         .arg(&transcript)
@@ -189,8 +268,8 @@ fn a_two_custodian_ceremony_in_a_real_terminal_with_a_wrong_pin() {
         .output()
         .unwrap();
     assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
-    assert_contains(&stdout(&v), "approved        plan: Alice, Bob");
-    assert_contains(&stdout(&v), "approved        import: Alice, Carol");
+    assert_contains(&stdout(&v), "approved        plan: Alice, Carol");
+    assert_contains(&stdout(&v), "approved        import: Bob, Carol");
 }
 
 #[test]
@@ -201,10 +280,18 @@ fn a_ceremony_logged_with_tee_keeps_its_prompts_and_pins_out_of_the_log() {
     let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
     let transcript = hsm.path("t.jsonl");
     let log = hsm.path("ceremony.log");
+    // A slow KMS: every answer waits 1.5 s in the proxy.
+    let proxy = KmsProxy::start(&["--delay-ms", "1500"]);
     // stdin stays the terminal; stdout and stderr both go through tee into the log.
     let tmux = Tmux::start(&format!(
         "({}; echo BYOK-EXIT=$?) 2>&1 | tee {}; sleep 60",
-        byok_run(&hsm, &file, &transcript),
+        byok_run(&hsm, &file, &transcript).replace(
+            &format!(
+                "AWS_ENDPOINT_URL_KMS={}",
+                require_env("AWS_ENDPOINT_URL_KMS")
+            ),
+            &format!("AWS_ENDPOINT_URL_KMS={}", proxy.url)
+        ),
         log.display()
     ));
 
@@ -214,22 +301,24 @@ fn a_ceremony_logged_with_tee_keeps_its_prompts_and_pins_out_of_the_log() {
     for (point, second) in [("plan", "Bob"), ("import", "Carol")] {
         tmux.wait(&format!("Custodian approving the {point} (1 of 2)"), 1);
         tmux.keys(&["Enter"]);
-        tmux.wait(&format!("Alice, do you approve this {point} statement"), 1);
+        tmux.wait(&format!("Alice: approve the {point} statement"), 1);
         tmux.type_line("y");
         tmux.wait("PIN for Alice's token", if point == "plan" { 1 } else { 2 });
         tmux.type_line(&pin("Alice"));
         tmux.wait(&format!("Custodian approving the {point} (2 of 2)"), 1);
-        let downs = if second == "Bob" { 1 } else { 2 };
+        // Alice is no longer offered: Bob is first, Carol second.
+        let downs = if second == "Bob" { 0 } else { 1 };
         let mut keys = vec!["Down"; downs];
         keys.push("Enter");
         tmux.keys(&keys);
-        tmux.wait(
-            &format!("{second}, do you approve this {point} statement"),
-            1,
-        );
+        tmux.wait(&format!("{second}: approve the {point} statement"), 1);
         tmux.type_line("y");
         tmux.wait(&format!("PIN for {second}'s token"), 1);
         tmux.type_line(&pin(second));
+        if point == "plan" {
+            // KMS answers slowly (the proxy waits 1.5 s): the wait shows on the terminal.
+            tmux.wait("waiting for KMS: GetParametersForImport for 1 target(s)", 1);
+        }
     }
 
     tmux.wait("BYOK-EXIT=", 1);
@@ -249,6 +338,12 @@ fn a_ceremony_logged_with_tee_keeps_its_prompts_and_pins_out_of_the_log() {
         !log.contains("User PIN for HSM token") && !log.contains("PIN for Alice's token"),
         "a prompt reached the log:\n{log}"
     );
+    // Progress was drawn on the terminal only.
+    assert!(
+        !log.contains("waiting for KMS"),
+        "progress reached the log:\n{log}"
+    );
+    assert!(!proxy.calls("GetParametersForImport").is_empty());
     assert!(!log.contains(&hsm.pin), "the HSM PIN is in the log");
     for name in ["Alice", "Bob", "Carol"] {
         assert!(!log.contains(&pin(name)), "{name}'s PIN is in the log");

@@ -1513,7 +1513,10 @@ mod v2 {
         })
         .unwrap_err();
         assert_eq!(line, 5);
-        assert!(matches!(problem, Problem::QuorumMissing { .. }), "{problem:?}");
+        assert!(
+            matches!(problem, Problem::QuorumMissing { .. }),
+            "{problem:?}"
+        );
     }
 
     #[test]
