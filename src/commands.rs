@@ -263,6 +263,11 @@ pub fn probe(args: &TokenArgs) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
+/// The usage of a new key pair as the token reported it, for stderr.
+fn usage_summary(usage: &crate::hsm::KeyPairUsage) -> String {
+    format!("Usage read back from the token (sign/verify only): {usage}")
+}
+
 /// `byok audit-key create`.
 pub fn audit_key_create(args: &TokenArgs, label: &str) -> Result<i32, Error> {
     let hsm = open_token(args)?;
@@ -270,12 +275,13 @@ pub fn audit_key_create(args: &TokenArgs, label: &str) -> Result<i32, Error> {
     let pin = ask_pin(prompter.as_mut(), &hsm)?;
     hsm.login(&pin)?;
     drop(pin);
-    let spki = hsm.generate_ec_key_pair(label)?;
-    let fp = crate::ecdsa::fingerprint(&spki);
+    let pair = hsm.generate_ec_key_pair(label)?;
+    let fp = crate::ecdsa::fingerprint(&pair.spki);
     prompter.say(&format!(
         "Created EC P-256 audit key {label:?} on token {:?}. Pin it in ceremony files:\n  audit_key_label = {label:?}\n  audit_key_sha256 = \"{fp}\"",
         hsm.description().token_label
     ));
+    prompter.say(&usage_summary(&pair.usage));
     out(&fp);
     Ok(exit::OK)
 }
@@ -292,9 +298,10 @@ pub fn custodian_enroll(args: &TokenArgs, name: &str, label: &str) -> Result<i32
     let pin = ask_pin(prompter.as_mut(), &hsm)?;
     hsm.login(&pin)?;
     drop(pin);
-    let spki = hsm.generate_ec_key_pair(label)?;
-    let fp = crate::ecdsa::fingerprint(&spki);
+    let pair = hsm.generate_ec_key_pair(label)?;
+    let fp = crate::ecdsa::fingerprint(&pair.spki);
     let d = hsm.description();
+    prompter.say(&usage_summary(&pair.usage));
     prompter.say(&format!(
         "Created EC P-256 approval key {label:?} for {name} on token {:?} (serial {}). Paste into ceremony files:",
         d.token_label, d.token_serial

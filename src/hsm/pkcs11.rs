@@ -21,8 +21,9 @@ use secrecy::SecretString;
 use zeroize::Zeroize;
 
 use super::{
-    AesKeyKind, ApprovalSignature, CustodianTokens, Hsm, HsmDescription, HsmError, KeyAttributes,
-    KeyRef, OaepHash, Pkcs11Call, TokenSelector, WrapMechanism,
+    AesKeyKind, ApprovalSignature, CustodianTokens, GeneratedKeyPair, Hsm, HsmDescription,
+    HsmError, KeyAttributes, KeyPairUsage, KeyRef, OaepHash, Pkcs11Call, TokenSelector,
+    WrapMechanism,
 };
 use crate::secure::KeyMaterial;
 
@@ -623,7 +624,7 @@ impl Hsm for Pkcs11Hsm {
         Ok((self.remember(private), spki))
     }
 
-    fn generate_ec_key_pair(&self, label: &str) -> Result<Vec<u8>, HsmError> {
+    fn generate_ec_key_pair(&self, label: &str) -> Result<GeneratedKeyPair, HsmError> {
         if self.label_exists(label)? {
             return Err(HsmError::LabelExists {
                 label: label.to_string(),
@@ -631,10 +632,17 @@ impl Hsm for Pkcs11Hsm {
             });
         }
         let id = self.random(16)?;
+        // Every usage attribute is given, not left to the token's defaults (which may allow
+        // decrypt, unwrap or derive): an approval or audit key signs, and nothing else. SoftHSM
+        // 2.6.1 and kryoptic 1.5 accept the *_RECOVER attributes false for EC keys.
         let public_template = [
             Attribute::Token(true),
             Attribute::Private(false),
             Attribute::Verify(true),
+            Attribute::VerifyRecover(false),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Derive(false),
             Attribute::EcParams(crate::ecdsa::P256_EC_PARAMS.to_vec()),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
@@ -645,10 +653,14 @@ impl Hsm for Pkcs11Hsm {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
+            Attribute::SignRecover(false),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id),
         ];
-        let (public, _private) = self
+        let (public, private) = self
             .session
             .generate_key_pair(
                 &Mechanism::EccKeyPairGen,
@@ -656,7 +668,38 @@ impl Hsm for Pkcs11Hsm {
                 &private_template,
             )
             .map_err(|e| pkcs11_error("generating the EC P-256 key pair", e))?;
-        self.ec_public_spki(public)
+        let checked = (|| -> Result<(KeyPairUsage, Vec<u8>), HsmError> {
+            let usage = KeyPairUsage {
+                private: self.usage_flags(private, &PRIVATE_USAGE)?,
+                public: self.usage_flags(public, &PUBLIC_USAGE)?,
+            };
+            Ok((usage, self.ec_public_spki(public)?))
+        })();
+        let refused = match checked {
+            Ok((usage, spki)) if usage.is_sign_only() => {
+                return Ok(GeneratedKeyPair { spki, usage });
+            }
+            Ok((usage, _)) => Ok(usage),
+            Err(e) => Err(e),
+        };
+        // Never leave behind a pair that byok does not vouch for; try both halves.
+        let destroyed: Vec<Result<(), CkError>> = [private, public]
+            .into_iter()
+            .map(|h| self.session.destroy_object(h))
+            .collect();
+        let usage = refused?;
+        Err(HsmError::KeyPairNotSignOnly {
+            label: label.to_string(),
+            token: self.description.token_label.clone(),
+            usage,
+            cleanup: match destroyed.into_iter().find_map(Result::err) {
+                None => "byok destroyed the pair".into(),
+                Some(e) => format!(
+                    "byok could not destroy the pair ({}): delete the objects labelled {label:?} before another attempt",
+                    call_of(&e)
+                ),
+            },
+        })
     }
 
     fn sign_digest(&self, key: KeyRef, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
@@ -733,7 +776,57 @@ impl CustodianTokens for Pkcs11Custodians {
     }
 }
 
+/// The attributes of [`KeyPairUsage::private`], in its order.
+const PRIVATE_USAGE: [AttributeType; 5] = [
+    AttributeType::Sign,
+    AttributeType::SignRecover,
+    AttributeType::Decrypt,
+    AttributeType::Unwrap,
+    AttributeType::Derive,
+];
+
+/// The attributes of [`KeyPairUsage::public`], in its order.
+const PUBLIC_USAGE: [AttributeType; 5] = [
+    AttributeType::Verify,
+    AttributeType::VerifyRecover,
+    AttributeType::Encrypt,
+    AttributeType::Wrap,
+    AttributeType::Derive,
+];
+
 impl Pkcs11Hsm {
+    /// The boolean attributes `asked` of `object`, in order; `None` for one the token does not
+    /// report.
+    fn usage_flags(
+        &self,
+        object: ObjectHandle,
+        asked: &[AttributeType; 5],
+    ) -> Result<[Option<bool>; 5], HsmError> {
+        let attrs = self
+            .session
+            .get_attributes(object, asked)
+            .map_err(|e| pkcs11_error("reading the key pair's usage attributes", e))?;
+        let mut out = [None; 5];
+        for attr in attrs {
+            let (kind, value) = match attr {
+                Attribute::Sign(v) => (AttributeType::Sign, v),
+                Attribute::SignRecover(v) => (AttributeType::SignRecover, v),
+                Attribute::Decrypt(v) => (AttributeType::Decrypt, v),
+                Attribute::Unwrap(v) => (AttributeType::Unwrap, v),
+                Attribute::Derive(v) => (AttributeType::Derive, v),
+                Attribute::Verify(v) => (AttributeType::Verify, v),
+                Attribute::VerifyRecover(v) => (AttributeType::VerifyRecover, v),
+                Attribute::Encrypt(v) => (AttributeType::Encrypt, v),
+                Attribute::Wrap(v) => (AttributeType::Wrap, v),
+                _ => continue,
+            };
+            if let Some(i) = asked.iter().position(|a| *a == kind) {
+                out[i] = Some(value);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether the token takes `CKA_COPYABLE=false` in a `C_UnwrapKey` template, tried on a
     /// session object (destroyed at once) so that nothing can be left on the token.
     fn unwrap_accepts_not_copyable(

@@ -13,6 +13,7 @@ mod inprocess;
 mod liar;
 mod matrix;
 mod outcome;
+mod sign_only;
 mod spec;
 mod terminal;
 mod transcript;
