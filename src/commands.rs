@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 use crate::ceremony::{self, Env, RunOptions};
 use crate::cli::TokenArgs;
 use crate::error::{Error, exit};
-use crate::hsm::{Hsm, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
+use crate::hsm::pkcs11::{HSM_MODULE_SETTING, Modules};
+use crate::hsm::{Hsm, ModuleSource, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
 use crate::kms::AwsKms;
 use crate::prompt::{self, Prompter};
 use crate::step::Step;
@@ -66,8 +67,39 @@ pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Resu
         .hsm
         .module_path()
         .map_err(|e| stop(Step::OpenHsm, e.into()))?;
+    // Every module path is resolved, and every module loaded, before the first prompt: a bad
+    // path stops the run here, before anyone types a PIN.
+    let own = c
+        .custodian_module_paths()
+        .map_err(|e| stop(Step::OpenHsm, e.into()))?;
+    let mut modules = Modules::default();
+    let hsm_module = modules
+        .load(&module, HSM_MODULE_SETTING)
+        .map_err(|e| stop(Step::OpenHsm, e.into()))?;
     let hsm =
-        Pkcs11Hsm::open_path(&module, &c.hsm.token).map_err(|e| stop(Step::OpenHsm, e.into()))?;
+        Pkcs11Hsm::open(hsm_module, &c.hsm.token).map_err(|e| stop(Step::OpenHsm, e.into()))?;
+    let mut custodian_tokens = Pkcs11Custodians::for_hsm(&hsm);
+    for (i, source, path) in own {
+        let setting = match &source {
+            ModuleSource::Path(_) => format!("custodian[{i}].module"),
+            ModuleSource::Env(var) => format!("custodian[{i}].module_env (${var})"),
+        };
+        let loaded = modules
+            .load(&path, &setting)
+            .map_err(|e| stop(Step::OpenHsm, e.into()))?;
+        let shared = std::sync::Arc::ptr_eq(&loaded, &hsm.module());
+        if let crate::spec::DualControl::Quorum { custodians, .. } = &c.dual_control
+            && let Some(k) = custodians.get(i)
+        {
+            prompter.say(&format!(
+                "custodian {}: token module {}{}",
+                k.name,
+                path.display(),
+                if shared { " (the HSM's module)" } else { "" }
+            ));
+        }
+        custodian_tokens = custodian_tokens.with_module(source, loaded);
+    }
     let kms = AwsKms::with_timeout(&c.kms.region, c.kms.call_timeout)
         .map_err(|e| stop(Step::KmsPreflight, e.into()))?;
     let clock = OffsetDateTime::now_utc;
@@ -76,7 +108,7 @@ pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Resu
         Env {
             hsm: &hsm,
             kms: &kms,
-            custodians: &Pkcs11Custodians::for_hsm(&hsm),
+            custodians: &custodian_tokens,
             prompter: prompter.as_mut(),
             now: &clock,
         },

@@ -210,10 +210,13 @@ fn custodian_signature(
             "custodian-pin",
             &format!("PIN for {}'s token ({})", custodian.name, custodian.token),
         )?;
-        match run
-            .custodians
-            .sign_approval(&custodian.token, &custodian.key_label, &pin, signed)
-        {
+        match run.custodians.sign_approval(
+            custodian.module.as_ref(),
+            &custodian.token,
+            &custodian.key_label,
+            &pin,
+            signed,
+        ) {
             Err(HsmError::PinIncorrect { token }) if attempt < PIN_ATTEMPTS => {
                 run.prompter.warn(&format!(
                     "the PIN for {}'s token {token:?} is incorrect (attempt {attempt} of {PIN_ATTEMPTS}); try again",

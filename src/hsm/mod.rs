@@ -114,6 +114,25 @@ impl WrapMechanism {
     }
 }
 
+/// Where a PKCS#11 module path comes from, as a ceremony file names it (`module` or
+/// `module_env`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ModuleSource {
+    Path(PathBuf),
+    /// The name of an environment variable holding the path.
+    Env(String),
+}
+
+impl std::fmt::Display for ModuleSource {
+    /// The path, or `$NAME` for a variable (what `byok check` shows: it never reads it).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModuleSource::Path(p) => write!(f, "{}", p.display()),
+            ModuleSource::Env(var) => write!(f, "${var}"),
+        }
+    }
+}
+
 /// How to find a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSelector {
@@ -163,9 +182,15 @@ impl std::fmt::Display for Pkcs11Call {
 #[derive(Debug, thiserror::Error)]
 pub enum HsmError {
     #[error(
-        "cannot load the PKCS#11 module {path}: {detail}; check hsm.module (or the variable named by hsm.module_env) and that the file exists"
+        "cannot load the PKCS#11 module {path}: {detail}; check {setting} and that the file exists"
     )]
-    LoadModule { path: PathBuf, detail: String },
+    LoadModule {
+        path: PathBuf,
+        detail: String,
+        /// The setting that named the module, e.g. `hsm.module (or the variable named by
+        /// hsm.module_env)`.
+        setting: String,
+    },
     #[error("{doing}: {call}")]
     Pkcs11 {
         doing: &'static str,
@@ -209,6 +234,10 @@ pub enum HsmError {
         "custodian token {token:?} (serial {serial}) is the ceremony's HSM token; each custodian approves on their own token"
     )]
     CustodianOnHsmToken { token: String, serial: String },
+    #[error(
+        "the custodian module {module} was not loaded when the ceremony started; this is a bug in byok"
+    )]
+    CustodianModuleNotLoaded { module: String },
     #[error(
         "the token {token:?} created the key pair {label:?} with more than sign/verify usage ({usage}); {cleanup}. Use a token that honours CKA_DECRYPT, CKA_UNWRAP and CKA_DERIVE false, or report this token in docs/hsm-compatibility.md"
     )]
@@ -386,11 +415,15 @@ pub struct ApprovalSignature {
 
 /// Custodians' tokens, opened one approval at a time.
 pub trait CustodianTokens {
-    /// Opens a new session on `token`, logs in with `pin` so that the token checks the PIN
-    /// (logging out first if the token reports a login already), signs SHA-256(`message`)
-    /// with the EC key pair labelled `key_label`, and logs out again.
+    /// Opens a new session on `token` of the custodian's `module` (`None`: the HSM's own
+    /// module; else the custodian's `module`/`module_env` exactly as the ceremony file gives
+    /// it, loaded before the ceremony started), logs in with `pin` so that the token checks
+    /// the PIN (logging out first if the token reports a login already), signs
+    /// SHA-256(`message`) with the EC key pair labelled `key_label`, and logs out again. The
+    /// HSM's own token (same module, same serial) is refused.
     fn sign_approval(
         &self,
+        module: Option<&ModuleSource>,
         token: &TokenSelector,
         key_label: &str,
         pin: &SecretString,
@@ -451,6 +484,18 @@ mod tests {
         assert_eq!(
             u.to_string(),
             "private CKA_SIGN=true CKA_SIGN_RECOVER=false CKA_DECRYPT=true CKA_UNWRAP=false CKA_DERIVE=false; public CKA_VERIFY=true CKA_VERIFY_RECOVER=false CKA_ENCRYPT=false CKA_WRAP=false CKA_DERIVE=(not reported)"
+        );
+    }
+
+    #[test]
+    fn module_sources_show_as_check_prints_them() {
+        assert_eq!(
+            ModuleSource::Path("/usr/lib/opensc-pkcs11.so".into()).to_string(),
+            "/usr/lib/opensc-pkcs11.so"
+        );
+        assert_eq!(
+            ModuleSource::Env("BOB_MODULE".into()).to_string(),
+            "$BOB_MODULE"
         );
     }
 }

@@ -22,8 +22,8 @@ use zeroize::Zeroize;
 
 use super::{
     AesKeyKind, ApprovalSignature, CustodianTokens, GeneratedKeyPair, Hsm, HsmDescription,
-    HsmError, KeyAttributes, KeyPairUsage, KeyRef, OaepHash, Pkcs11Call, TokenSelector,
-    WrapMechanism,
+    HsmError, KeyAttributes, KeyPairUsage, KeyRef, ModuleSource, OaepHash, Pkcs11Call,
+    TokenSelector, WrapMechanism,
 };
 use crate::secure::KeyMaterial;
 
@@ -33,18 +33,24 @@ pub struct Module {
     path: PathBuf,
 }
 
+/// The setting a [`HsmError::LoadModule`] names when the caller does not say.
+pub const HSM_MODULE_SETTING: &str = "hsm.module (or the variable named by hsm.module_env)";
+
 impl Module {
-    /// Loads `path` and calls `C_Initialize` with OS locking.
+    /// Loads `path` and calls `C_Initialize` with OS locking. Load each library once per
+    /// process (see [`Modules`]): a second `C_Initialize` fails.
     pub fn load(path: &Path) -> Result<Arc<Module>, HsmError> {
         if !path.is_file() {
             return Err(HsmError::LoadModule {
                 path: path.to_path_buf(),
                 detail: "no such file".into(),
+                setting: HSM_MODULE_SETTING.into(),
             });
         }
         let ctx = Pkcs11::new(path).map_err(|e| HsmError::LoadModule {
             path: path.to_path_buf(),
             detail: e.to_string(),
+            setting: HSM_MODULE_SETTING.into(),
         })?;
         // Without OS_LOCKING_OK, SoftHSM turns off its own locking.
         ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
@@ -102,6 +108,39 @@ impl Module {
                 selector: selector.clone(),
             }),
         }
+    }
+}
+
+/// The PKCS#11 modules of one process, each loaded (and initialised) once: a path that leads to
+/// a library already loaded, by another spelling or a symbolic link, gets the same [`Module`].
+#[derive(Default)]
+pub struct Modules {
+    /// Canonical path → module.
+    loaded: Vec<(PathBuf, Arc<Module>)>,
+}
+
+impl Modules {
+    /// The module at `path`, loaded now or earlier. `setting` names where the path came from
+    /// (e.g. `custodian[1].module`), for the message when it cannot be loaded.
+    pub fn load(&mut self, path: &Path, setting: &str) -> Result<Arc<Module>, HsmError> {
+        let with_setting = |e: HsmError| match e {
+            HsmError::LoadModule { path, detail, .. } => HsmError::LoadModule {
+                path,
+                detail,
+                setting: setting.to_string(),
+            },
+            other => other,
+        };
+        // A path that cannot be canonicalised cannot be loaded either: `Module::load` says why.
+        let Ok(canonical) = std::fs::canonicalize(path) else {
+            return Module::load(path).map_err(with_setting);
+        };
+        if let Some((_, module)) = self.loaded.iter().find(|(p, _)| *p == canonical) {
+            return Ok(Arc::clone(module));
+        }
+        let module = Module::load(path).map_err(with_setting)?;
+        self.loaded.push((canonical, Arc::clone(&module)));
+        Ok(module)
     }
 }
 
@@ -723,32 +762,60 @@ impl Hsm for Pkcs11Hsm {
     }
 }
 
-/// Custodian tokens of the same PKCS#11 module as the ceremony's HSM.
+/// Custodians' tokens: through the HSM's own module, or through a custodian's own module.
 pub struct Pkcs11Custodians {
-    module: Arc<Module>,
+    hsm_module: Arc<Module>,
     hsm_serial: String,
+    /// Custodians' own modules, by `module`/`module_env` as the ceremony file gives them.
+    own: Vec<(ModuleSource, Arc<Module>)>,
 }
 
 impl Pkcs11Custodians {
     /// Custodian tokens reached through `hsm`'s module; `hsm`'s own token is refused.
     pub fn for_hsm(hsm: &Pkcs11Hsm) -> Self {
         Pkcs11Custodians {
-            module: hsm.module(),
+            hsm_module: hsm.module(),
             hsm_serial: hsm.description.token_serial.clone(),
+            own: Vec::new(),
         }
+    }
+
+    /// Adds the module that custodians naming `source` use. Load it through the same
+    /// [`Modules`] as the HSM's, so that a path shared with the HSM shares its module (and the
+    /// HSM's token is recognised there).
+    pub fn with_module(mut self, source: ModuleSource, module: Arc<Module>) -> Self {
+        match self.own.iter_mut().find(|(s, _)| *s == source) {
+            Some(entry) => entry.1 = module,
+            None => self.own.push((source, module)),
+        }
+        self
     }
 }
 
 impl CustodianTokens for Pkcs11Custodians {
     fn sign_approval(
         &self,
+        module: Option<&ModuleSource>,
         token: &TokenSelector,
         key_label: &str,
         pin: &SecretString,
         message: &[u8],
     ) -> Result<ApprovalSignature, HsmError> {
-        let hsm = Pkcs11Hsm::open(Arc::clone(&self.module), token)?;
-        if hsm.description.token_serial == self.hsm_serial {
+        let module = match module {
+            None => &self.hsm_module,
+            Some(source) => self
+                .own
+                .iter()
+                .find(|(s, _)| s == source)
+                .map(|(_, m)| m)
+                .ok_or_else(|| HsmError::CustodianModuleNotLoaded {
+                    module: source.to_string(),
+                })?,
+        };
+        let hsm = Pkcs11Hsm::open(Arc::clone(module), token)?;
+        // A serial names a token within one module: the same serial elsewhere is another token.
+        if Arc::ptr_eq(module, &self.hsm_module) && hsm.description.token_serial == self.hsm_serial
+        {
             return Err(HsmError::CustodianOnHsmToken {
                 token: hsm.description.token_label.clone(),
                 serial: hsm.description.token_serial.clone(),

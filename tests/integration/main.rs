@@ -7,6 +7,7 @@
 
 mod ceremony;
 mod common;
+mod custodian_modules;
 mod dual_control;
 mod fleet;
 mod inprocess;
