@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 use crate::ceremony::{self, Env, RunOptions};
 use crate::cli::TokenArgs;
 use crate::error::{Error, exit};
-use crate::hsm::{Hsm, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
+use crate::hsm::pkcs11::{HSM_MODULE_SETTING, Modules};
+use crate::hsm::{Hsm, ModuleSource, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
 use crate::kms::AwsKms;
 use crate::prompt::{self, Prompter};
 use crate::step::Step;
@@ -66,8 +67,39 @@ pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Resu
         .hsm
         .module_path()
         .map_err(|e| stop(Step::OpenHsm, e.into()))?;
+    // Every module path is resolved, and every module loaded, before the first prompt: a bad
+    // path stops the run here, before anyone types a PIN.
+    let own = c
+        .custodian_module_paths()
+        .map_err(|e| stop(Step::OpenHsm, e.into()))?;
+    let mut modules = Modules::default();
+    let hsm_module = modules
+        .load(&module, HSM_MODULE_SETTING)
+        .map_err(|e| stop(Step::OpenHsm, e.into()))?;
     let hsm =
-        Pkcs11Hsm::open_path(&module, &c.hsm.token).map_err(|e| stop(Step::OpenHsm, e.into()))?;
+        Pkcs11Hsm::open(hsm_module, &c.hsm.token).map_err(|e| stop(Step::OpenHsm, e.into()))?;
+    let mut custodian_tokens = Pkcs11Custodians::for_hsm(&hsm);
+    for (i, source, path) in own {
+        let setting = match &source {
+            ModuleSource::Path(_) => format!("custodian[{i}].module"),
+            ModuleSource::Env(var) => format!("custodian[{i}].module_env (${var})"),
+        };
+        let loaded = modules
+            .load(&path, &setting)
+            .map_err(|e| stop(Step::OpenHsm, e.into()))?;
+        let shared = std::sync::Arc::ptr_eq(&loaded, &hsm.module());
+        if let crate::spec::DualControl::Quorum { custodians, .. } = &c.dual_control
+            && let Some(k) = custodians.get(i)
+        {
+            prompter.say(&format!(
+                "custodian {}: token module {}{}",
+                k.name,
+                path.display(),
+                if shared { " (the HSM's module)" } else { "" }
+            ));
+        }
+        custodian_tokens = custodian_tokens.with_module(source, loaded);
+    }
     let kms = AwsKms::with_timeout(&c.kms.region, c.kms.call_timeout)
         .map_err(|e| stop(Step::KmsPreflight, e.into()))?;
     let clock = OffsetDateTime::now_utc;
@@ -76,7 +108,7 @@ pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Resu
         Env {
             hsm: &hsm,
             kms: &kms,
-            custodians: &Pkcs11Custodians::for_hsm(&hsm),
+            custodians: &custodian_tokens,
             prompter: prompter.as_mut(),
             now: &clock,
         },
@@ -267,6 +299,11 @@ pub fn probe(args: &TokenArgs) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
+/// The usage of a new key pair as the token reported it, for stderr.
+fn usage_summary(usage: &crate::hsm::KeyPairUsage) -> String {
+    format!("Usage read back from the token (sign/verify only): {usage}")
+}
+
 /// `byok audit-key create`.
 pub fn audit_key_create(args: &TokenArgs, label: &str) -> Result<i32, Error> {
     let hsm = open_token(args)?;
@@ -274,12 +311,13 @@ pub fn audit_key_create(args: &TokenArgs, label: &str) -> Result<i32, Error> {
     let pin = ask_pin(prompter.as_mut(), &hsm)?;
     hsm.login(&pin)?;
     drop(pin);
-    let spki = hsm.generate_ec_key_pair(label)?;
-    let fp = crate::ecdsa::fingerprint(&spki);
+    let pair = hsm.generate_ec_key_pair(label)?;
+    let fp = crate::ecdsa::fingerprint(&pair.spki);
     prompter.say(&format!(
         "Created EC P-256 audit key {label:?} on token {:?}. Pin it in ceremony files:\n  audit_key_label = {label:?}\n  audit_key_sha256 = \"{fp}\"",
         hsm.description().token_label
     ));
+    prompter.say(&usage_summary(&pair.usage));
     out(&fp);
     Ok(exit::OK)
 }
@@ -296,9 +334,10 @@ pub fn custodian_enroll(args: &TokenArgs, name: &str, label: &str) -> Result<i32
     let pin = ask_pin(prompter.as_mut(), &hsm)?;
     hsm.login(&pin)?;
     drop(pin);
-    let spki = hsm.generate_ec_key_pair(label)?;
-    let fp = crate::ecdsa::fingerprint(&spki);
+    let pair = hsm.generate_ec_key_pair(label)?;
+    let fp = crate::ecdsa::fingerprint(&pair.spki);
     let d = hsm.description();
+    prompter.say(&usage_summary(&pair.usage));
     prompter.say(&format!(
         "Created EC P-256 approval key {label:?} for {name} on token {:?} (serial {}). Paste into ceremony files:",
         d.token_label, d.token_serial

@@ -309,9 +309,13 @@ fn custodian_signature(
             "custodian-pin",
             &format!("PIN for {}'s token ({})", custodian.name, custodian.token),
         )?;
-        let result =
-            run.custodians
-                .sign_approval(&custodian.token, &custodian.key_label, &pin, signed);
+        let result = run.custodians.sign_approval(
+            custodian.module.as_ref(),
+            &custodian.token,
+            &custodian.key_label,
+            &pin,
+            signed,
+        );
         drop(pin);
         match result {
             Ok(s) => return Ok(Signed::Yes(s)),

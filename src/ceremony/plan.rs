@@ -1,6 +1,6 @@
 //! The plan `byok check` prints: what the ceremony will do, in the order it will do it.
 
-use crate::spec::{Ceremony, ModuleSource};
+use crate::spec::Ceremony;
 use crate::wrap::WrapLocation;
 
 use super::target::{Status, TargetState};
@@ -79,10 +79,7 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
 
 /// Human-readable plan of a validated ceremony.
 pub fn render(c: &Ceremony) -> String {
-    let module = match &c.hsm.module {
-        ModuleSource::Path(p) => p.display().to_string(),
-        ModuleSource::Env(var) => format!("${var}"),
-    };
+    let module = c.hsm.module.to_string();
     let wrap = match c.import.wrap {
         WrapLocation::Hsm if c.import.algorithm.is_rsa_aes() => "inside the HSM (CKM_RSA_AES_KEY_WRAP, or an ephemeral AES key with RFC 5649 wrap and CKM_RSA_PKCS_OAEP; the known-answer test picks)".to_string(),
         WrapLocation::Hsm => "inside the HSM (C_WrapKey, CKM_RSA_PKCS_OAEP)".to_string(),
@@ -107,7 +104,12 @@ pub fn render(c: &Ceremony) -> String {
         crate::spec::DualControl::Quorum { quorum, custodians } => {
             let mut s = format!("{quorum} of {} custodians approve the plan and the import:", custodians.len());
             for k in custodians {
-                s.push_str(&format!("\n                    {} ({}, key {:?}, SHA-256 {})", k.name, k.token, k.key_label, k.public_key_sha256));
+                // A custodian's module is shown only when it is not the HSM's.
+                let module = match &k.module {
+                    Some(m) if *m != c.hsm.module => format!(", module {m}"),
+                    _ => String::new(),
+                };
+                s.push_str(&format!("\n                    {} ({}{module}, key {:?}, SHA-256 {})", k.name, k.token, k.key_label, k.public_key_sha256));
             }
             s
         }

@@ -114,6 +114,25 @@ impl WrapMechanism {
     }
 }
 
+/// Where a PKCS#11 module path comes from, as a ceremony file names it (`module` or
+/// `module_env`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ModuleSource {
+    Path(PathBuf),
+    /// The name of an environment variable holding the path.
+    Env(String),
+}
+
+impl std::fmt::Display for ModuleSource {
+    /// The path, or `$NAME` for a variable (what `byok check` shows: it never reads it).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModuleSource::Path(p) => write!(f, "{}", p.display()),
+            ModuleSource::Env(var) => write!(f, "${var}"),
+        }
+    }
+}
+
 /// How to find a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSelector {
@@ -163,9 +182,15 @@ impl std::fmt::Display for Pkcs11Call {
 #[derive(Debug, thiserror::Error)]
 pub enum HsmError {
     #[error(
-        "cannot load the PKCS#11 module {path}: {detail}; check hsm.module (or the variable named by hsm.module_env) and that the file exists"
+        "cannot load the PKCS#11 module {path}: {detail}; check {setting} and that the file exists"
     )]
-    LoadModule { path: PathBuf, detail: String },
+    LoadModule {
+        path: PathBuf,
+        detail: String,
+        /// The setting that named the module, e.g. `hsm.module (or the variable named by
+        /// hsm.module_env)`.
+        setting: String,
+    },
     #[error("{doing}: {call}")]
     Pkcs11 {
         doing: &'static str,
@@ -209,6 +234,21 @@ pub enum HsmError {
         "custodian token {token:?} (serial {serial}) is the ceremony's HSM token; each custodian approves on their own token"
     )]
     CustodianOnHsmToken { token: String, serial: String },
+    #[error(
+        "the custodian module {module} was not loaded when the ceremony started; this is a bug in byok"
+    )]
+    CustodianModuleNotLoaded { module: String },
+    #[error(
+        "the token {token:?} created the key pair {label:?} with more than sign/verify usage ({usage}); {cleanup}. Use a token that honours CKA_DECRYPT, CKA_UNWRAP and CKA_DERIVE false, or report this token in docs/hsm-compatibility.md"
+    )]
+    KeyPairNotSignOnly {
+        label: String,
+        token: String,
+        /// Every usage attribute as the token reported it.
+        usage: KeyPairUsage,
+        /// What became of the pair: destroyed, or why not.
+        cleanup: String,
+    },
     #[error("the token cannot use {mechanism}: {detail}; run `byok probe` to see what it can do")]
     MechanismNotOffered {
         mechanism: &'static str,
@@ -286,14 +326,83 @@ pub trait Hsm {
     fn label_exists(&self, label: &str) -> Result<bool, HsmError>;
     /// Finds the EC P-256 key pair labelled `label`: private key and public SPKI DER.
     fn find_ec_key_pair(&self, label: &str) -> Result<(KeyRef, Vec<u8>), HsmError>;
-    /// Generates a token EC P-256 signing key pair; returns the public SPKI DER.
-    fn generate_ec_key_pair(&self, label: &str) -> Result<Vec<u8>, HsmError>;
+    /// Generates a token EC P-256 key pair that can only sign (private key) and verify (public
+    /// key), reads its usage attributes back, and refuses (destroying the pair) when the token
+    /// reports any other usage. Returns the public SPKI DER and the usage as read back.
+    fn generate_ec_key_pair(&self, label: &str) -> Result<GeneratedKeyPair, HsmError>;
     /// `CKM_ECDSA` over a SHA-256 digest; returns a DER signature.
     fn sign_digest(&self, key: KeyRef, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError>;
     /// Random bytes from the token.
     fn random(&self, len: usize) -> Result<Vec<u8>, HsmError>;
     /// The raw PKCS#11 handle behind `key`, for the record.
     fn raw_handle(&self, key: KeyRef) -> u64;
+}
+
+/// A key pair made by [`Hsm::generate_ec_key_pair`].
+pub struct GeneratedKeyPair {
+    /// SPKI DER of the public key.
+    pub spki: Vec<u8>,
+    /// The usage attributes read back from the token after generation.
+    pub usage: KeyPairUsage,
+}
+
+/// The usage attributes of an EC key pair as the token reports them: `None` for one the token
+/// did not report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyPairUsage {
+    /// `CKA_SIGN`, `CKA_SIGN_RECOVER`, `CKA_DECRYPT`, `CKA_UNWRAP`, `CKA_DERIVE`.
+    pub private: [Option<bool>; 5],
+    /// `CKA_VERIFY`, `CKA_VERIFY_RECOVER`, `CKA_ENCRYPT`, `CKA_WRAP`, `CKA_DERIVE`.
+    pub public: [Option<bool>; 5],
+}
+
+impl KeyPairUsage {
+    /// The names of [`KeyPairUsage::private`], in order; the first is the one usage allowed.
+    pub const PRIVATE: [&'static str; 5] = [
+        "CKA_SIGN",
+        "CKA_SIGN_RECOVER",
+        "CKA_DECRYPT",
+        "CKA_UNWRAP",
+        "CKA_DERIVE",
+    ];
+    /// The names of [`KeyPairUsage::public`], in order; the first is the one usage allowed.
+    pub const PUBLIC: [&'static str; 5] = [
+        "CKA_VERIFY",
+        "CKA_VERIFY_RECOVER",
+        "CKA_ENCRYPT",
+        "CKA_WRAP",
+        "CKA_DERIVE",
+    ];
+
+    /// True when the private key can sign and nothing else, and the public key can verify and
+    /// nothing else. An attribute the token did not report counts against it.
+    pub fn is_sign_only(&self) -> bool {
+        [self.private, self.public]
+            .iter()
+            .all(|flags| flags[0] == Some(true) && flags[1..].iter().all(|f| *f == Some(false)))
+    }
+}
+
+impl std::fmt::Display for KeyPairUsage {
+    /// `private CKA_SIGN=true CKA_SIGN_RECOVER=false …; public CKA_VERIFY=true …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (side, names, flags)) in [
+            ("private", Self::PRIVATE, self.private),
+            ("public", Self::PUBLIC, self.public),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            write!(f, "{}{side}", if i > 0 { "; " } else { "" })?;
+            for (name, flag) in names.iter().zip(flags) {
+                match flag {
+                    Some(v) => write!(f, " {name}={v}")?,
+                    None => write!(f, " {name}=(not reported)")?,
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A custodian's signature over an approval statement, made on their own token.
@@ -306,14 +415,87 @@ pub struct ApprovalSignature {
 
 /// Custodians' tokens, opened one approval at a time.
 pub trait CustodianTokens {
-    /// Opens a new session on `token`, logs in with `pin` so that the token checks the PIN
-    /// (logging out first if the token reports a login already), signs SHA-256(`message`)
-    /// with the EC key pair labelled `key_label`, and logs out again.
+    /// Opens a new session on `token` of the custodian's `module` (`None`: the HSM's own
+    /// module; else the custodian's `module`/`module_env` exactly as the ceremony file gives
+    /// it, loaded before the ceremony started), logs in with `pin` so that the token checks
+    /// the PIN (logging out first if the token reports a login already), signs
+    /// SHA-256(`message`) with the EC key pair labelled `key_label`, and logs out again. The
+    /// HSM's own token (same module, same serial) is refused.
     fn sign_approval(
         &self,
+        module: Option<&ModuleSource>,
         token: &TokenSelector,
         key_label: &str,
         pin: &SecretString,
         message: &[u8],
     ) -> Result<ApprovalSignature, HsmError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIGN_ONLY: KeyPairUsage = KeyPairUsage {
+        private: [
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(false),
+            Some(false),
+        ],
+        public: [
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(false),
+            Some(false),
+        ],
+    };
+
+    #[test]
+    fn only_sign_and_verify_make_a_sign_only_pair() {
+        assert!(SIGN_ONLY.is_sign_only());
+        for i in 0..5 {
+            for side in 0..2 {
+                let with = |value: Option<bool>| {
+                    let mut u = SIGN_ONLY;
+                    if side == 0 {
+                        u.private[i] = value;
+                    } else {
+                        u.public[i] = value;
+                    }
+                    u
+                };
+                // Flipped: sign/verify off, or another usage on.
+                let u = with(Some(i != 0));
+                assert!(!u.is_sign_only(), "side {side} attribute {i} flipped");
+                // Not reported counts against the pair too.
+                let u = with(None);
+                assert!(!u.is_sign_only(), "side {side} attribute {i} unreported");
+            }
+        }
+    }
+
+    #[test]
+    fn usage_is_shown_attribute_by_attribute() {
+        let mut u = SIGN_ONLY;
+        u.private[2] = Some(true);
+        u.public[4] = None;
+        assert_eq!(
+            u.to_string(),
+            "private CKA_SIGN=true CKA_SIGN_RECOVER=false CKA_DECRYPT=true CKA_UNWRAP=false CKA_DERIVE=false; public CKA_VERIFY=true CKA_VERIFY_RECOVER=false CKA_ENCRYPT=false CKA_WRAP=false CKA_DERIVE=(not reported)"
+        );
+    }
+
+    #[test]
+    fn module_sources_show_as_check_prints_them() {
+        assert_eq!(
+            ModuleSource::Path("/usr/lib/opensc-pkcs11.so".into()).to_string(),
+            "/usr/lib/opensc-pkcs11.so"
+        );
+        assert_eq!(
+            ModuleSource::Env("BOB_MODULE".into()).to_string(),
+            "$BOB_MODULE"
+        );
+    }
 }

@@ -21,8 +21,9 @@ use secrecy::SecretString;
 use zeroize::Zeroize;
 
 use super::{
-    AesKeyKind, ApprovalSignature, CustodianTokens, Hsm, HsmDescription, HsmError, KeyAttributes,
-    KeyRef, OaepHash, Pkcs11Call, TokenSelector, WrapMechanism,
+    AesKeyKind, ApprovalSignature, CustodianTokens, GeneratedKeyPair, Hsm, HsmDescription,
+    HsmError, KeyAttributes, KeyPairUsage, KeyRef, ModuleSource, OaepHash, Pkcs11Call,
+    TokenSelector, WrapMechanism,
 };
 use crate::secure::KeyMaterial;
 
@@ -32,18 +33,24 @@ pub struct Module {
     path: PathBuf,
 }
 
+/// The setting a [`HsmError::LoadModule`] names when the caller does not say.
+pub const HSM_MODULE_SETTING: &str = "hsm.module (or the variable named by hsm.module_env)";
+
 impl Module {
-    /// Loads `path` and calls `C_Initialize` with OS locking.
+    /// Loads `path` and calls `C_Initialize` with OS locking. Load each library once per
+    /// process (see [`Modules`]): a second `C_Initialize` fails.
     pub fn load(path: &Path) -> Result<Arc<Module>, HsmError> {
         if !path.is_file() {
             return Err(HsmError::LoadModule {
                 path: path.to_path_buf(),
                 detail: "no such file".into(),
+                setting: HSM_MODULE_SETTING.into(),
             });
         }
         let ctx = Pkcs11::new(path).map_err(|e| HsmError::LoadModule {
             path: path.to_path_buf(),
             detail: e.to_string(),
+            setting: HSM_MODULE_SETTING.into(),
         })?;
         // Without OS_LOCKING_OK, SoftHSM turns off its own locking.
         ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
@@ -101,6 +108,39 @@ impl Module {
                 selector: selector.clone(),
             }),
         }
+    }
+}
+
+/// The PKCS#11 modules of one process, each loaded (and initialised) once: a path that leads to
+/// a library already loaded, by another spelling or a symbolic link, gets the same [`Module`].
+#[derive(Default)]
+pub struct Modules {
+    /// Canonical path → module.
+    loaded: Vec<(PathBuf, Arc<Module>)>,
+}
+
+impl Modules {
+    /// The module at `path`, loaded now or earlier. `setting` names where the path came from
+    /// (e.g. `custodian[1].module`), for the message when it cannot be loaded.
+    pub fn load(&mut self, path: &Path, setting: &str) -> Result<Arc<Module>, HsmError> {
+        let with_setting = |e: HsmError| match e {
+            HsmError::LoadModule { path, detail, .. } => HsmError::LoadModule {
+                path,
+                detail,
+                setting: setting.to_string(),
+            },
+            other => other,
+        };
+        // A path that cannot be canonicalised cannot be loaded either: `Module::load` says why.
+        let Ok(canonical) = std::fs::canonicalize(path) else {
+            return Module::load(path).map_err(with_setting);
+        };
+        if let Some((_, module)) = self.loaded.iter().find(|(p, _)| *p == canonical) {
+            return Ok(Arc::clone(module));
+        }
+        let module = Module::load(path).map_err(with_setting)?;
+        self.loaded.push((canonical, Arc::clone(&module)));
+        Ok(module)
     }
 }
 
@@ -221,7 +261,10 @@ impl Hsm for Pkcs11Hsm {
         let token = self.description.token_label.clone();
         match self.session.login(UserType::User, Some(pin)) {
             Ok(()) => Ok(()),
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(HsmError::PinIncorrect { token }),
+            // A PIN of a length the token never accepts is as wrong as any other.
+            Err(CkError::Pkcs11(RvError::PinIncorrect | RvError::PinLenRange, _)) => {
+                Err(HsmError::PinIncorrect { token })
+            }
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(HsmError::PinLocked { token }),
             // Answered without checking the PIN: never accept it as a login.
             Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
@@ -623,7 +666,7 @@ impl Hsm for Pkcs11Hsm {
         Ok((self.remember(private), spki))
     }
 
-    fn generate_ec_key_pair(&self, label: &str) -> Result<Vec<u8>, HsmError> {
+    fn generate_ec_key_pair(&self, label: &str) -> Result<GeneratedKeyPair, HsmError> {
         if self.label_exists(label)? {
             return Err(HsmError::LabelExists {
                 label: label.to_string(),
@@ -631,10 +674,17 @@ impl Hsm for Pkcs11Hsm {
             });
         }
         let id = self.random(16)?;
+        // Every usage attribute is given, not left to the token's defaults (which may allow
+        // decrypt, unwrap or derive): an approval or audit key signs, and nothing else. SoftHSM
+        // 2.6.1 and kryoptic 1.5 accept the *_RECOVER attributes false for EC keys.
         let public_template = [
             Attribute::Token(true),
             Attribute::Private(false),
             Attribute::Verify(true),
+            Attribute::VerifyRecover(false),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Derive(false),
             Attribute::EcParams(crate::ecdsa::P256_EC_PARAMS.to_vec()),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
@@ -645,10 +695,14 @@ impl Hsm for Pkcs11Hsm {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
+            Attribute::SignRecover(false),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id),
         ];
-        let (public, _private) = self
+        let (public, private) = self
             .session
             .generate_key_pair(
                 &Mechanism::EccKeyPairGen,
@@ -656,7 +710,38 @@ impl Hsm for Pkcs11Hsm {
                 &private_template,
             )
             .map_err(|e| pkcs11_error("generating the EC P-256 key pair", e))?;
-        self.ec_public_spki(public)
+        let checked = (|| -> Result<(KeyPairUsage, Vec<u8>), HsmError> {
+            let usage = KeyPairUsage {
+                private: self.usage_flags(private, &PRIVATE_USAGE)?,
+                public: self.usage_flags(public, &PUBLIC_USAGE)?,
+            };
+            Ok((usage, self.ec_public_spki(public)?))
+        })();
+        let refused = match checked {
+            Ok((usage, spki)) if usage.is_sign_only() => {
+                return Ok(GeneratedKeyPair { spki, usage });
+            }
+            Ok((usage, _)) => Ok(usage),
+            Err(e) => Err(e),
+        };
+        // Never leave behind a pair that byok does not vouch for; try both halves.
+        let destroyed: Vec<Result<(), CkError>> = [private, public]
+            .into_iter()
+            .map(|h| self.session.destroy_object(h))
+            .collect();
+        let usage = refused?;
+        Err(HsmError::KeyPairNotSignOnly {
+            label: label.to_string(),
+            token: self.description.token_label.clone(),
+            usage,
+            cleanup: match destroyed.into_iter().find_map(Result::err) {
+                None => "byok destroyed the pair".into(),
+                Some(e) => format!(
+                    "byok could not destroy the pair ({}): delete the objects labelled {label:?} before another attempt",
+                    call_of(&e)
+                ),
+            },
+        })
     }
 
     fn sign_digest(&self, key: KeyRef, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
@@ -680,32 +765,60 @@ impl Hsm for Pkcs11Hsm {
     }
 }
 
-/// Custodian tokens of the same PKCS#11 module as the ceremony's HSM.
+/// Custodians' tokens: through the HSM's own module, or through a custodian's own module.
 pub struct Pkcs11Custodians {
-    module: Arc<Module>,
+    hsm_module: Arc<Module>,
     hsm_serial: String,
+    /// Custodians' own modules, by `module`/`module_env` as the ceremony file gives them.
+    own: Vec<(ModuleSource, Arc<Module>)>,
 }
 
 impl Pkcs11Custodians {
     /// Custodian tokens reached through `hsm`'s module; `hsm`'s own token is refused.
     pub fn for_hsm(hsm: &Pkcs11Hsm) -> Self {
         Pkcs11Custodians {
-            module: hsm.module(),
+            hsm_module: hsm.module(),
             hsm_serial: hsm.description.token_serial.clone(),
+            own: Vec::new(),
         }
+    }
+
+    /// Adds the module that custodians naming `source` use. Load it through the same
+    /// [`Modules`] as the HSM's, so that a path shared with the HSM shares its module (and the
+    /// HSM's token is recognised there).
+    pub fn with_module(mut self, source: ModuleSource, module: Arc<Module>) -> Self {
+        match self.own.iter_mut().find(|(s, _)| *s == source) {
+            Some(entry) => entry.1 = module,
+            None => self.own.push((source, module)),
+        }
+        self
     }
 }
 
 impl CustodianTokens for Pkcs11Custodians {
     fn sign_approval(
         &self,
+        module: Option<&ModuleSource>,
         token: &TokenSelector,
         key_label: &str,
         pin: &SecretString,
         message: &[u8],
     ) -> Result<ApprovalSignature, HsmError> {
-        let hsm = Pkcs11Hsm::open(Arc::clone(&self.module), token)?;
-        if hsm.description.token_serial == self.hsm_serial {
+        let module = match module {
+            None => &self.hsm_module,
+            Some(source) => self
+                .own
+                .iter()
+                .find(|(s, _)| s == source)
+                .map(|(_, m)| m)
+                .ok_or_else(|| HsmError::CustodianModuleNotLoaded {
+                    module: source.to_string(),
+                })?,
+        };
+        let hsm = Pkcs11Hsm::open(Arc::clone(module), token)?;
+        // A serial names a token within one module: the same serial elsewhere is another token.
+        if Arc::ptr_eq(module, &self.hsm_module) && hsm.description.token_serial == self.hsm_serial
+        {
             return Err(HsmError::CustodianOnHsmToken {
                 token: hsm.description.token_label.clone(),
                 serial: hsm.description.token_serial.clone(),
@@ -733,7 +846,57 @@ impl CustodianTokens for Pkcs11Custodians {
     }
 }
 
+/// The attributes of [`KeyPairUsage::private`], in its order.
+const PRIVATE_USAGE: [AttributeType; 5] = [
+    AttributeType::Sign,
+    AttributeType::SignRecover,
+    AttributeType::Decrypt,
+    AttributeType::Unwrap,
+    AttributeType::Derive,
+];
+
+/// The attributes of [`KeyPairUsage::public`], in its order.
+const PUBLIC_USAGE: [AttributeType; 5] = [
+    AttributeType::Verify,
+    AttributeType::VerifyRecover,
+    AttributeType::Encrypt,
+    AttributeType::Wrap,
+    AttributeType::Derive,
+];
+
 impl Pkcs11Hsm {
+    /// The boolean attributes `asked` of `object`, in order; `None` for one the token does not
+    /// report.
+    fn usage_flags(
+        &self,
+        object: ObjectHandle,
+        asked: &[AttributeType; 5],
+    ) -> Result<[Option<bool>; 5], HsmError> {
+        let attrs = self
+            .session
+            .get_attributes(object, asked)
+            .map_err(|e| pkcs11_error("reading the key pair's usage attributes", e))?;
+        let mut out = [None; 5];
+        for attr in attrs {
+            let (kind, value) = match attr {
+                Attribute::Sign(v) => (AttributeType::Sign, v),
+                Attribute::SignRecover(v) => (AttributeType::SignRecover, v),
+                Attribute::Decrypt(v) => (AttributeType::Decrypt, v),
+                Attribute::Unwrap(v) => (AttributeType::Unwrap, v),
+                Attribute::Derive(v) => (AttributeType::Derive, v),
+                Attribute::Verify(v) => (AttributeType::Verify, v),
+                Attribute::VerifyRecover(v) => (AttributeType::VerifyRecover, v),
+                Attribute::Encrypt(v) => (AttributeType::Encrypt, v),
+                Attribute::Wrap(v) => (AttributeType::Wrap, v),
+                _ => continue,
+            };
+            if let Some(i) = asked.iter().position(|a| *a == kind) {
+                out[i] = Some(value);
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether the token takes `CKA_COPYABLE=false` in a `C_UnwrapKey` template, tried on a
     /// session object (destroyed at once) so that nothing can be left on the token.
     fn unwrap_accepts_not_copyable(

@@ -10,20 +10,13 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+pub use crate::hsm::ModuleSource;
 use crate::hsm::TokenSelector;
 use crate::kms::Expiration;
 use crate::wrap::{WrapLocation, WrappingAlgorithm, WrappingKeySpec};
 
 /// Longest time ahead KMS accepts for `ValidTo`.
 pub const MAX_VALID_TO_DAYS: i64 = 365;
-
-/// Where the PKCS#11 module path comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModuleSource {
-    Path(PathBuf),
-    /// The name of an environment variable holding the path.
-    Env(String),
-}
 
 /// A validated ceremony file.
 #[derive(Debug, Clone)]
@@ -56,6 +49,8 @@ pub enum DualControl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Custodian {
     pub name: String,
+    /// The custodian's own PKCS#11 module (`module` or `module_env`); `None`: the HSM's.
+    pub module: Option<ModuleSource>,
     pub token: TokenSelector,
     pub key_label: String,
     /// Lowercase hex SHA-256 of the approval key's SPKI DER.
@@ -128,13 +123,40 @@ pub struct ImportSpec {
 impl HsmSpec {
     /// Resolves the module path (reading the environment for `module_env`).
     pub fn module_path(&self) -> Result<PathBuf, SpecError> {
-        match &self.module {
-            ModuleSource::Path(p) => Ok(p.clone()),
-            ModuleSource::Env(var) => match std::env::var_os(var) {
-                Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
-                _ => Err(SpecError::ModuleEnvUnset { var: var.clone() }),
-            },
+        resolve_module(&self.module, "hsm.module_env")
+    }
+}
+
+impl Ceremony {
+    /// Resolves every custodian's own module (reading the environment for `module_env`), in
+    /// file order: the custodian's index, the module as the file gives it, and its path. A
+    /// custodian who names no module uses the HSM's and is left out.
+    pub fn custodian_module_paths(&self) -> Result<Vec<(usize, ModuleSource, PathBuf)>, SpecError> {
+        let DualControl::Quorum { custodians, .. } = &self.dual_control else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (i, c) in custodians.iter().enumerate() {
+            if let Some(source) = &c.module {
+                let path = resolve_module(source, &format!("custodian[{i}].module_env"))?;
+                out.push((i, source.clone(), path));
+            }
         }
+        Ok(out)
+    }
+}
+
+/// The path of `source`; `field` names the setting in the message when its variable is unset.
+fn resolve_module(source: &ModuleSource, field: &str) -> Result<PathBuf, SpecError> {
+    match source {
+        ModuleSource::Path(p) => Ok(p.clone()),
+        ModuleSource::Env(var) => match std::env::var_os(var) {
+            Some(v) if !v.is_empty() => Ok(PathBuf::from(v)),
+            _ => Err(SpecError::ModuleEnvUnset {
+                field: field.to_string(),
+                var: var.clone(),
+            }),
+        },
     }
 }
 
@@ -163,9 +185,13 @@ pub enum SpecError {
         problems: Vec<FieldProblem>,
     },
     #[error(
-        "hsm.module_env names the environment variable {var}, which is not set; export {var}=/path/to/module.so"
+        "{field} names the environment variable {var}, which is not set; export {var}=/path/to/module.so"
     )]
-    ModuleEnvUnset { var: String },
+    ModuleEnvUnset {
+        /// `hsm.module_env` or `custodian[N].module_env`.
+        field: String,
+        var: String,
+    },
 }
 
 fn render(path: &Path, problems: &[FieldProblem]) -> String {
@@ -407,6 +433,8 @@ fn validate(
     }
 
     // [hsm]
+    let hsm_module = raw.hsm.module.clone();
+    let hsm_module_env = raw.hsm.module_env.clone();
     let module = match (raw.hsm.module, raw.hsm.module_env) {
         (Some(p), None) if !p.is_empty() => Some(ModuleSource::Path(PathBuf::from(p))),
         (None, Some(v)) if is_env_name(&v) => Some(ModuleSource::Env(v)),
@@ -681,15 +709,57 @@ fn validate(
                         None
                     }
                 };
-                if token.is_some() && token == hsm_token {
+                let module = match (&c.module, &c.module_env) {
+                    (None, None) => Ok(None),
+                    (Some(p), None) if !p.is_empty() => {
+                        Ok(Some(ModuleSource::Path(PathBuf::from(p))))
+                    }
+                    (Some(_), None) => {
+                        bad(
+                            &at("module"),
+                            "must not be empty; give the path of the custodian's PKCS#11 module, or leave module out to use the HSM's".into(),
+                        );
+                        Err(())
+                    }
+                    (None, Some(v)) if is_env_name(v) => Ok(Some(ModuleSource::Env(v.clone()))),
+                    (None, Some(v)) => {
+                        bad(
+                            &at("module_env"),
+                            format!(
+                                "expected an environment variable name like BYOK_PKCS11_MODULE, found {v:?}"
+                            ),
+                        );
+                        Err(())
+                    }
+                    (Some(_), Some(_)) => {
+                        bad(
+                            &at("module"),
+                            "give either module or module_env, not both".into(),
+                        );
+                        Err(())
+                    }
+                };
+                // Tokens can be compared here only within the HSM's module as written; on
+                // another module the same label or serial is another token, and `byok run`
+                // compares module and serial at every approval.
+                let same_module = match &module {
+                    Ok(None) => true,
+                    Ok(Some(ModuleSource::Path(p))) => {
+                        hsm_module.as_deref().map(Path::new) == Some(p.as_path())
+                    }
+                    Ok(Some(ModuleSource::Env(v))) => hsm_module_env.as_ref() == Some(v),
+                    Err(()) => false,
+                };
+                if same_module && token.is_some() && token == hsm_token {
                     bad(
                         &at("token_label"),
                         "is the ceremony's HSM token; approvals must be made on the custodian's own token".into(),
                     );
                 }
-                if let Some(token) = token {
+                if let (Some(token), Ok(module)) = (token, module) {
                     custodians.push(Custodian {
                         name: c.name.clone(),
+                        module,
                         token,
                         key_label: c.key_label.clone(),
                         public_key_sha256: fp,

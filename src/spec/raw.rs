@@ -32,6 +32,9 @@ pub struct RawDualControl {
 #[serde(deny_unknown_fields)]
 pub struct RawCustodian {
     pub name: String,
+    /// The custodian's own PKCS#11 module; neither this nor `module_env`: the HSM's.
+    pub module: Option<String>,
+    pub module_env: Option<String>,
     pub token_label: Option<String>,
     pub token_serial: Option<String>,
     pub key_label: String,

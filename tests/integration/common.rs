@@ -816,3 +816,138 @@ impl TestKms {
             .collect()
     }
 }
+
+/// The usage attributes of one EC key pair, read with cryptoki directly (not through byok):
+/// `(name, value)` for the private key's `CKA_SIGN`, `CKA_SIGN_RECOVER`, `CKA_DECRYPT`,
+/// `CKA_UNWRAP`, `CKA_DERIVE` and the public key's `CKA_VERIFY`, `CKA_VERIFY_RECOVER`,
+/// `CKA_ENCRYPT`, `CKA_WRAP`, `CKA_DERIVE`, in that order (`None`: not reported).
+pub type PairUsage = Vec<(&'static str, Option<bool>)>;
+
+/// What a token holds for the EC key pair labelled `key_label`, read with cryptoki directly.
+pub struct PairOnToken {
+    /// SHA-256 (hex) of the P-256 SPKI DER built from the public key's `CKA_EC_POINT`.
+    pub public_key_sha256: String,
+    pub usage: PairUsage,
+}
+
+impl SoftHsm {
+    /// Loads this store's module in this process, logs in to the token labelled `token` with
+    /// `pin`, reads the EC key pair labelled `key_label`, and finalises the module again.
+    pub fn pair_on_token(&self, token: &str, pin: &str, key_label: &str) -> PairOnToken {
+        use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+        use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
+        use cryptoki::session::UserType;
+        self.use_in_process();
+        let ctx = Pkcs11::new(self.kind.module()).expect("load module");
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .expect("C_Initialize");
+        let slot = ctx
+            .get_slots_with_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == token)
+            .unwrap_or_else(|| panic!("no token {token:?}"));
+        let session = ctx.open_rw_session(slot).unwrap();
+        session
+            .login(
+                UserType::User,
+                Some(&secrecy::SecretString::from(pin.to_string())),
+            )
+            .unwrap();
+        let one = |class: ObjectClass| {
+            let found = session
+                .find_objects(&[
+                    Attribute::Class(class),
+                    Attribute::KeyType(KeyType::EC),
+                    Attribute::Label(key_label.as_bytes().to_vec()),
+                ])
+                .unwrap();
+            assert_eq!(found.len(), 1, "one {class} labelled {key_label:?}");
+            found[0]
+        };
+        let (private, public) = (one(ObjectClass::PRIVATE_KEY), one(ObjectClass::PUBLIC_KEY));
+        let read = |object, asked: &[(&'static str, AttributeType)]| -> PairUsage {
+            let types: Vec<AttributeType> = asked.iter().map(|(_, t)| *t).collect();
+            let attrs = session.get_attributes(object, &types).unwrap();
+            asked
+                .iter()
+                .map(|(name, want)| {
+                    let value = attrs.iter().find_map(|a| match (a, want) {
+                        (Attribute::Sign(v), AttributeType::Sign)
+                        | (Attribute::SignRecover(v), AttributeType::SignRecover)
+                        | (Attribute::Decrypt(v), AttributeType::Decrypt)
+                        | (Attribute::Unwrap(v), AttributeType::Unwrap)
+                        | (Attribute::Derive(v), AttributeType::Derive)
+                        | (Attribute::Verify(v), AttributeType::Verify)
+                        | (Attribute::VerifyRecover(v), AttributeType::VerifyRecover)
+                        | (Attribute::Encrypt(v), AttributeType::Encrypt)
+                        | (Attribute::Wrap(v), AttributeType::Wrap) => Some(*v),
+                        _ => None,
+                    });
+                    (*name, value)
+                })
+                .collect()
+        };
+        let mut usage = read(
+            private,
+            &[
+                ("private CKA_SIGN", AttributeType::Sign),
+                ("private CKA_SIGN_RECOVER", AttributeType::SignRecover),
+                ("private CKA_DECRYPT", AttributeType::Decrypt),
+                ("private CKA_UNWRAP", AttributeType::Unwrap),
+                ("private CKA_DERIVE", AttributeType::Derive),
+            ],
+        );
+        usage.extend(read(
+            public,
+            &[
+                ("public CKA_VERIFY", AttributeType::Verify),
+                ("public CKA_VERIFY_RECOVER", AttributeType::VerifyRecover),
+                ("public CKA_ENCRYPT", AttributeType::Encrypt),
+                ("public CKA_WRAP", AttributeType::Wrap),
+                ("public CKA_DERIVE", AttributeType::Derive),
+            ],
+        ));
+        let point = session
+            .get_attributes(public, &[AttributeType::EcPoint])
+            .unwrap()
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::EcPoint(p) => Some(p),
+                _ => None,
+            })
+            .expect("CKA_EC_POINT");
+        drop(session);
+        ctx.finalize().expect("C_Finalize");
+        // The uncompressed point 04||X||Y ends CKA_EC_POINT, whether or not the token wraps it
+        // in a DER OCTET STRING; the SPKI of a P-256 key is a fixed prefix and the point.
+        assert!(point.len() >= 65, "CKA_EC_POINT of {} bytes", point.len());
+        let raw = &point[point.len() - 65..];
+        assert_eq!(raw[0], 4, "uncompressed point");
+        let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+        spki.extend_from_slice(raw);
+        PairOnToken {
+            public_key_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&spki)),
+            usage,
+        }
+    }
+}
+
+/// What a sign-only pair reads back as: sign and verify true, everything else false.
+pub fn sign_only_usage() -> PairUsage {
+    [
+        ("private CKA_SIGN", true),
+        ("private CKA_SIGN_RECOVER", false),
+        ("private CKA_DECRYPT", false),
+        ("private CKA_UNWRAP", false),
+        ("private CKA_DERIVE", false),
+        ("public CKA_VERIFY", true),
+        ("public CKA_VERIFY_RECOVER", false),
+        ("public CKA_ENCRYPT", false),
+        ("public CKA_WRAP", false),
+        ("public CKA_DERIVE", false),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n, Some(v)))
+    .collect()
+}

@@ -328,6 +328,7 @@ fn a_custodian_token_logged_in_elsewhere_still_checks_the_pin() {
     let selector = TokenSelector::Label(alice.token.clone());
     let err = custodians
         .sign_approval(
+            None,
             &selector,
             "byok-approval",
             &SecretString::from("99999999".to_string()),
@@ -341,6 +342,7 @@ fn a_custodian_token_logged_in_elsewhere_still_checks_the_pin() {
     );
     let ok = custodians
         .sign_approval(
+            None,
             &selector,
             "byok-approval",
             &SecretString::from(alice.pin.clone()),
@@ -356,6 +358,7 @@ fn a_custodian_token_logged_in_elsewhere_still_checks_the_pin() {
     // Approvals are never made on the ceremony's own HSM token.
     let err = custodians
         .sign_approval(
+            None,
             &TokenSelector::Label("byok-hsm".into()),
             "byok-audit",
             &SecretString::from(token.pin.clone()),

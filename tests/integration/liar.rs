@@ -107,7 +107,7 @@ impl byok::hsm::Hsm for Liar<'_> {
     fn find_ec_key_pair(&self, label: &str) -> Result<(KeyRef, Vec<u8>), HsmError> {
         self.real.find_ec_key_pair(label)
     }
-    fn generate_ec_key_pair(&self, label: &str) -> Result<Vec<u8>, HsmError> {
+    fn generate_ec_key_pair(&self, label: &str) -> Result<byok::hsm::GeneratedKeyPair, HsmError> {
         self.real.generate_ec_key_pair(label)
     }
     fn sign_digest(&self, key: KeyRef, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {

@@ -7,6 +7,7 @@
 
 mod ceremony;
 mod common;
+mod custodian_modules;
 mod dual_control;
 mod fleet;
 mod hardening;
@@ -14,6 +15,7 @@ mod inprocess;
 mod liar;
 mod matrix;
 mod outcome;
+mod sign_only;
 mod spec;
 mod terminal;
 mod transcript;

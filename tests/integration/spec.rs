@@ -6,7 +6,7 @@ use std::path::Path;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use crate::common::{byok, stderr, stdout};
+use crate::common::{assert_contains, byok, stderr, stdout};
 
 const NOW: OffsetDateTime = datetime!(2026-11-23 12:00:00 UTC);
 
@@ -289,7 +289,39 @@ fn validation_table_gives_exact_messages() {
             "a custodian field unknown",
             BASE.replace("name = \"Bob\"", "name = \"Bob\"\nrole = \"x\""),
             one(
-                "c.toml:33: custodian[1].role: unknown field `role`, expected one of `name`, `token_label`, `token_serial`, `key_label`, `public_key_sha256`",
+                "c.toml:33: custodian[1].role: unknown field `role`, expected one of `name`, `module`, `module_env`, `token_label`, `token_serial`, `key_label`, `public_key_sha256`",
+            ),
+        ),
+        (
+            "a custodian module given both ways",
+            BASE.replace(
+                "name = \"Bob\"",
+                "name = \"Bob\"\nmodule = \"/opt/bob/pkcs11.so\"\nmodule_env = \"BOB_MODULE\"",
+            ),
+            one("c.toml:33: custodian[1].module: give either module or module_env, not both"),
+        ),
+        (
+            "a custodian module_env that is no variable name",
+            BASE.replace("name = \"Bob\"", "name = \"Bob\"\nmodule_env = \"1BAD\""),
+            one(
+                "c.toml:33: custodian[1].module_env: expected an environment variable name like BYOK_PKCS11_MODULE, found \"1BAD\"",
+            ),
+        ),
+        (
+            "an empty custodian module",
+            BASE.replace("name = \"Bob\"", "name = \"Bob\"\nmodule = \"\""),
+            one(
+                "c.toml:33: custodian[1].module: must not be empty; give the path of the custodian's PKCS#11 module, or leave module out to use the HSM's",
+            ),
+        ),
+        (
+            "a custodian on the HSM token through the HSM's module named again",
+            BASE.replace(
+                "token_label = \"cust-bob\"",
+                "module = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"byok-hsm\"",
+            ),
+            one(
+                "c.toml:34: custodian[1].token_label: is the ceremony's HSM token; approvals must be made on the custodian's own token",
             ),
         ),
         (
@@ -524,5 +556,70 @@ fn the_product_form_expands_services_times_environments_in_order() {
     assert_eq!(
         c.kms.rates.of(byok::kms::Operation::ImportKeyMaterial),
         15.0
+    );
+}
+
+#[test]
+fn a_custodian_names_their_own_module_or_gets_the_hsms() {
+    let text = BASE
+        .replace(
+            "name = \"Alice\"",
+            "name = \"Alice\"\nmodule_env = \"ALICE_MODULE\"",
+        )
+        .replace(
+            "token_label = \"cust-bob\"",
+            "module = \"/opt/bob/opensc-pkcs11.so\"\ntoken_label = \"byok-hsm\"",
+        );
+    // Bob's token has the HSM token's label, but on another module: another token.
+    let c = byok::spec::parse(Path::new("c.toml"), &text, NOW).expect("valid");
+    let byok::spec::DualControl::Quorum { custodians, .. } = &c.dual_control else {
+        panic!("dual control is on")
+    };
+    assert_eq!(
+        custodians[0].module,
+        Some(byok::spec::ModuleSource::Env("ALICE_MODULE".into()))
+    );
+    assert_eq!(
+        custodians[1].module,
+        Some(byok::spec::ModuleSource::Path(
+            "/opt/bob/opensc-pkcs11.so".into()
+        ))
+    );
+    let plan = byok::ceremony::plan::render(&c);
+    assert_contains(
+        &plan,
+        "Alice (label \"cust-alice\", module $ALICE_MODULE, key \"byok-approval\", SHA-256 1111",
+    );
+    assert_contains(
+        &plan,
+        "Bob (label \"byok-hsm\", module /opt/bob/opensc-pkcs11.so, key \"byok-approval\", SHA-256 2222",
+    );
+    // Neither field: the HSM's module, and `byok check` shows nothing more.
+    let c = byok::spec::parse(Path::new("c.toml"), BASE, NOW).expect("valid");
+    let byok::spec::DualControl::Quorum { custodians, .. } = &c.dual_control else {
+        panic!("dual control is on")
+    };
+    assert!(custodians.iter().all(|k| k.module.is_none()));
+    assert_contains(
+        &byok::ceremony::plan::render(&c),
+        "Alice (label \"cust-alice\", key \"byok-approval\", SHA-256 1111",
+    );
+    assert!(c.custodian_module_paths().unwrap().is_empty());
+}
+
+#[test]
+fn an_unset_custodian_module_env_is_named_with_what_to_export() {
+    const VAR: &str = "BYOK_TEST_CUSTODIAN_MODULE_NEVER_SET";
+    assert!(std::env::var_os(VAR).is_none(), "{VAR} must not be set");
+    let text = BASE.replace(
+        "name = \"Bob\"",
+        &format!("name = \"Bob\"\nmodule_env = \"{VAR}\""),
+    );
+    let c = byok::spec::parse(Path::new("c.toml"), &text, NOW).expect("valid");
+    assert_eq!(
+        c.custodian_module_paths().unwrap_err().to_string(),
+        format!(
+            "custodian[1].module_env names the environment variable {VAR}, which is not set; export {VAR}=/path/to/module.so"
+        )
     );
 }
