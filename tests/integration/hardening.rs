@@ -151,7 +151,9 @@ const NOBODY: u32 = 65534;
 fn byok_is_not_dumpable_before_its_first_prompt() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
-    let hsm = SoftHsm::new();
+    // SoftHSM on either pass: hardening is the process's, not the token's, and kryoptic's
+    // module is built under root's home, which the unprivileged user cannot read.
+    let hsm = SoftHsm::of_kind(crate::common::TokenKind::SoftHsm);
     let file = ceremony_for(&hsm, "demo-softhsm.toml", "alias/x", &[]);
     // The unprivileged user must read the token store and the ceremony file.
     let status = Command::new("chmod")
