@@ -147,6 +147,13 @@ pub(super) fn record(run: &mut Run<'_>) -> Result<(), Error> {
 
     run.step = Step::OpenHsm;
     let d = run.hsm.description().clone();
+    let usage = run.hsm.ec_key_pair_usage(&c.hsm.audit_key_label)?;
+    if !usage.is_sign_only() {
+        run.prompter.warn(&format!(
+            "the audit key {:?} can do more than sign ({usage}); re-create it with `byok audit-key create` (byok 0.3 makes sign-only pairs) and pin the new key",
+            c.hsm.audit_key_label
+        ));
+    }
     run.record(&HsmOpened {
         module_path: d.module_path,
         module_manufacturer: d.module_manufacturer,
@@ -158,5 +165,7 @@ pub(super) fn record(run: &mut Run<'_>) -> Result<(), Error> {
         token_model: d.token_model,
         token_manufacturer: d.token_manufacturer,
         login: "user".into(),
+        audit_key_sign_only: Some(usage.is_sign_only()),
+        audit_key_usage: Some(usage.to_string()),
     })
 }

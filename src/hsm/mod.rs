@@ -330,6 +330,8 @@ pub trait Hsm {
     /// key), reads its usage attributes back, and refuses (destroying the pair) when the token
     /// reports any other usage. Returns the public SPKI DER and the usage as read back.
     fn generate_ec_key_pair(&self, label: &str) -> Result<GeneratedKeyPair, HsmError>;
+    /// The usage attributes of the EC key pair labelled `label`, as the token reports them.
+    fn ec_key_pair_usage(&self, label: &str) -> Result<KeyPairUsage, HsmError>;
     /// `CKM_ECDSA` over a SHA-256 digest; returns a DER signature.
     fn sign_digest(&self, key: KeyRef, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError>;
     /// Random bytes from the token.

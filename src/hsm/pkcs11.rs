@@ -666,6 +666,26 @@ impl Hsm for Pkcs11Hsm {
         Ok((self.remember(private), spki))
     }
 
+    fn ec_key_pair_usage(&self, label: &str) -> Result<KeyPairUsage, HsmError> {
+        let find = |class, what| {
+            self.find_one(
+                &[
+                    Attribute::Class(class),
+                    Attribute::KeyType(KeyType::EC),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ],
+                label,
+                what,
+            )
+        };
+        let private = find(ObjectClass::PRIVATE_KEY, "EC private key")?;
+        let public = find(ObjectClass::PUBLIC_KEY, "EC public key")?;
+        Ok(KeyPairUsage {
+            private: self.usage_flags(private, &PRIVATE_USAGE)?,
+            public: self.usage_flags(public, &PUBLIC_USAGE)?,
+        })
+    }
+
     fn generate_ec_key_pair(&self, label: &str) -> Result<GeneratedKeyPair, HsmError> {
         if self.label_exists(label)? {
             return Err(HsmError::LabelExists {

@@ -139,6 +139,14 @@ pub struct HsmOpened {
     pub token_model: String,
     pub token_manufacturer: String,
     pub login: String,
+    /// (v3) Whether the audit key pair is sign-only (private key CKA_SIGN only, public key
+    /// CKA_VERIFY only), as the token reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_key_sign_only: Option<bool>,
+    /// (v3) The audit key pair's usage attributes as read back from the token, e.g.
+    /// `private CKA_SIGN=true CKA_SIGN_RECOVER=false …; public CKA_VERIFY=true …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_key_usage: Option<String>,
 }
 
 /// What a resumed run found for one target before doing anything.

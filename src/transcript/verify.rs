@@ -757,7 +757,14 @@ impl V2State {
                 self.resumes = s.resumes;
             }
             R::HsmOpened => {
-                typed::<p::HsmOpened>(kind, data)?;
+                let r: p::HsmOpened = typed(kind, data)?;
+                let present = [r.audit_key_sign_only.is_some(), r.audit_key_usage.is_some()];
+                if present != [self.version >= 3; 2] {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "audit_key_sign_only and audit_key_usage are members in version 3 and only there".into(),
+                    });
+                }
             }
             R::TargetReconciled => {
                 let r: p::TargetReconciled = typed(kind, data)?;
@@ -946,6 +953,18 @@ impl V2State {
     fn declined(&self, r: &p::Declined) -> Result<(), Problem> {
         let bad = |why: String| Problem::BadApproval(why);
         if self.version < 3 {
+            if r.signed_by.is_some()
+                || r.decline.is_some()
+                || r.public_key.is_some()
+                || r.signature.is_some()
+            {
+                return Err(Problem::BadPayload {
+                    kind: RecordType::Declined.to_string(),
+                    why:
+                        "signed_by, decline, public_key and signature are members in version 3 only"
+                            .into(),
+                });
+            }
             return Ok(());
         }
         if self.quorum.is_none() {

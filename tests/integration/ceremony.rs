@@ -111,8 +111,13 @@ fn full_ceremony_on(
         "{}",
         stdout(&out)
     );
-    // Every wrap mode records a hardened process, as the kernel reports it.
+    // hsm_opened records the audit key's usage as the token reports it (read back here).
+    let on_token = hsm.pair_on_token("byok-hsm", &hsm.pin, "byok-audit");
     let all = records(&t);
+    let opened = &first(&all, "hsm_opened")["data"];
+    assert_eq!(opened["audit_key_sign_only"], true);
+    assert_eq!(on_token.usage, crate::common::sign_only_usage());
+    // Every wrap mode records a hardened process, as the kernel reports it.
     assert_eq!(
         first(&all, "capability_checked")["data"]["process_hardening"],
         serde_json::json!({"core_dumps_disabled": true, "not_dumpable": true})

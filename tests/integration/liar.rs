@@ -110,6 +110,9 @@ impl byok::hsm::Hsm for Liar<'_> {
     fn generate_ec_key_pair(&self, label: &str) -> Result<byok::hsm::GeneratedKeyPair, HsmError> {
         self.real.generate_ec_key_pair(label)
     }
+    fn ec_key_pair_usage(&self, label: &str) -> Result<byok::hsm::KeyPairUsage, HsmError> {
+        self.real.ec_key_pair_usage(label)
+    }
     fn sign_digest(&self, key: KeyRef, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
         self.real.sign_digest(key, digest)
     }

@@ -121,7 +121,13 @@ fn writer_and_verifier_round_trip() {
     w.append(&signer, &v2::started(&signer, &v2::rehearsal_file(&signer)))
         .unwrap();
     assert!(path.exists());
-    w.append(&signer, &v2::hsm_opened()).unwrap();
+    // The writer writes the current format (3), whose hsm_opened records the audit key usage.
+    let opened = byok::transcript::payload::HsmOpened {
+        audit_key_sign_only: Some(true),
+        audit_key_usage: Some("private CKA_SIGN=true; public CKA_VERIFY=true".into()),
+        ..v2::hsm_opened()
+    };
+    w.append(&signer, &opened).unwrap();
     let last = w
         .append(
             &signer,
@@ -845,6 +851,8 @@ mod v2 {
             token_model: "m".into(),
             token_manufacturer: "m".into(),
             login: "user".into(),
+            audit_key_sign_only: None,
+            audit_key_usage: None,
         }
     }
 
@@ -1398,6 +1406,8 @@ mod v2 {
 
     /// Format version 3: the preflight records move before the plan approvals.
     fn v3_order(r: &mut Records) {
+        r[1].1["audit_key_sign_only"] = json!(true);
+        r[1].1["audit_key_usage"] = json!("private CKA_SIGN=true; public CKA_VERIFY=true");
         let preflight: Vec<_> = r.drain(4..6).collect();
         for (i, rec) in preflight.into_iter().enumerate() {
             r.insert(2 + i, rec);
@@ -1490,8 +1500,28 @@ mod v2 {
     fn v3_read_only_checks_before_the_plan_approval_verify() {
         let k = keys();
         verify_v3(&k, |_| {}).unwrap();
+        // Version 3's hsm_opened records the audit key's usage; without it, it is refused.
+        let (line, problem) = verify_v3(&k, |r| {
+            r[1].1.as_object_mut().unwrap().remove("audit_key_usage");
+        })
+        .unwrap_err();
+        assert_eq!(line, 2);
+        assert!(matches!(problem, Problem::BadPayload { .. }), "{problem:?}");
         // The same order in version 2 lacks the plan quorum at the first preflight.
-        let bytes = sign_all(&k, records(&k, |_| {}, v3_order), |_| 2);
+        let bytes = sign_all(
+            &k,
+            records(
+                &k,
+                |_| {},
+                |r| {
+                    v3_order(r);
+                    for m in ["audit_key_sign_only", "audit_key_usage"] {
+                        r[1].1.as_object_mut().unwrap().remove(m);
+                    }
+                },
+            ),
+            |_| 2,
+        );
         let err = verify_bytes(&bytes, &opts(&k)).unwrap_err();
         assert_eq!(err.line, 3);
         assert!(
