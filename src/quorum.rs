@@ -15,6 +15,8 @@ use crate::jcs;
 pub const PLAN: &str = "plan";
 /// Before ImportKeyMaterial.
 pub const IMPORT: &str = "import";
+/// (v3, rotate) Before RotateKeyOnDemand.
+pub const ROTATE: &str = "rotate";
 /// The `point` of a decline statement (format version 3).
 pub const DECLINE: &str = "decline";
 
@@ -53,6 +55,34 @@ pub struct ImportStatement {
     pub expiration_model: String,
     pub valid_to: Option<String>,
     pub targets: Vec<ImportTarget>,
+    /// (v3, rotate) `"rotate"`; absent for a first import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// (v3, rotate) The KeyMaterialDescription sent with every import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_material_description: Option<String>,
+}
+
+/// The rotate statement (v3, `kind = "rotate"`): approved after the imports, before
+/// RotateKeyOnDemand. It names, per target, the material that becomes current.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateStatement {
+    pub point: String,
+    pub ceremony_id: String,
+    pub targets: Vec<RotateTarget>,
+}
+
+/// One target of a rotate statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateTarget {
+    pub target_index: u64,
+    pub key_arn: String,
+    /// The material current before (from `rotation_preflight`).
+    pub previous_key_material_id: Option<String>,
+    /// The material this ceremony imported (from `key_imported`), made current.
+    pub key_material_id: String,
 }
 
 /// One target of an import statement: exactly what will be sent to KMS for it.

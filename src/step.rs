@@ -19,6 +19,10 @@ pub enum Step {
     Import,
     Verify,
     Keep,
+    /// `kind = "rotate"`: the quorum approves RotateKeyOnDemand.
+    ConfirmRotate,
+    /// `kind = "rotate"`: RotateKeyOnDemand and its verification.
+    Rotate,
     Cleanup,
     Finish,
 }
@@ -40,6 +44,8 @@ impl Step {
             Step::Import => "import",
             Step::Verify => "verify",
             Step::Keep => "keep",
+            Step::ConfirmRotate => "confirm_rotate",
+            Step::Rotate => "rotate",
             Step::Cleanup => "cleanup",
             Step::Finish => "finish",
         }
@@ -63,6 +69,8 @@ impl Step {
             Step::Import => "Import into KMS and verify",
             Step::Verify => "Verify the imports",
             Step::Keep => "Keep the imported material on the token",
+            Step::ConfirmRotate => "Approve the rotation",
+            Step::Rotate => "Rotate (RotateKeyOnDemand) and verify",
             Step::Cleanup => "Clean up HSM objects",
             Step::Finish => "Finish",
         }

@@ -83,6 +83,16 @@ pub(super) fn import(run: &mut Run<'_>) -> Result<(), Error> {
         expiration_model: c.import.expiration.model().into(),
         valid_to: c.import.expiration.valid_to().map(crate::rfc3339::format),
         targets,
+        kind: match c.import.kind {
+            crate::spec::Kind::Import => None,
+            crate::spec::Kind::Rotate { .. } => Some("rotate".into()),
+        },
+        key_material_description: match &c.import.kind {
+            crate::spec::Kind::Import => None,
+            crate::spec::Kind::Rotate {
+                key_material_description,
+            } => Some(key_material_description.clone()),
+        },
     };
     let value = quorum::to_value(&statement).map_err(|e| refused(e.to_string()))?;
     let human = format!(
@@ -108,7 +118,7 @@ pub(super) fn import(run: &mut Run<'_>) -> Result<(), Error> {
 /// (PIN wrong every attempt, PIN locked, token or key missing) is recorded in
 /// `approval_failed` and left out; another custodian may step in while the quorum is still
 /// reachable.
-fn approve(
+pub(super) fn approve(
     run: &mut Run<'_>,
     point: &'static str,
     statement: Value,
@@ -126,12 +136,17 @@ fn approve(
             }
             run.prompter
                 .say(&format!("  Statement ({point}) SHA-256:\n    {digest}"));
-            if !run
-                .prompter
-                .confirm("confirm-import", "Import this key material into KMS?")?
-            {
+            let (id, question) = if point == quorum::ROTATE {
+                (
+                    "confirm-rotate",
+                    "Make the imported material current (RotateKeyOnDemand)?",
+                )
+            } else {
+                ("confirm-import", "Import this key material into KMS?")
+            };
+            if !run.prompter.confirm(id, question)? {
                 return Err(Error::Declined {
-                    what: "the import confirmation".into(),
+                    what: format!("the {point} confirmation"),
                 });
             }
             let by = vec![run.ceremony.operator.clone()];

@@ -16,6 +16,8 @@ use crate::transcript::payload::{
     ImportReconciled, ImportVerified, KeptAttributes, KeyImported, KeyKept,
 };
 
+use crate::spec::Kind;
+
 use super::target::Status;
 use super::{Run, Step, pool, refused, sha256_hex};
 
@@ -25,6 +27,8 @@ struct Job {
     token: ImportToken,
     blob: Vec<u8>,
     challenge: Vec<u8>,
+    /// A rotation: the material current before it (the key is Enabled already).
+    rotating: Option<Option<String>>,
 }
 
 /// What KMS says about an import whose answer was lost.
@@ -34,6 +38,8 @@ struct Reconciliation {
     current_key_material_id: Option<String>,
     materials: Vec<String>,
     evidence: Vec<String>,
+    /// A rotation: the PENDING_ROTATION material that the lost import made.
+    new_material: Option<String>,
 }
 
 enum Event {
@@ -96,6 +102,10 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
             token: ImportToken::new(token.as_bytes().to_vec()),
             blob: blob.clone(),
             challenge: Vec::new(),
+            rotating: match c.import.kind {
+                Kind::Import => None,
+                Kind::Rotate { .. } => Some(t.previous_material.clone()),
+            },
         });
     }
     for job in &mut jobs {
@@ -114,7 +124,13 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
     }
     let expiration = c.import.expiration;
     let kms = run.kms;
-    let work = |job: Job, tx: &Sender<Event>| import_one(kms, expiration, job, tx);
+    let description = match &c.import.kind {
+        Kind::Import => None,
+        Kind::Rotate {
+            key_material_description,
+        } => Some(key_material_description.as_str()),
+    };
+    let work = |job: Job, tx: &Sender<Event>| import_one(kms, expiration, description, job, tx);
     let total = jobs.len();
     let progress = run.prompter.progress(
         &format!("waiting for KMS: ImportKeyMaterial and verification of {total} target(s)"),
@@ -136,7 +152,13 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
 
 /// One target's import, reconciliation when needed, and verification (worker thread). False
 /// when the target failed.
-fn import_one(kms: &dyn Kms, expiration: Expiration, job: Job, tx: &Sender<Event>) -> bool {
+fn import_one(
+    kms: &dyn Kms,
+    expiration: Expiration,
+    description: Option<&str>,
+    job: Job,
+    tx: &Sender<Event>,
+) -> bool {
     let index = job.index;
     match kms.import_key_material(
         &job.arn,
@@ -144,6 +166,7 @@ fn import_one(kms: &dyn Kms, expiration: Expiration, job: Job, tx: &Sender<Event
         &job.blob,
         expiration,
         ImportType::NewKeyMaterial,
+        description,
     ) {
         Ok(key_material_id) => {
             crate::failpoint::hit("import", "answered");
@@ -153,7 +176,7 @@ fn import_one(kms: &dyn Kms, expiration: Expiration, job: Job, tx: &Sender<Event
             });
         }
         Err(error) if error.outcome_unknown() => {
-            let found = reconcile(kms, &job.arn);
+            let found = reconcile(kms, &job.arn, job.rotating.as_ref());
             let imported = found.outcome == "imported";
             let _ = tx.send(Event::Reconciled {
                 index,
@@ -194,17 +217,23 @@ fn import_one(kms: &dyn Kms, expiration: Expiration, job: Job, tx: &Sender<Event
 }
 
 /// Asks KMS whether an import whose answer was lost arrived.
-fn reconcile(kms: &dyn Kms, arn: &str) -> Reconciliation {
+///
+/// For a rotation (`rotating` = the material current before), the key was Enabled already, so
+/// its state proves nothing: only a PENDING_ROTATION material that is not the previous one,
+/// listed by ListKeyRotations, shows the import arrived.
+fn reconcile(kms: &dyn Kms, arn: &str, rotating: Option<&Option<String>>) -> Reconciliation {
     let mut found = Reconciliation {
         outcome: "unknown",
         key_state: None,
         current_key_material_id: None,
         materials: Vec::new(),
         evidence: Vec::new(),
+        new_material: None,
     };
     match kms.describe_key(arn) {
         Ok(info) => {
             found.outcome = match info.state.as_str() {
+                _ if rotating.is_some() => "unknown",
                 // The key was PendingImport at the preflight: only this import enables it.
                 "Enabled" => "imported",
                 "PendingImport" => "not_imported",
@@ -223,6 +252,20 @@ fn reconcile(kms: &dyn Kms, arn: &str) -> Reconciliation {
     }
     match kms.list_key_materials(arn) {
         Ok(list) => {
+            if let Some(previous) = rotating {
+                let pending = list.iter().find(|m| {
+                    m.key_material_state.as_deref() == Some("PENDING_ROTATION")
+                        && Some(&m.key_material_id) != previous.as_ref()
+                });
+                match pending {
+                    Some(m) => {
+                        found.outcome = "imported";
+                        found.new_material = Some(m.key_material_id.clone());
+                    }
+                    // No new material waits for rotation: this import did not arrive.
+                    None => found.outcome = "not_imported",
+                }
+            }
             found.materials = list
                 .iter()
                 .map(|m| {
@@ -263,6 +306,12 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
                 key_arn: t.arn.clone().unwrap_or_default(),
                 key_material_id,
                 import_type: ImportType::NewKeyMaterial.name().into(),
+                key_material_description: match &c.import.kind {
+                    Kind::Import => None,
+                    Kind::Rotate {
+                        key_material_description,
+                    } => Some(key_material_description.clone()),
+                },
                 expiration_model: c.import.expiration.model().into(),
                 valid_to: c.import.expiration.valid_to().map(crate::rfc3339::format),
                 blob_sha256: t.blob_sha256.clone().unwrap_or_default(),
@@ -307,7 +356,8 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
                         error.code_and_message()
                     ));
                     run.targets[index].status = Status::Imported;
-                    run.targets[index].key_material_id = found.current_key_material_id;
+                    run.targets[index].key_material_id =
+                        found.new_material.or(found.current_key_material_id);
                     keep(run, index)
                 }
                 "not_imported" => {
@@ -511,7 +561,8 @@ fn verified(
     }
     let t = &mut run.targets[index];
     t.status = Status::Verified;
-    if t.key_material_id.is_none() {
+    // A first import's material is the current one; a rotation's is not current yet.
+    if t.key_material_id.is_none() && c.import.kind == Kind::Import {
         t.key_material_id = after.current_key_material_id;
     }
     run.prompter.say(&format!(

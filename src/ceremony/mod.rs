@@ -23,6 +23,7 @@ mod pool;
 mod preflight;
 mod prepare;
 mod reconcile;
+mod rotate;
 mod start;
 pub mod target;
 
@@ -120,6 +121,15 @@ pub fn run(
     // typed into this process from the first prompt on.
     crate::secure::harden_process();
     // Refuse an existing transcript, and a bad earlier one, before asking anyone anything.
+    if options.resume.is_some() && matches!(ceremony.import.kind, crate::spec::Kind::Rotate { .. })
+    {
+        return Err(before(
+            Step::Start,
+            refused(
+                "--resume is not supported for kind = \"rotate\" in this version of byok: check each target's CurrentKeyMaterialId (DescribeKey) and ListKeyRotations, then run a new rotate ceremony listing only the keys not yet rotated (docs/rotation.md)".into(),
+            ),
+        ));
+    }
     let writer = TranscriptWriter::create(transcript).map_err(|e| before(Step::Start, e.into()))?;
     let earlier = match &options.resume {
         Some(path) => {
@@ -203,6 +213,8 @@ impl Run<'_> {
         prepare::targets(self, &test)?;
         approve::import(self)?;
         import::targets(self)?;
+        // kind = "rotate": its own approval, then RotateKeyOnDemand and its checks.
+        rotate::targets(self)?;
         finish::cleanup(self)?;
         finish::finish(self)
     }

@@ -48,6 +48,14 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
             None => "destroyed after the import".to_string(),
         },
     );
+    if let crate::spec::Kind::Rotate {
+        key_material_description,
+    } = &c.import.kind
+    {
+        out.push_str(&format!(
+            "    kind           rotate: new material into Enabled keys (NEW_KEY_MATERIAL, description {key_material_description:?}), then RotateKeyOnDemand after its own approval\n"
+        ));
+    }
     if let Some(name) = resumes {
         out.push_str(&format!("    resumes        {name}\n"));
     }
@@ -57,7 +65,16 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
             Status::ImportedUnrecorded => {
                 "KMS already holds material: not imported again".to_string()
             }
-            Status::Checked => format!("{} (PendingImport)", t.arn.as_deref().unwrap_or("?")),
+            Status::Checked => match &c.import.kind {
+                crate::spec::Kind::Import => {
+                    format!("{} (PendingImport)", t.arn.as_deref().unwrap_or("?"))
+                }
+                crate::spec::Kind::Rotate { .. } => format!(
+                    "{} (Enabled, current material {})",
+                    t.arn.as_deref().unwrap_or("?"),
+                    t.previous_material.as_deref().unwrap_or("not reported")
+                ),
+            },
             _ if t.spec.create.is_some() => {
                 "to be created (CreateKey, Origin EXTERNAL)".to_string()
             }
@@ -117,11 +134,13 @@ pub fn render(c: &Ceremony) -> String {
     let steps = [
         "start: record the ceremony file, the audit key and the target list",
         "open_hsm: log in to the token (PIN asked at the terminal); refuse kept-key labels that exist",
-        "approve_plan: the custodian quorum signs the plan statement (every target)",
-        "capability_check: known-answer test of the wrap on this token (once)",
-        "kms_preflight, import_parameters, generate, wrap: per target, CreateKey + CreateAlias when create = true; DescribeKey must show EXTERNAL, SYMMETRIC_DEFAULT, PendingImport; GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
+        "capability_check: known-answer test of the wrap on this token (once), before any approval",
+        "kms_preflight: DescribeKey of every existing target key (read only), before any approval: EXTERNAL, SYMMETRIC_DEFAULT, PendingImport (kind = \"rotate\": Enabled, its materials counted, a probe encrypted)",
+        "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
+        "import_parameters, generate, wrap: per target, CreateKey + CreateAlias when create = true (then DescribeKey); GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
         "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
         "import, keep, verify: per target, ImportKeyMaterial (sent once, never retried), the token copy when keep_key_label is set, DescribeKey and an Encrypt/Decrypt round trip",
+        "(kind = \"rotate\") confirm_rotate, rotate: the quorum signs the rotate statement (per target, the material that becomes current); RotateKeyOnDemand (sent once), then DescribeKey shows the imported material current, the probe still decrypts, a new round trip works",
         "cleanup: destroy session objects",
         "finish: ceremony_finished; print the last line's SHA-256",
     ];
@@ -151,7 +170,9 @@ pub fn render(c: &Ceremony) -> String {
 fn targets(c: &Ceremony) -> String {
     let mut out = format!("Targets ({}):\n", c.targets.len());
     for t in &c.targets {
-        let calls = if t.create.is_some() {
+        let calls = if matches!(c.import.kind, crate::spec::Kind::Rotate { .. }) {
+            "before the plan approval: DescribeKey, ListKeyRotations, Encrypt (a probe under the current material); then GetParametersForImport, ImportKeyMaterial (ImportType NEW_KEY_MATERIAL, KeyMaterialDescription), DescribeKey, Encrypt, Decrypt; after the rotate approval: RotateKeyOnDemand, DescribeKey, Decrypt (the probe), Encrypt, Decrypt"
+        } else if t.create.is_some() {
             "DescribeKey (the alias; NotFound), CreateKey, CreateAlias, GetParametersForImport, ImportKeyMaterial, DescribeKey, Encrypt, Decrypt"
         } else {
             "DescribeKey, GetParametersForImport, ImportKeyMaterial, DescribeKey, Encrypt, Decrypt"

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use crate::error::Error;
 use crate::kms::{KeyInfo, Kms, KmsError};
-use crate::transcript::payload::{KeyCreated, KmsPreflight};
+use crate::spec::Kind;
+use crate::transcript::payload::{KeyCreated, KmsPreflight, RotationPreflight};
 
 use super::target::Status;
 use super::{Run, Step, refused};
@@ -30,6 +31,21 @@ pub(super) struct Job {
     reuse: Option<String>,
     /// The key ARN when the target's key was checked before the plan approval.
     pub checked: Option<String>,
+    /// A rotation: the random probe to encrypt under the current material.
+    probe: Option<Vec<u8>>,
+}
+
+/// byok's limit on on-demand rotations per key: the API reference's 10 (the developer guide
+/// says 25; byok takes the lower, and KMS's own refusal still applies). KMS reports no quota
+/// for it through the KMS API.
+pub const ROTATION_LIMIT: u64 = 10;
+
+/// What a rotation's preflight found besides DescribeKey.
+pub(super) struct RotationFound {
+    /// ListKeyRotations' material count, or None when KMS does not serve it.
+    materials: Option<usize>,
+    probe: Vec<u8>,
+    ciphertext: Vec<u8>,
 }
 
 pub(super) enum Event {
@@ -43,6 +59,12 @@ pub(super) enum Event {
     Described {
         index: usize,
         info: KeyInfo,
+    },
+    /// A rotation's key: DescribeKey, ListKeyRotations and the probe.
+    ForRotation {
+        index: usize,
+        info: KeyInfo,
+        found: RotationFound,
     },
     /// A `create = true` target whose alias does not exist yet.
     ToCreate {
@@ -68,6 +90,7 @@ pub(super) fn jobs(run: &Run<'_>) -> Vec<Job> {
             checked: (t.status == Status::Checked)
                 .then(|| t.arn.clone())
                 .flatten(),
+            probe: None,
         })
         .collect()
 }
@@ -77,7 +100,13 @@ pub(super) fn jobs(run: &Run<'_>) -> Vec<Job> {
 /// key that cannot take the import, before anyone is asked to approve anything.
 pub(super) fn before_approval(run: &mut Run<'_>) -> Result<(), Error> {
     run.enter(Step::KmsPreflight)?;
-    let jobs = jobs(run);
+    let mut jobs = jobs(run);
+    let rotating = matches!(run.ceremony.import.kind, Kind::Rotate { .. });
+    if rotating {
+        for job in &mut jobs {
+            job.probe = Some(run.hsm.random(32)?);
+        }
+    }
     let kms = run.kms;
     let progress = run.prompter.progress(
         &format!("DescribeKey of {} target key(s)", jobs.len()),
@@ -86,7 +115,26 @@ pub(super) fn before_approval(run: &mut Run<'_>) -> Result<(), Error> {
     let work = |job: Job, tx: &std::sync::mpsc::Sender<Event>| {
         let index = job.index;
         let event = match kms.describe_key(&job.key) {
-            Ok(info) => Event::Described { index, info },
+            Ok(info) if rules_for(&info, rotating).is_err() => Event::Described { index, info },
+            Ok(info) => match job.probe {
+                Some(probe) => {
+                    // Read only: how many materials, and a probe under the current one.
+                    let materials = kms.list_key_materials(&info.arn).ok().map(|l| l.len());
+                    match kms.encrypt(&info.arn, &probe) {
+                        Ok(ciphertext) => Event::ForRotation {
+                            index,
+                            info,
+                            found: RotationFound {
+                                materials,
+                                probe,
+                                ciphertext,
+                            },
+                        },
+                        Err(error) => Event::Failed { index, error },
+                    }
+                }
+                None => Event::Described { index, info },
+            },
             Err(e) if job.create.is_some() && e.is_code("NotFoundException") => {
                 Event::ToCreate { index }
             }
@@ -177,6 +225,10 @@ pub(super) fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
             described(run, index, info)
         }
         Event::Described { index, info } => described(run, index, info),
+        Event::ForRotation { index, info, found } => {
+            described(run, index, info.clone())?;
+            rotation(run, index, &info, found)
+        }
         Event::ToCreate { index } => {
             let t = &run.targets[index];
             run.prompter.say(&format!(
@@ -220,15 +272,90 @@ fn described(run: &mut Run<'_>, index: usize, info: KeyInfo) -> Result<(), Error
             run.targets[index].spec.key, info.arn
         )));
     }
-    if let Err(e) = rules(&info) {
+    let rotating = matches!(run.ceremony.import.kind, Kind::Rotate { .. });
+    if let Err(e) = rules_for(&info, rotating) {
         run.fail_at(index);
         return Err(e);
     }
     run.targets[index].status = Status::Checked;
     run.prompter.say(&format!(
-        "  [{index}] {}: EXTERNAL, SYMMETRIC_DEFAULT, PendingImport",
-        info.arn
+        "  [{index}] {}: EXTERNAL, SYMMETRIC_DEFAULT, {}",
+        info.arn, info.state
     ));
+    Ok(())
+}
+
+/// A rotation's preflight: records what the key holds and the probe, and refuses a key at the
+/// on-demand rotation limit.
+fn rotation(
+    run: &mut Run<'_>,
+    index: usize,
+    info: &KeyInfo,
+    found: RotationFound,
+) -> Result<(), Error> {
+    let rotations = found.materials.map(|n| n.saturating_sub(1) as u64);
+    run.record(&RotationPreflight {
+        target_index: index as u64,
+        key_arn: info.arn.clone(),
+        current_key_material_id: info.current_key_material_id.clone(),
+        key_materials: found.materials.map(|n| n as u64),
+        rotations_so_far: rotations,
+        rotation_limit: ROTATION_LIMIT,
+        probe_sha256: super::sha256_hex(&found.probe),
+        probe_ciphertext_sha256: super::sha256_hex(&found.ciphertext),
+    })?;
+    match rotations {
+        Some(n) if n >= ROTATION_LIMIT => {
+            run.fail_at(index);
+            return Err(refused(format!(
+                "key {} has been rotated on demand {n} times, at byok's limit of {ROTATION_LIMIT} (KMS's API reference); it cannot take another rotation: use strategy = \"alias-swap\" with a new key",
+                info.arn
+            )));
+        }
+        Some(_) => {}
+        None => run.prompter.warn(&format!(
+            "[{index}] {}: KMS does not list this key's materials (ListKeyRotations), so byok cannot count its rotations against the limit of {ROTATION_LIMIT}; RotateKeyOnDemand will refuse if the key is at KMS's limit",
+            info.arn
+        )),
+    }
+    let t = &mut run.targets[index];
+    t.previous_material = info.current_key_material_id.clone();
+    t.probe = Some((found.probe, found.ciphertext));
+    Ok(())
+}
+
+/// The preflight rules of the ceremony's kind.
+pub(super) fn rules_for(info: &KeyInfo, rotating: bool) -> Result<(), Error> {
+    if !rotating {
+        return rules(info);
+    }
+    let arn = &info.arn;
+    if info.origin != "EXTERNAL" {
+        return Err(refused(format!(
+            "key {arn} has Origin {}; only EXTERNAL keys take imported material, and a rotation puts new material into one",
+            info.origin
+        )));
+    }
+    if info.key_spec != "SYMMETRIC_DEFAULT" {
+        return Err(refused(format!(
+            "key {arn} has KeySpec {}; byok rotates SYMMETRIC_DEFAULT keys only",
+            info.key_spec
+        )));
+    }
+    if info.state != "Enabled" {
+        let why = match info.state.as_str() {
+            "Disabled" => "enable it first (a rotation must not wake a key someone disabled)",
+            "PendingDeletion" => "cancel the deletion first, or leave it",
+            "PendingImport" => {
+                "it holds no material (or lost one): import into it (kind = \"import\") instead"
+            }
+            _ => "a rotation needs an Enabled key",
+        };
+        return Err(refused(format!(
+            "key {arn} is in state {}, expected Enabled for a rotation: {why}",
+            info.state
+        )));
+    }
     Ok(())
 }
 

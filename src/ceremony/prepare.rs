@@ -65,6 +65,7 @@ pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
             preflight::Event::Created { info, .. } | preflight::Event::Described { info, .. } => {
                 Some(info.clone())
             }
+            preflight::Event::ForRotation { info, .. } => Some(info.clone()),
             preflight::Event::Failed { .. } | preflight::Event::ToCreate { .. } => None,
         };
         let _ = tx.send(Event::Preflight(checked));

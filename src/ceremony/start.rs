@@ -142,6 +142,7 @@ pub(super) fn record(run: &mut Run<'_>) -> Result<(), Error> {
             .collect(),
         kms_concurrency: run.concurrency as u64,
         resumes: run.earlier.as_ref().map(|e| e.link.clone()),
+        kind: Some(c.import.kind.name().into()),
     };
     run.record(&started)?;
 

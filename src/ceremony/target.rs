@@ -26,6 +26,8 @@ pub enum Status {
     Imported,
     /// Imported and the import verified.
     Verified,
+    /// A rotation: RotateKeyOnDemand made the imported material current.
+    Rotated,
     /// ImportKeyMaterial's outcome is unknown even after asking KMS.
     Uncertain,
     /// The step failed before KMS held anything new.
@@ -52,6 +54,10 @@ pub struct TargetState {
     pub key_material_id: Option<String>,
     /// The token copy's label, once made.
     pub kept: Option<String>,
+    /// A rotation: the material current before it (DescribeKey at the preflight).
+    pub previous_material: Option<String>,
+    /// A rotation: a random probe and its ciphertext under the previous material.
+    pub probe: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl TargetState {
@@ -71,6 +77,8 @@ impl TargetState {
             public_key_sha256: None,
             key_material_id: None,
             kept: None,
+            previous_material: None,
+            probe: None,
         }
     }
 
@@ -96,6 +104,7 @@ impl TargetState {
             Status::ImportedUnrecorded => "imported_unrecorded",
             Status::Failed => "not_imported",
             Status::Imported | Status::Verified => "imported",
+            Status::Rotated => "rotated",
             Status::Uncertain => "uncertain",
         };
         TargetOutcome {

@@ -392,6 +392,7 @@ impl Kms for AwsKms {
         encrypted_key_material: &[u8],
         expiration: Expiration,
         import_type: ImportType,
+        description: Option<&str>,
     ) -> Result<Option<String>, KmsError> {
         const OP: &str = "ImportKeyMaterial";
         let mut req = self
@@ -405,11 +406,27 @@ impl Kms for AwsKms {
         if let Some(valid_to) = expiration.valid_to() {
             req = req.valid_to(DateTime::from_secs(valid_to.unix_timestamp()));
         }
+        if let Some(d) = description {
+            req = req.key_material_description(d);
+        }
         let out = self
             .runtime
             .block_on(req.send())
             .map_err(|e| sdk_error(OP, e))?;
         Ok(out.key_material_id().map(str::to_string))
+    }
+
+    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError> {
+        const OP: &str = "RotateKeyOnDemand";
+        self.runtime
+            .block_on(
+                self.client(key_arn)
+                    .rotate_key_on_demand()
+                    .key_id(key_arn)
+                    .send(),
+            )
+            .map_err(|e| sdk_error(OP, e))?;
+        Ok(())
     }
 
     fn list_key_materials(&self, key_arn: &str) -> Result<Vec<KeyMaterialInfo>, KmsError> {

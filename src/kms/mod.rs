@@ -229,8 +229,9 @@ pub trait Kms: Sync {
         algorithm: WrappingAlgorithm,
         spec: WrappingKeySpec,
     ) -> Result<ImportParameters, KmsError>;
-    /// ImportKeyMaterial with an explicit expiration model and import type; returns the
-    /// KeyMaterialId if KMS reports one. Sent exactly once: never retried.
+    /// ImportKeyMaterial with an explicit expiration model and import type (and, when given,
+    /// a KeyMaterialDescription); returns the KeyMaterialId if KMS reports one. Sent exactly
+    /// once: never retried.
     fn import_key_material(
         &self,
         key_arn: &str,
@@ -238,7 +239,11 @@ pub trait Kms: Sync {
         encrypted_key_material: &[u8],
         expiration: Expiration,
         import_type: ImportType,
+        description: Option<&str>,
     ) -> Result<Option<String>, KmsError>;
+    /// RotateKeyOnDemand: makes the key's PENDING_ROTATION material current. Sent exactly
+    /// once: never retried.
+    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError>;
     /// ListKeyRotations with `IncludeKeyMaterial = ALL_KEY_MATERIAL`, every page.
     fn list_key_materials(&self, key_arn: &str) -> Result<Vec<KeyMaterialInfo>, KmsError>;
     /// Encrypt with SYMMETRIC_DEFAULT.

@@ -31,11 +31,12 @@ pub enum Operation {
     ListKeyRotations,
     Encrypt,
     Decrypt,
+    RotateKeyOnDemand,
 }
 
 impl Operation {
     /// Every paced operation.
-    pub const ALL: [Operation; 9] = [
+    pub const ALL: [Operation; 10] = [
         Operation::DescribeKey,
         Operation::CreateKey,
         Operation::CreateAlias,
@@ -45,6 +46,7 @@ impl Operation {
         Operation::ListKeyRotations,
         Operation::Encrypt,
         Operation::Decrypt,
+        Operation::RotateKeyOnDemand,
     ];
 
     /// The API name, as `[kms.rates]` spells it.
@@ -59,6 +61,7 @@ impl Operation {
             Operation::ListKeyRotations => "ListKeyRotations",
             Operation::Encrypt => "Encrypt",
             Operation::Decrypt => "Decrypt",
+            Operation::RotateKeyOnDemand => "RotateKeyOnDemand",
         }
     }
 
@@ -78,6 +81,7 @@ impl Operation {
             Operation::GetParametersForImport => 1.0,
             Operation::ImportKeyMaterial => 15.0,
             Operation::ListKeyRotations => 100.0,
+            Operation::RotateKeyOnDemand => 5.0,
             // Shared symmetric cryptographic quota; the lowest regional default.
             Operation::Encrypt | Operation::Decrypt => 10_000.0,
         }
@@ -87,7 +91,10 @@ impl Operation {
     pub fn is_read(self) -> bool {
         !matches!(
             self,
-            Operation::CreateKey | Operation::CreateAlias | Operation::ImportKeyMaterial
+            Operation::CreateKey
+                | Operation::CreateAlias
+                | Operation::ImportKeyMaterial
+                | Operation::RotateKeyOnDemand
         )
     }
 }
@@ -296,6 +303,7 @@ impl Kms for Paced<'_> {
         encrypted_key_material: &[u8],
         expiration: Expiration,
         import_type: ImportType,
+        description: Option<&str>,
     ) -> Result<Option<String>, KmsError> {
         self.call(key_arn, Operation::ImportKeyMaterial, || {
             self.inner.import_key_material(
@@ -304,7 +312,14 @@ impl Kms for Paced<'_> {
                 encrypted_key_material,
                 expiration,
                 import_type,
+                description,
             )
+        })
+    }
+
+    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError> {
+        self.call(key_arn, Operation::RotateKeyOnDemand, || {
+            self.inner.rotate_key_on_demand(key_arn)
         })
     }
 

@@ -118,6 +118,49 @@ pub struct ImportSpec {
     pub key_spec: WrappingKeySpec,
     pub wrap: WrapLocation,
     pub expiration: Expiration,
+    /// What the ceremony does with the material (`[ceremony] kind`).
+    pub kind: Kind,
+}
+
+/// `[ceremony] kind`: what a ceremony does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// First material into new EXTERNAL keys in PendingImport (ImportType NEW_KEY_MATERIAL).
+    Import,
+    /// New material into Enabled EXTERNAL keys (ImportType NEW_KEY_MATERIAL with a
+    /// KeyMaterialDescription), then, after its own approval, RotateKeyOnDemand.
+    Rotate {
+        /// The KeyMaterialDescription sent: the file's text and the ceremony id.
+        key_material_description: String,
+    },
+}
+
+impl Kind {
+    /// The name in the ceremony file and the transcript.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Import => "import",
+            Kind::Rotate { .. } => "rotate",
+        }
+    }
+}
+
+/// KMS's limit on a KeyMaterialDescription: at most 256 characters from `[a-zA-Z0-9:/_\s.-]`.
+pub fn check_key_material_description(text: &str) -> Result<(), String> {
+    if text.chars().count() > 256 {
+        return Err(format!(
+            "is {} characters long; KMS takes at most 256",
+            text.chars().count()
+        ));
+    }
+    if let Some(c) = text.chars().find(|c| {
+        !(c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '_' | '.' | '-' | ' ' | '\t'))
+    }) {
+        return Err(format!(
+            "contains {c:?}; KMS takes only A-Z a-z 0-9 : / _ . - and spaces"
+        ));
+    }
+    Ok(())
 }
 
 impl HsmSpec {
@@ -431,6 +474,65 @@ fn validate(
             "must name the person running the ceremony".into(),
         );
     }
+    let kind = match raw.ceremony.kind.as_deref() {
+        None | Some("import") => {
+            if raw.rotation.is_some() {
+                bad(
+                    "rotation",
+                    "is for kind = \"rotate\"; remove [rotation] or set kind = \"rotate\"".into(),
+                );
+            }
+            Some(Kind::Import)
+        }
+        Some("rotate") => {
+            let rotation = raw.rotation.as_ref();
+            match rotation.and_then(|r| r.strategy.as_deref()) {
+                None | Some("new-material") => {}
+                Some("alias-swap") => bad(
+                    "rotation.strategy",
+                    "\"alias-swap\" is not implemented in this version of byok; use \"new-material\" (see docs/rotation.md)".into(),
+                ),
+                Some(other) => bad(
+                    "rotation.strategy",
+                    format!("expected \"new-material\" or \"alias-swap\", found {other:?}"),
+                ),
+            }
+            let text = match rotation.and_then(|r| r.key_material_description.as_deref()) {
+                Some(d) if !d.trim().is_empty() => format!("{} ceremony {id}", d.trim()),
+                _ => format!("byok ceremony {id}"),
+            };
+            match check_key_material_description(&text) {
+                Ok(()) => Some(Kind::Rotate {
+                    key_material_description: text,
+                }),
+                Err(why) => {
+                    bad(
+                        "rotation.key_material_description",
+                        format!("with the ceremony id appended ({text:?}) it {why}"),
+                    );
+                    None
+                }
+            }
+        }
+        Some(k @ ("rollback" | "reimport")) => {
+            bad(
+                "ceremony.kind",
+                format!(
+                    "{k:?} is not implemented in this version of byok; the kinds it runs are \"import\" and \"rotate\""
+                ),
+            );
+            None
+        }
+        Some(other) => {
+            bad(
+                "ceremony.kind",
+                format!(
+                    "expected \"import\", \"rotate\", \"rollback\" or \"reimport\", found {other:?}"
+                ),
+            );
+            None
+        }
+    };
 
     // [hsm]
     let hsm_module = raw.hsm.module.clone();
@@ -781,6 +883,18 @@ fn validate(
         }
     };
 
+    if let (Some(Kind::Rotate { .. }), Some(list)) = (&kind, &targets)
+        && let Some(t) = list.iter().find(|t| t.create.is_some())
+    {
+        bad(
+            "target.create",
+            format!(
+                "target {} ({}) has create = true, but a rotation puts new material into a key that exists and is Enabled; remove create",
+                t.index, t.key
+            ),
+        );
+        return None;
+    }
     Some((
         id,
         raw.ceremony.description,
@@ -803,6 +917,7 @@ fn validate(
             key_spec: key_spec?,
             wrap: wrap?,
             expiration: expiration?,
+            kind: kind?,
         },
         dual_control?,
     ))

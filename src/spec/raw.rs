@@ -19,6 +19,15 @@ pub struct RawFile {
     pub dual_control: RawDualControl,
     #[serde(default)]
     pub custodian: Vec<RawCustodian>,
+    /// `[rotation]`, for `kind = "rotate"`.
+    pub rotation: Option<RawRotation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRotation {
+    pub strategy: Option<String>,
+    pub key_material_description: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +54,8 @@ pub struct RawCustodian {
 #[serde(deny_unknown_fields)]
 pub struct RawCeremony {
     pub id: String,
+    /// `import` (the default), `rotate`, `rollback` or `reimport`.
+    pub kind: Option<String>,
     #[serde(default)]
     pub description: String,
     pub operator: String,

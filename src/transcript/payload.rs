@@ -43,6 +43,10 @@ payloads! {
     Approval => Approval,
     Declined => Declined,
     ApprovalFailed => ApprovalFailed,
+    RotationPreflight => RotationPreflight,
+    RotateConfirmed => RotateConfirmed,
+    KeyRotated => KeyRotated,
+    RotationVerified => RotationVerified,
     ImportConfirmed => ImportConfirmed,
     KeyImported => KeyImported,
     ImportReconciled => ImportReconciled,
@@ -77,6 +81,9 @@ pub struct CeremonyStarted {
     pub kms_concurrency: u64,
     /// The transcript this run resumes (`--resume`), or null.
     pub resumes: Option<Resumes>,
+    /// (v3) `[ceremony] kind`: `import` or `rotate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// Dual control as the ceremony file sets it.
@@ -304,6 +311,67 @@ pub struct Declined {
     pub signature: Option<String>,
 }
 
+/// (v3, rotate) What KMS holds for a target before a rotation (read only, before the plan
+/// approval), and a probe encrypted under its current material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationPreflight {
+    pub target_index: u64,
+    pub key_arn: String,
+    /// DescribeKey's CurrentKeyMaterialId.
+    pub current_key_material_id: Option<String>,
+    /// How many materials ListKeyRotations shows, or null when KMS does not serve it.
+    pub key_materials: Option<u64>,
+    /// On-demand rotations so far (materials - 1), or null when unknown.
+    pub rotations_so_far: Option<u64>,
+    /// The on-demand rotation limit byok applies.
+    pub rotation_limit: u64,
+    /// SHA-256 of the random probe (from the HSM) and of its ciphertext under the current material.
+    pub probe_sha256: String,
+    pub probe_ciphertext_sha256: String,
+}
+
+/// (v3, rotate) The rotate statement, approved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateConfirmed {
+    pub approved_by: Vec<String>,
+    pub dual_control: bool,
+    pub statement: Value,
+    pub statement_sha256: String,
+}
+
+/// (v3, rotate) RotateKeyOnDemand's outcome for one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotated {
+    pub target_index: u64,
+    pub key_arn: String,
+    /// The material made current: the one this ceremony imported.
+    pub key_material_id: String,
+    /// `rotated`, or `reconciled` when the answer was lost and DescribeKey showed the material
+    /// current.
+    pub outcome: String,
+    pub evidence: Vec<String>,
+}
+
+/// (v3, rotate) After RotateKeyOnDemand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationVerified {
+    pub target_index: u64,
+    pub key_arn: String,
+    /// DescribeKey's CurrentKeyMaterialId now.
+    pub current_key_material_id: Option<String>,
+    /// The material current before the rotation.
+    pub previous_key_material_id: Option<String>,
+    /// Whether the probe encrypted before the rotation still decrypts to itself.
+    pub previous_probe_decrypts: bool,
+    /// `ok` or `failed`: a new Encrypt/Decrypt round trip.
+    pub round_trip: String,
+    pub problems: Vec<String>,
+}
+
 /// (v3) A custodian could not sign at an approval point. Signed by the audit key only: the
 /// custodian's token did not sign anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -343,6 +411,9 @@ pub struct KeyImported {
     /// What KMS returned; null when its answer was lost and the import was reconciled.
     pub key_material_id: Option<String>,
     pub import_type: String,
+    /// (v3, rotate) The KeyMaterialDescription sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_material_description: Option<String>,
     pub expiration_model: String,
     pub valid_to: Option<String>,
     pub blob_sha256: String,

@@ -46,6 +46,14 @@ pub enum RecordType {
     /// (v3) A custodian could not sign at an approval point (PIN failed every attempt, PIN
     /// locked, token or key missing); another custodian may step in.
     ApprovalFailed,
+    /// (v3, rotate) What a key holds before a rotation, and a probe encrypted under it.
+    RotationPreflight,
+    /// (v3, rotate) The rotate statement, approved.
+    RotateConfirmed,
+    /// (v3, rotate) RotateKeyOnDemand's outcome.
+    KeyRotated,
+    /// (v3, rotate) The new material is current, the old probe decrypts, a new round trip works.
+    RotationVerified,
     /// The import statement was approved (by the quorum, or by the operator in a rehearsal).
     ImportConfirmed,
     /// ImportKeyMaterial succeeded; carries the KeyMaterialId.
@@ -81,6 +89,10 @@ impl RecordType {
             RecordType::Approval => "approval",
             RecordType::Declined => "declined",
             RecordType::ApprovalFailed => "approval_failed",
+            RecordType::RotationPreflight => "rotation_preflight",
+            RecordType::RotateConfirmed => "rotate_confirmed",
+            RecordType::KeyRotated => "key_rotated",
+            RecordType::RotationVerified => "rotation_verified",
             RecordType::ImportConfirmed => "import_confirmed",
             RecordType::KeyImported => "key_imported",
             RecordType::ImportReconciled => "import_reconciled",
@@ -114,17 +126,28 @@ impl RecordType {
                 | RecordType::ImportReconciled
                 | RecordType::KeyKept
                 | RecordType::ApprovalFailed
+                | RecordType::RotationPreflight
+                | RecordType::RotateConfirmed
+                | RecordType::KeyRotated
+                | RecordType::RotationVerified
         )
     }
 
     /// True for the types that exist only from format version 3 on.
     pub fn is_v3_only(self) -> bool {
-        matches!(self, RecordType::ApprovalFailed)
+        matches!(
+            self,
+            RecordType::ApprovalFailed
+                | RecordType::RotationPreflight
+                | RecordType::RotateConfirmed
+                | RecordType::KeyRotated
+                | RecordType::RotationVerified
+        )
     }
 }
 
 /// Every record type, for parsing and documentation tests.
-pub const ALL: [RecordType; 20] = [
+pub const ALL: [RecordType; 24] = [
     RecordType::CeremonyStarted,
     RecordType::HsmOpened,
     RecordType::TargetReconciled,
@@ -137,6 +160,10 @@ pub const ALL: [RecordType; 20] = [
     RecordType::Approval,
     RecordType::Declined,
     RecordType::ApprovalFailed,
+    RecordType::RotationPreflight,
+    RecordType::RotateConfirmed,
+    RecordType::KeyRotated,
+    RecordType::RotationVerified,
     RecordType::ImportConfirmed,
     RecordType::KeyImported,
     RecordType::ImportReconciled,

@@ -595,6 +595,7 @@ impl DualState {
         let point = match data["point"].as_str() {
             Some(crate::quorum::PLAN) => crate::quorum::PLAN,
             Some(crate::quorum::IMPORT) => crate::quorum::IMPORT,
+            Some(crate::quorum::ROTATE) => crate::quorum::ROTATE,
             other => return Err(bad(format!("unknown approval point {other:?}"))),
         };
         let name = data["custodian"].as_str().unwrap_or_default().to_string();
@@ -678,6 +679,14 @@ struct V2State {
     confirmed: Option<crate::quorum::ImportStatement>,
     imported: std::collections::HashSet<u64>,
     created: std::collections::HashSet<u64>,
+    /// `[ceremony] kind` from record 0 (version 3); `import` before.
+    kind: String,
+    /// Rotation: the preflight of each target, the KeyMaterialIds each import may have made,
+    /// the approved rotate statement, and the targets rotated.
+    rotation_pre: std::collections::HashMap<u64, p::RotationPreflight>,
+    new_materials: std::collections::HashMap<u64, Vec<String>>,
+    rotate_confirmed: Option<crate::quorum::RotateStatement>,
+    rotated: std::collections::HashSet<u64>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Result<T, Problem> {
@@ -704,7 +713,7 @@ impl V2State {
         ) || (self.version >= 3
             && matches!(
                 kind,
-                R::CapabilityChecked | R::KmsPreflight | R::ApprovalFailed
+                R::CapabilityChecked | R::KmsPreflight | R::ApprovalFailed | R::RotationPreflight
             ));
         if !before_plan {
             self.plan_quorum(kind)?;
@@ -751,6 +760,16 @@ impl V2State {
                             .into(),
                     });
                 }
+                self.kind = match (self.version, s.kind.as_deref()) {
+                    (2, None) => "import".into(),
+                    (3.., Some(k @ ("import" | "rotate"))) => k.into(),
+                    _ => {
+                        return Err(Problem::BadPayload {
+                            kind: kind.to_string(),
+                            why: "kind is \"import\" or \"rotate\" in version 3, and absent in version 2".into(),
+                        });
+                    }
+                };
                 self.operator = s.operator;
                 self.ceremony_id = s.ceremony_id;
                 self.targets = s.targets;
@@ -829,8 +848,78 @@ impl V2State {
                 self.wrapped.insert(r.target_index, r);
             }
             R::Approval => {
-                typed::<p::Approval>(kind, data)?;
+                let r: p::Approval = typed(kind, data)?;
+                if r.point == crate::quorum::ROTATE && self.kind != "rotate" {
+                    return Err(Problem::BadApproval(
+                        "an approval of a rotation in a ceremony that is not kind = \"rotate\""
+                            .into(),
+                    ));
+                }
                 self.dual.approval(data)?;
+            }
+            R::RotationPreflight => {
+                let r: p::RotationPreflight = typed(kind, data)?;
+                self.rotation_only(kind)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                if self.rotation_pre.insert(r.target_index, r).is_some() {
+                    return Err(Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "one rotation_preflight per target",
+                    });
+                }
+            }
+            R::RotateConfirmed => {
+                let r: p::RotateConfirmed = typed(kind, data)?;
+                self.rotation_only(kind)?;
+                self.confirm_rotation(&r)?;
+            }
+            R::KeyRotated => {
+                let r: p::KeyRotated = typed(kind, data)?;
+                self.rotation_only(kind)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                let approved = self
+                    .rotate_confirmed
+                    .as_ref()
+                    .ok_or(Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "key_rotated must be preceded by rotate_confirmed",
+                    })?
+                    .targets
+                    .iter()
+                    .find(|t| t.target_index == r.target_index);
+                match approved {
+                    Some(t) if t.key_material_id == r.key_material_id => {}
+                    _ => {
+                        return Err(Problem::BadTarget {
+                            index: r.target_index,
+                            why: "rotated to a material the rotate statement does not name for it"
+                                .into(),
+                        });
+                    }
+                }
+                if !matches!(r.outcome.as_str(), "rotated" | "reconciled") {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: format!("outcome {:?} is not rotated or reconciled", r.outcome),
+                    });
+                }
+                if !self.rotated.insert(r.target_index) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "rotated twice".into(),
+                    });
+                }
+            }
+            R::RotationVerified => {
+                let r: p::RotationVerified = typed(kind, data)?;
+                self.rotation_only(kind)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                if !self.rotated.contains(&r.target_index) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "rotation_verified without key_rotated".into(),
+                    });
+                }
             }
             R::Declined => {
                 let r: p::Declined = typed(kind, data)?;
@@ -862,6 +951,21 @@ impl V2State {
             R::ImportConfirmed => {
                 let r: p::ImportConfirmed = typed(kind, data)?;
                 self.confirm(&r)?;
+                let s = self
+                    .confirmed
+                    .as_ref()
+                    .map(|s| (s.kind.clone(), s.key_material_description.is_some()));
+                let want = if self.kind == "rotate" {
+                    (Some("rotate".to_string()), true)
+                } else {
+                    (None, false)
+                };
+                if s != Some(want) {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "the import statement's kind and key_material_description do not match the ceremony's kind".into(),
+                    });
+                }
             }
             R::KeyImported => {
                 let r: p::KeyImported = typed(kind, data)?;
@@ -880,6 +984,20 @@ impl V2State {
                         index: r.target_index,
                         why: "imported twice".into(),
                     });
+                }
+                let described = self
+                    .confirmed
+                    .as_ref()
+                    .and_then(|s| s.key_material_description.clone());
+                if r.key_material_description != described {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "imported with a KeyMaterialDescription other than the approved one"
+                            .into(),
+                    });
+                }
+                if let Some(id) = &r.key_material_id {
+                    self.new_materials.insert(r.target_index, vec![id.clone()]);
                 }
             }
             R::ImportReconciled => {
@@ -903,6 +1021,14 @@ impl V2State {
                 }
                 if r.outcome != "not_imported" {
                     self.imported.insert(r.target_index);
+                    // The materials KMS listed: the one a rotation makes current is among them.
+                    let ids = r
+                        .key_materials
+                        .iter()
+                        .filter_map(|m| m.split_whitespace().next().map(str::to_string))
+                        .chain(r.current_key_material_id.clone())
+                        .collect();
+                    self.new_materials.insert(r.target_index, ids);
                 }
             }
             R::KeyKept => {
@@ -945,6 +1071,108 @@ impl V2State {
                 self.outcomes(&r.targets)?;
             }
         }
+        Ok(())
+    }
+
+    fn rotation_only(&self, kind: RecordType) -> Result<(), Problem> {
+        if self.kind == "rotate" {
+            Ok(())
+        } else {
+            Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why: "a rotation record in a ceremony that is not kind = \"rotate\"",
+            })
+        }
+    }
+
+    /// The rotate statement rebuilt from the transcript, compared with the approved one: every
+    /// imported target, in ascending index, with the material current before
+    /// (`rotation_preflight`) and the one its import made (`key_imported`, or one that
+    /// `import_reconciled` listed).
+    fn confirm_rotation(&mut self, r: &p::RotateConfirmed) -> Result<(), Problem> {
+        let kind = RecordType::RotateConfirmed;
+        let bad = |why: String| Problem::BadPayload {
+            kind: kind.to_string(),
+            why,
+        };
+        if self.rotate_confirmed.is_some() || self.confirmed.is_none() {
+            return Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why: "one rotate approval per run, after import_confirmed",
+            });
+        }
+        let statement: crate::quorum::RotateStatement =
+            serde_json::from_value(r.statement.clone()).map_err(|e| bad(e.to_string()))?;
+        if statement.point != crate::quorum::ROTATE || statement.ceremony_id != self.ceremony_id {
+            return Err(bad(
+                "the approved statement is not a rotate statement of this ceremony".into(),
+            ));
+        }
+        let mut imported: Vec<u64> = self.imported.iter().copied().collect();
+        imported.sort_unstable();
+        let listed: Vec<u64> = statement.targets.iter().map(|t| t.target_index).collect();
+        if listed != imported {
+            return Err(bad(format!(
+                "the rotate statement lists targets {listed:?}, but the imported targets are {imported:?}"
+            )));
+        }
+        for t in &statement.targets {
+            let pre = self.rotation_pre.get(&t.target_index);
+            let known = self
+                .new_materials
+                .get(&t.target_index)
+                .is_some_and(|ids| ids.contains(&t.key_material_id));
+            if pre.map(|p| &p.key_arn) != Some(&t.key_arn)
+                || pre.map(|p| &p.current_key_material_id) != Some(&t.previous_key_material_id)
+                || !known
+            {
+                return Err(Problem::BadTarget {
+                    index: t.target_index,
+                    why: "the rotate statement's entry is not what rotation_preflight and the import records say".into(),
+                });
+            }
+        }
+        let digest =
+            crate::quorum::statement_sha256(&r.statement).map_err(|e| bad(e.to_string()))?;
+        if digest != r.statement_sha256 {
+            return Err(bad(
+                "statement_sha256 is not the SHA-256 of the statement".into()
+            ));
+        }
+        match self.quorum {
+            Some(m) => {
+                let have = self.dual.count(crate::quorum::ROTATE, &r.statement);
+                if have < m {
+                    return Err(Problem::QuorumMissing {
+                        step: kind.to_string(),
+                        point: crate::quorum::ROTATE,
+                        need: m,
+                        have,
+                    });
+                }
+                let approvers: Vec<String> = self
+                    .dual
+                    .approved
+                    .iter()
+                    .filter(|(p, _, _, s)| *p == crate::quorum::ROTATE && *s == r.statement)
+                    .map(|(_, n, _, _)| n.clone())
+                    .collect();
+                if r.approved_by != approvers || !r.dual_control {
+                    return Err(bad(format!(
+                        "approved_by {:?} is not who approved the statement ({:?}), or dual_control is false",
+                        r.approved_by, approvers
+                    )));
+                }
+            }
+            None => {
+                if r.approved_by != [self.operator.clone()] || r.dual_control {
+                    return Err(bad(
+                        "in a rehearsal the operator named in record 0 alone approves".into(),
+                    ));
+                }
+            }
+        }
+        self.rotate_confirmed = Some(statement);
         Ok(())
     }
 
@@ -1198,6 +1426,12 @@ impl V2State {
                 return Err(Problem::BadTarget {
                     index: o.index,
                     why: "reported imported, but no import of it is recorded".into(),
+                });
+            }
+            if o.status == "rotated" && !self.rotated.contains(&o.index) {
+                return Err(Problem::BadTarget {
+                    index: o.index,
+                    why: "reported rotated, but no rotation of it is recorded".into(),
                 });
             }
         }

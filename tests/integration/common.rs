@@ -509,6 +509,55 @@ impl TestKms {
             .to_string()
     }
 
+    /// DescribeKey's CurrentKeyMaterialId.
+    pub fn current_material(&self, key: &str) -> Option<String> {
+        let out = self
+            .rt
+            .block_on(self.client.describe_key().key_id(key).send())
+            .expect("DescribeKey");
+        out.key_metadata()
+            .unwrap()
+            .current_key_material_id()
+            .map(str::to_string)
+    }
+
+    /// Encrypt under `key`'s current material.
+    pub fn encrypt(&self, key: &str, plaintext: &[u8]) -> Vec<u8> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .encrypt()
+                    .key_id(key)
+                    .plaintext(aws_smithy_types::Blob::new(plaintext.to_vec()))
+                    .send(),
+            )
+            .expect("Encrypt");
+        out.ciphertext_blob().unwrap().as_ref().to_vec()
+    }
+
+    /// Decrypt a ciphertext of `key`.
+    pub fn decrypt(&self, key: &str, ciphertext: &[u8]) -> Vec<u8> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .decrypt()
+                    .key_id(key)
+                    .ciphertext_blob(aws_smithy_types::Blob::new(ciphertext.to_vec()))
+                    .send(),
+            )
+            .expect("Decrypt");
+        out.plaintext().unwrap().as_ref().to_vec()
+    }
+
+    /// DisableKey.
+    pub fn disable(&self, key: &str) {
+        self.rt
+            .block_on(self.client.disable_key().key_id(key).send())
+            .expect("DisableKey");
+    }
+
     /// Encrypt then decrypt through KMS with `key`.
     pub fn round_trip(&self, key: &str) -> bool {
         let pt = b"byok integration round trip".to_vec();
@@ -573,6 +622,16 @@ pub fn ceremony_for(hsm: &SoftHsm, template: &str, alias: &str, extra: &[(&str, 
 /// A ceremony from a template in `ceremonies/`, with `hsm`'s audit key and custodians pinned
 /// and the fields in `extra` set.
 pub fn ceremony_pinned(hsm: &SoftHsm, template: &str, extra: &[(&str, &str)]) -> PathBuf {
+    ceremony_pinned_as(hsm, template, "ceremony.toml", extra)
+}
+
+/// Like [`ceremony_pinned`], written as `name` in the token store's directory.
+pub fn ceremony_pinned_as(
+    hsm: &SoftHsm,
+    template: &str,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> PathBuf {
     // Every ceremony test talks to LocalStack: fail clearly, never reach real AWS.
     require_env("AWS_ENDPOINT_URL_KMS");
     let fp = format!("\"{}\"", hsm.audit_sha256);
@@ -601,7 +660,7 @@ pub fn ceremony_pinned(hsm: &SoftHsm, template: &str, extra: &[(&str, &str)]) ->
         set.push((k.as_str(), v.as_str()));
     }
     set.extend_from_slice(extra);
-    ceremony_from(template, hsm.dir.path(), "ceremony.toml", &set)
+    ceremony_from(template, hsm.dir.path(), name, &set)
 }
 
 /// What the token says of a kept key, read with cryptoki directly (not through byok).

@@ -68,8 +68,12 @@ where
         blob: &[u8],
         e: Expiration,
         t: byok::kms::ImportType,
+        d: Option<&str>,
     ) -> Result<Option<String>, KmsError> {
-        self.real.import_key_material(key_arn, token, blob, e, t)
+        self.real.import_key_material(key_arn, token, blob, e, t, d)
+    }
+    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError> {
+        self.real.rotate_key_on_demand(key_arn)
     }
     fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
         self.real.encrypt(key_arn, plaintext)

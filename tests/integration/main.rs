@@ -15,6 +15,7 @@ mod inprocess;
 mod liar;
 mod matrix;
 mod outcome;
+mod rotation;
 mod sign_only;
 mod spec;
 mod terminal;

@@ -81,6 +81,7 @@ impl Kms for Double {
         blob: &[u8],
         e: Expiration,
         t: ImportType,
+        d: Option<&str>,
     ) -> Result<Option<String>, KmsError> {
         match self.fault {
             Fault::RefuseTarget if key_arn == self.target => Err(KmsError {
@@ -91,12 +92,13 @@ impl Kms for Double {
                 message: "injected on target 3".into(),
             }),
             Fault::LoseAnswerAndKms => {
-                self.real.import_key_material(key_arn, token, blob, e, t)?;
+                self.real
+                    .import_key_material(key_arn, token, blob, e, t, d)?;
                 self.imported.store(true, Ordering::SeqCst);
                 Err(no_answer("ImportKeyMaterial"))
             }
             Fault::NeverSent => Err(no_answer("ImportKeyMaterial")),
-            Fault::RefuseTarget => self.real.import_key_material(key_arn, token, blob, e, t),
+            Fault::RefuseTarget => self.real.import_key_material(key_arn, token, blob, e, t, d),
         }
     }
     fn list_key_materials(&self, key_arn: &str) -> Result<Vec<KeyMaterialInfo>, KmsError> {
@@ -110,6 +112,9 @@ impl Kms for Double {
     }
     fn decrypt(&self, key_arn: &str, ciphertext: &[u8]) -> Result<(Vec<u8>, String), KmsError> {
         self.real.decrypt(key_arn, ciphertext)
+    }
+    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError> {
+        self.real.rotate_key_on_demand(key_arn)
     }
 }
 

@@ -118,8 +118,11 @@ fn writer_and_verifier_round_trip() {
     let mut w = TranscriptWriter::create(&path).unwrap();
     // Nothing exists before the first record is written.
     assert!(!path.exists());
-    w.append(&signer, &v2::started(&signer, &v2::rehearsal_file(&signer)))
-        .unwrap();
+    let started = p::CeremonyStarted {
+        kind: Some("import".into()),
+        ..v2::started(&signer, &v2::rehearsal_file(&signer))
+    };
+    w.append(&signer, &started).unwrap();
     assert!(path.exists());
     // The writer writes the current format (3), whose hsm_opened records the audit key usage.
     let opened = byok::transcript::payload::HsmOpened {
@@ -836,6 +839,7 @@ mod v2 {
                 .collect(),
             kms_concurrency: 4,
             resumes: None,
+            kind: None,
         }
     }
 
@@ -912,6 +916,8 @@ mod v2 {
             expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
             valid_to: None,
             targets,
+            kind: None,
+            key_material_description: None,
         });
         let (a, b) = (&k.custodians[0].1, &k.custodians[1].1);
         let mut recs: Records = vec![
@@ -1003,6 +1009,7 @@ mod v2 {
                     key_arn: t.key_arn.clone(),
                     key_material_id: Some("ab".repeat(32)),
                     import_type: "NEW_KEY_MATERIAL".into(),
+                    key_material_description: None,
                     expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
                     valid_to: None,
                     blob_sha256: t.blob_sha256.clone(),
@@ -1406,6 +1413,7 @@ mod v2 {
 
     /// Format version 3: the preflight records move before the plan approvals.
     fn v3_order(r: &mut Records) {
+        r[0].1["kind"] = json!("import");
         r[1].1["audit_key_sign_only"] = json!(true);
         r[1].1["audit_key_usage"] = json!("private CKA_SIGN=true; public CKA_VERIFY=true");
         let preflight: Vec<_> = r.drain(4..6).collect();
@@ -1515,6 +1523,7 @@ mod v2 {
                 |_| {},
                 |r| {
                     v3_order(r);
+                    r[0].1.as_object_mut().unwrap().remove("kind");
                     for m in ["audit_key_sign_only", "audit_key_usage"] {
                         r[1].1.as_object_mut().unwrap().remove(m);
                     }
