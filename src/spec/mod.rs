@@ -713,23 +713,57 @@ fn validate(
             "cannot keep a key generated for wrap = \"host\" (it is not sensitive); remove keep_key_label or use wrap = \"hsm\"".into(),
         );
     }
-    let expiration = match (raw.import.expiration.as_str(), raw.import.valid_to) {
-        ("KEY_MATERIAL_DOES_NOT_EXPIRE", None) => Some(Expiration::DoesNotExpire),
-        ("KEY_MATERIAL_DOES_NOT_EXPIRE", Some(_)) => {
+    // `valid_for = "<N>d"`: ValidTo N whole days after `now` (the run's start), to the second.
+    let valid_to = match (raw.import.valid_to, raw.import.valid_for.as_deref()) {
+        (Some(_), Some(_)) => {
+            bad(
+                "import.valid_for",
+                "give either valid_to (a date) or valid_for (a number of days), not both".into(),
+            );
+            Err(())
+        }
+        (Some(dt), None) => Ok(Some(ValidTo::At(dt))),
+        (None, Some(text)) => match text
+            .strip_suffix('d')
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| (1..=MAX_VALID_TO_DAYS).contains(n))
+        {
+            Some(days) => Ok(Some(ValidTo::For(days))),
+            None => {
+                bad(
+                    "import.valid_for",
+                    format!(
+                        "expected a number of days from 1 to {MAX_VALID_TO_DAYS} followed by d, e.g. \"365d\", found {text:?}"
+                    ),
+                );
+                Err(())
+            }
+        },
+        (None, None) => Ok(None),
+    };
+    let expiration = match (raw.import.expiration.as_str(), valid_to) {
+        (_, Err(())) => None,
+        ("KEY_MATERIAL_DOES_NOT_EXPIRE", Ok(None)) => Some(Expiration::DoesNotExpire),
+        ("KEY_MATERIAL_DOES_NOT_EXPIRE", Ok(Some(_))) => {
             bad(
                 "import.valid_to",
-                "must not be set when expiration is KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+                "must not be set when expiration is KEY_MATERIAL_DOES_NOT_EXPIRE (nor valid_for)"
+                    .into(),
             );
             None
         }
-        ("KEY_MATERIAL_EXPIRES", None) => {
+        ("KEY_MATERIAL_EXPIRES", Ok(None)) => {
             bad(
                 "import.valid_to",
-                "missing: KEY_MATERIAL_EXPIRES needs valid_to, e.g. valid_to = 2027-06-30T00:00:00Z".into(),
+                "missing: KEY_MATERIAL_EXPIRES needs valid_to, e.g. valid_to = 2027-06-30T00:00:00Z, or valid_for = \"365d\"".into(),
             );
             None
         }
-        ("KEY_MATERIAL_EXPIRES", Some(dt)) => match datetime(&dt) {
+        ("KEY_MATERIAL_EXPIRES", Ok(Some(ValidTo::For(days)))) => {
+            let valid_to = now.replace_nanosecond(0).unwrap_or(now) + time::Duration::days(days);
+            Some(Expiration::Expires { valid_to })
+        }
+        ("KEY_MATERIAL_EXPIRES", Ok(Some(ValidTo::At(dt)))) => match datetime(&dt) {
             None => {
                 bad(
                     "import.valid_to",
@@ -1216,6 +1250,12 @@ fn targets(
         });
     }
     ok.then_some(out)
+}
+
+/// `import.valid_to` or `import.valid_for`, as written.
+enum ValidTo {
+    At(toml::value::Datetime),
+    For(i64),
 }
 
 /// KMS's rule for `ValidTo`: in the future, at most 365 days ahead of `now`.

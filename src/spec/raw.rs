@@ -114,4 +114,6 @@ pub struct RawImport {
     pub wrap: Option<String>,
     pub expiration: String,
     pub valid_to: Option<toml::value::Datetime>,
+    /// `"<N>d"`: ValidTo N days after the run starts (instead of `valid_to`).
+    pub valid_for: Option<String>,
 }

@@ -108,6 +108,70 @@ fn every_algorithm_and_key_spec_is_accepted_at_both_locations() {
 }
 
 #[test]
+fn kinds_rotation_and_valid_for_are_checked() {
+    let with = |from: &str, to: &str| problems(&BASE.replace(from, to));
+    let kind = |k: &str| with("operator = \"Alice\"", &format!("operator = \"Alice\"\nkind = {k}"));
+    assert_eq!(kind("\"import\""), "valid");
+    assert_eq!(kind("\"rotate\""), "valid");
+    assert_contains(
+        &kind("\"rollback\""),
+        "ceremony.kind: \"rollback\" is not implemented in this version of byok; the kinds it runs are \"import\" and \"rotate\"",
+    );
+    assert_contains(
+        &kind("\"shred\""),
+        "ceremony.kind: expected \"import\", \"rotate\", \"rollback\" or \"reimport\", found \"shred\"",
+    );
+    // The description sent is the file's text and the ceremony id, in KMS's character set.
+    let rotate = BASE.replace("operator = \"Alice\"", "operator = \"Alice\"\nkind = \"rotate\"");
+    let c = byok::spec::parse(
+        Path::new("c.toml"),
+        &format!("{rotate}\n[rotation]\nkey_material_description = \"yearly 2027\"\n"),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(
+        c.import.kind,
+        byok::spec::Kind::Rotate {
+            key_material_description: "yearly 2027 ceremony c-1".into()
+        }
+    );
+    assert_contains(
+        &problems(&format!(
+            "{rotate}\n[rotation]\nkey_material_description = \"yearly (2027)\"\n"
+        )),
+        "rotation.key_material_description: with the ceremony id appended (\"yearly (2027) ceremony c-1\") it contains '('; KMS takes only A-Z a-z 0-9 : / _ . - and spaces",
+    );
+    assert_contains(
+        &problems(&format!("{rotate}\n[rotation]\nstrategy = \"alias-swap\"\n")),
+        "rotation.strategy: \"alias-swap\" is not implemented in this version of byok",
+    );
+    assert_contains(
+        &problems(&format!("{BASE}\n[rotation]\nstrategy = \"new-material\"\n")),
+        "rotation: is for kind = \"rotate\"",
+    );
+    // valid_for: N days from now, at most 365.
+    let expires = |v: &str| {
+        BASE.replace(
+            "expiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"",
+            &format!("expiration = \"KEY_MATERIAL_EXPIRES\"\n{v}"),
+        )
+    };
+    let c = byok::spec::parse(Path::new("c.toml"), &expires("valid_for = \"365d\""), NOW).unwrap();
+    assert_eq!(
+        c.import.expiration.valid_to(),
+        Some(NOW + time::Duration::days(365))
+    );
+    assert_contains(
+        &problems(&expires("valid_for = \"366d\"")),
+        "import.valid_for: expected a number of days from 1 to 365 followed by d, e.g. \"365d\", found \"366d\"",
+    );
+    assert_contains(
+        &problems(&expires("valid_for = \"30d\"\nvalid_to = 2027-01-01T00:00:00Z")),
+        "import.valid_for: give either valid_to (a date) or valid_for (a number of days), not both",
+    );
+}
+
+#[test]
 fn validation_table_gives_exact_messages() {
     let cases: Vec<(&str, String, String)> = vec![
         (
@@ -117,7 +181,7 @@ fn validation_table_gives_exact_messages() {
                 "operator = \"Alice\"\ncolour = \"red\"",
             ),
             one(
-                "c.toml:5: ceremony.colour: unknown field `colour`, expected one of `id`, `description`, `operator`",
+                "c.toml:5: ceremony.colour: unknown field `colour`, expected one of `id`, `kind`, `description`, `operator`",
             ),
         ),
         (
@@ -190,7 +254,7 @@ fn validation_table_gives_exact_messages() {
             "valid_to missing",
             BASE.replace("KEY_MATERIAL_DOES_NOT_EXPIRE", "KEY_MATERIAL_EXPIRES"),
             one(
-                "c.toml:16: import.valid_to: missing: KEY_MATERIAL_EXPIRES needs valid_to, e.g. valid_to = 2027-06-30T00:00:00Z",
+                "c.toml:16: import.valid_to: missing: KEY_MATERIAL_EXPIRES needs valid_to, e.g. valid_to = 2027-06-30T00:00:00Z, or valid_for = \"365d\"",
             ),
         ),
         (
@@ -239,7 +303,7 @@ fn validation_table_gives_exact_messages() {
             "a misspelt field that merely contains the letters pin",
             BASE.replace("wrap = \"hsm\"", "wrap = \"hsm\"\nshipping = 1"),
             one(
-                "c.toml:20: import.shipping: unknown field `shipping`, expected one of `wrapping_algorithm`, `wrapping_key_spec`, `wrap`, `expiration`, `valid_to`",
+                "c.toml:20: import.shipping: unknown field `shipping`, expected one of `wrapping_algorithm`, `wrapping_key_spec`, `wrap`, `expiration`, `valid_to`, `valid_for`",
             ),
         ),
         (
@@ -521,7 +585,7 @@ fn target_lists_give_exact_messages() {
                 "[import]",
                 "[kms.rates]\nGetParametersForImport = 0\nDescribeKeys = 5\n\n[import]",
             ),
-            "ceremony file c.toml is invalid (2 problems); fix it and run `byok check` again:\n  c.toml:18: kms.rates.DescribeKeys: unknown KMS operation; expected one of DescribeKey, CreateKey, CreateAlias, ListKeys, GetParametersForImport, ImportKeyMaterial, ListKeyRotations, Encrypt, Decrypt\n  c.toml:17: kms.rates.GetParametersForImport: expected requests per second, a number above 0 (e.g. 1 or 0.25), found 0".into(),
+            "ceremony file c.toml is invalid (2 problems); fix it and run `byok check` again:\n  c.toml:18: kms.rates.DescribeKeys: unknown KMS operation; expected one of DescribeKey, CreateKey, CreateAlias, ListKeys, GetParametersForImport, ImportKeyMaterial, ListKeyRotations, Encrypt, Decrypt, RotateKeyOnDemand\n  c.toml:17: kms.rates.GetParametersForImport: expected requests per second, a number above 0 (e.g. 1 or 0.25), found 0".into(),
         ),
     ];
     for (name, text, expected) in cases {
