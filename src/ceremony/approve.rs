@@ -43,9 +43,62 @@ pub(super) fn plan(run: &mut Run<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Step `confirm_import`: the statement lists every wrapped target.
-pub(super) fn import(run: &mut Run<'_>) -> Result<(), Error> {
+/// Import parameters that expire within this margin after the approval are not used: KMS
+/// needs them valid when ImportKeyMaterial arrives.
+pub const PARAMETERS_MARGIN_SECONDS: i64 = 60;
+
+/// How many times the import statement is put to the custodians again because parameters
+/// expired while they deliberated, before byok gives up.
+const REAPPROVALS: usize = 3;
+
+/// Step `confirm_import`: the statement lists every wrapped target. When import parameters
+/// expire while the custodians deliberate, byok fetches new ones, wraps the same keys again and
+/// asks for the approval again: an approval of the old statement does not carry over.
+pub(super) fn import(run: &mut Run<'_>, test: &crate::wrap::SelfTest) -> Result<(), Error> {
     run.enter(Step::ConfirmImport)?;
+    for round in 0..=REAPPROVALS {
+        let Some((value, approved_by)) = import_once(run)? else {
+            return Ok(());
+        };
+        let limit = (run.now)() + time::Duration::seconds(PARAMETERS_MARGIN_SECONDS);
+        let stale: Vec<usize> = run
+            .targets
+            .iter()
+            .filter(|t| t.status == Status::Wrapped)
+            .filter(|t| t.parameters_valid_to.is_some_and(|v| v <= limit))
+            .map(|t| t.spec.index)
+            .collect();
+        if stale.is_empty() {
+            let c = run.ceremony;
+            let statement_sha256 =
+                quorum::statement_sha256(&value).map_err(|e| refused(e.to_string()))?;
+            return run.record(&ImportConfirmed {
+                approved_by,
+                dual_control: !matches!(c.dual_control, DualControl::Off),
+                statement: value,
+                statement_sha256,
+            });
+        }
+        if round == REAPPROVALS {
+            break;
+        }
+        run.prompter.warn(&format!(
+            "the import parameters of {} target(s) expired, or expire within {PARAMETERS_MARGIN_SECONDS} s, while the statement was being approved; byok fetches new ones, wraps the same keys again, and asks for the import approval again (the approval just given does not carry over)",
+            stale.len()
+        ));
+        run.approvals.retain(|(point, _)| point != quorum::IMPORT);
+        super::prepare::refresh(run, test, &stale)?;
+        run.enter(Step::ConfirmImport)?;
+    }
+    Err(refused(format!(
+        "the import parameters expired {} times while the statement was being approved; KMS's ParametersValidTo is too short for this ceremony's approvals: approve faster, or check the KMS endpoint",
+        REAPPROVALS + 1
+    )))
+}
+
+/// One round of the import approval: the statement of every wrapped target, approved. None
+/// when nothing is left to import.
+fn import_once(run: &mut Run<'_>) -> Result<Option<(Value, Vec<String>)>, Error> {
     let c = run.ceremony;
     let mut targets = Vec::new();
     for t in run.targets.iter().filter(|t| t.status == Status::Wrapped) {
@@ -75,7 +128,7 @@ pub(super) fn import(run: &mut Run<'_>) -> Result<(), Error> {
     if targets.is_empty() {
         run.prompter
             .say("  nothing to import in this run: every target is already done");
-        return Ok(());
+        return Ok(None);
     }
     let statement = ImportStatement {
         point: quorum::IMPORT.into(),
@@ -100,13 +153,7 @@ pub(super) fn import(run: &mut Run<'_>) -> Result<(), Error> {
         quorum::describe(&value)
     );
     let approved_by = approve(run, quorum::IMPORT, value.clone(), &human)?;
-    let statement_sha256 = quorum::statement_sha256(&value).map_err(|e| refused(e.to_string()))?;
-    run.record(&ImportConfirmed {
-        approved_by,
-        dual_control: !matches!(c.dual_control, DualControl::Off),
-        statement: value,
-        statement_sha256,
-    })
+    Ok(Some((value, approved_by)))
 }
 
 /// An approval point: the quorum of custodians (or, in a rehearsal, the operator) approves

@@ -211,7 +211,7 @@ impl Run<'_> {
         approve::plan(self)?;
         // Per target: creation (when asked), import parameters, generate, wrap.
         prepare::targets(self, &test)?;
-        approve::import(self)?;
+        approve::import(self, &test)?;
         import::targets(self)?;
         // kind = "rotate": its own approval, then RotateKeyOnDemand and its checks.
         rotate::targets(self)?;

@@ -128,32 +128,10 @@ fn one(
     index: usize,
     params: ImportParameters,
 ) -> Result<(), Error> {
+    let public = parameters(run, index, &params)?;
     let c = run.ceremony;
-    let (algorithm, spec, location) = (c.import.algorithm, c.import.key_spec, c.import.wrap);
+    let location = c.import.wrap;
     let arn = run.targets[index].arn.clone().unwrap_or_default();
-    run.step = Step::ImportParameters;
-    let public_key_sha256 = sha256_hex(&params.public_key_der);
-    run.record(&ParametersRecord {
-        target_index: index as u64,
-        key_arn: arn.clone(),
-        wrapping_algorithm: algorithm.kms_name().into(),
-        wrapping_key_spec: spec.kms_name().into(),
-        public_key_sha256: public_key_sha256.clone(),
-        public_key_der_length: params.public_key_der.len() as u64,
-        import_token_sha256: params.import_token.sha256_hex(),
-        parameters_valid_to: crate::rfc3339::format(params.parameters_valid_to),
-    })?;
-    // LocalStack does not bind the token to the key, nor check its age: byok does.
-    if params.key_id != arn {
-        return Err(refused(format!(
-            "GetParametersForImport answered for key {}, not {arn}; the public key and import token must come from one response for the target key",
-            params.key_id
-        )));
-    }
-    if params.parameters_valid_to <= (run.now)() {
-        return Err(super::import::expired(params.parameters_valid_to));
-    }
-    let public = WrappingPublicKey::from_spki_der(&params.public_key_der, spec)?;
 
     run.step = Step::Generate;
     let kind = match location {
@@ -183,7 +161,89 @@ fn one(
         kcv_method: "AES-ECB of one zero block, first 3 bytes".into(),
     })?;
     run.targets[index].kcv = Some(kcv);
+    wrap_key(run, test, index, key, &public, params)
+}
 
+/// New import parameters for targets whose earlier ones expired while the custodians
+/// deliberated: GetParametersForImport again (on this thread, paced), and the same generated
+/// key wrapped again under the new public key. Each gets `import_parameters` and `key_wrapped`
+/// records; the import statement must then be approved again.
+pub(super) fn refresh(run: &mut Run<'_>, test: &SelfTest, indices: &[usize]) -> Result<(), Error> {
+    run.enter(Step::ImportParameters)?;
+    let c = run.ceremony;
+    for &index in indices {
+        run.step = Step::ImportParameters;
+        let (Some(arn), Some(key)) = (run.targets[index].arn.clone(), run.targets[index].key)
+        else {
+            return Err(refused(format!(
+                "target {index} has no key to wrap again; this is a bug in byok"
+            )));
+        };
+        let params = run
+            .kms
+            .get_parameters_for_import(&arn, c.import.algorithm, c.import.key_spec)
+            .inspect_err(|_| run.fail_at(index))?;
+        let public = parameters(run, index, &params)?;
+        wrap_key(run, test, index, key, &public, params)?;
+        run.prompter.say(&format!(
+            "  [{index}] {arn}: new import parameters, wrapped again (same key, KCV {})",
+            run.targets[index].kcv.as_deref().unwrap_or("?")
+        ));
+    }
+    Ok(())
+}
+
+/// Records `import_parameters` and checks them against the target (LocalStack does not bind
+/// the token to the key, nor check its age: byok does). Returns the wrapping public key.
+fn parameters(
+    run: &mut Run<'_>,
+    index: usize,
+    params: &ImportParameters,
+) -> Result<WrappingPublicKey, Error> {
+    let c = run.ceremony;
+    let (algorithm, spec) = (c.import.algorithm, c.import.key_spec);
+    let arn = run.targets[index].arn.clone().unwrap_or_default();
+    run.step = Step::ImportParameters;
+    let public_key_sha256 = sha256_hex(&params.public_key_der);
+    run.record(&ParametersRecord {
+        target_index: index as u64,
+        key_arn: arn.clone(),
+        wrapping_algorithm: algorithm.kms_name().into(),
+        wrapping_key_spec: spec.kms_name().into(),
+        public_key_sha256: public_key_sha256.clone(),
+        public_key_der_length: params.public_key_der.len() as u64,
+        import_token_sha256: params.import_token.sha256_hex(),
+        parameters_valid_to: crate::rfc3339::format(params.parameters_valid_to),
+    })?;
+    // LocalStack does not bind the token to the key, nor check its age: byok does.
+    if params.key_id != arn {
+        return Err(refused(format!(
+            "GetParametersForImport answered for key {}, not {arn}; the public key and import token must come from one response for the target key",
+            params.key_id
+        )));
+    }
+    if params.parameters_valid_to <= (run.now)() {
+        return Err(super::import::expired(params.parameters_valid_to));
+    }
+    Ok(WrappingPublicKey::from_spki_der(
+        &params.public_key_der,
+        spec,
+    )?)
+}
+
+/// Wraps `key` under `public` with the plan the known-answer test proved, and records it.
+fn wrap_key(
+    run: &mut Run<'_>,
+    test: &SelfTest,
+    index: usize,
+    key: crate::hsm::KeyRef,
+    public: &WrappingPublicKey,
+    params: ImportParameters,
+) -> Result<(), Error> {
+    let c = run.ceremony;
+    let (algorithm, location) = (c.import.algorithm, c.import.wrap);
+    let arn = run.targets[index].arn.clone().unwrap_or_default();
+    let public_key_sha256 = sha256_hex(&params.public_key_der);
     run.step = Step::Wrap;
     let (blob, mechanism, memory_locked) = match location {
         WrapLocation::Hsm => {
@@ -205,7 +265,7 @@ fn one(
         WrapLocation::Host => {
             let material = run.hsm.extract_key_value(key)?;
             let locked = material.is_locked();
-            let blob = wrap::host_wrap(&material, &public, algorithm)?;
+            let blob = wrap::host_wrap(&material, public, algorithm)?;
             drop(material);
             (blob, test.mechanism.clone(), Some(locked))
         }

@@ -13,6 +13,7 @@ mod fleet;
 mod hardening;
 mod inprocess;
 mod liar;
+mod lifecycle;
 mod matrix;
 mod outcome;
 mod rotation;

@@ -110,7 +110,12 @@ fn every_algorithm_and_key_spec_is_accepted_at_both_locations() {
 #[test]
 fn kinds_rotation_and_valid_for_are_checked() {
     let with = |from: &str, to: &str| problems(&BASE.replace(from, to));
-    let kind = |k: &str| with("operator = \"Alice\"", &format!("operator = \"Alice\"\nkind = {k}"));
+    let kind = |k: &str| {
+        with(
+            "operator = \"Alice\"",
+            &format!("operator = \"Alice\"\nkind = {k}"),
+        )
+    };
     assert_eq!(kind("\"import\""), "valid");
     assert_eq!(kind("\"rotate\""), "valid");
     assert_contains(
@@ -122,7 +127,10 @@ fn kinds_rotation_and_valid_for_are_checked() {
         "ceremony.kind: expected \"import\", \"rotate\", \"rollback\" or \"reimport\", found \"shred\"",
     );
     // The description sent is the file's text and the ceremony id, in KMS's character set.
-    let rotate = BASE.replace("operator = \"Alice\"", "operator = \"Alice\"\nkind = \"rotate\"");
+    let rotate = BASE.replace(
+        "operator = \"Alice\"",
+        "operator = \"Alice\"\nkind = \"rotate\"",
+    );
     let c = byok::spec::parse(
         Path::new("c.toml"),
         &format!("{rotate}\n[rotation]\nkey_material_description = \"yearly 2027\"\n"),
@@ -142,11 +150,15 @@ fn kinds_rotation_and_valid_for_are_checked() {
         "rotation.key_material_description: with the ceremony id appended (\"yearly (2027) ceremony c-1\") it contains '('; KMS takes only A-Z a-z 0-9 : / _ . - and spaces",
     );
     assert_contains(
-        &problems(&format!("{rotate}\n[rotation]\nstrategy = \"alias-swap\"\n")),
+        &problems(&format!(
+            "{rotate}\n[rotation]\nstrategy = \"alias-swap\"\n"
+        )),
         "rotation.strategy: \"alias-swap\" is not implemented in this version of byok",
     );
     assert_contains(
-        &problems(&format!("{BASE}\n[rotation]\nstrategy = \"new-material\"\n")),
+        &problems(&format!(
+            "{BASE}\n[rotation]\nstrategy = \"new-material\"\n"
+        )),
         "rotation: is for kind = \"rotate\"",
     );
     // valid_for: N days from now, at most 365.
@@ -166,7 +178,9 @@ fn kinds_rotation_and_valid_for_are_checked() {
         "import.valid_for: expected a number of days from 1 to 365 followed by d, e.g. \"365d\", found \"366d\"",
     );
     assert_contains(
-        &problems(&expires("valid_for = \"30d\"\nvalid_to = 2027-01-01T00:00:00Z")),
+        &problems(&expires(
+            "valid_for = \"30d\"\nvalid_to = 2027-01-01T00:00:00Z",
+        )),
         "import.valid_for: give either valid_to (a date) or valid_for (a number of days), not both",
     );
 }

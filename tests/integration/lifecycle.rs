@@ -1,0 +1,284 @@
+//! Lifecycle rules driven in-process through a KMS double in front of real LocalStack (the HSM
+//! is the real token under test), for what LocalStack cannot be made to do: import parameters
+//! that expire while the custodians deliberate (LocalStack's are valid for 100 days), and a key
+//! at the on-demand rotation limit (LocalStack does not serve ListKeyRotations).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+
+use byok::ceremony::{self, Env, RunOptions};
+use byok::hsm::{Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
+use byok::kms::{
+    AwsKms, Expiration, ImportParameters, ImportToken, ImportType, KeyInfo, KeyMaterialInfo, Kms,
+    KmsError,
+};
+use byok::prompt::{Answer, ScriptedPrompter};
+use byok::wrap::{WrappingAlgorithm, WrappingKeySpec};
+use time::OffsetDateTime;
+
+use crate::common::{SoftHsm, TestKms, ceremony_for, reference_verify, run_with_stdin, stderr};
+
+/// LocalStack with two changes: the first GetParametersForImport of each key answers a
+/// ParametersValidTo 30 s ahead; ListKeyRotations answers `materials` materials when set.
+struct Tweaked {
+    real: AwsKms,
+    short: Mutex<HashSet<String>>,
+    materials: Option<usize>,
+}
+
+impl Kms for Tweaked {
+    fn describe_key(&self, key: &str) -> Result<KeyInfo, KmsError> {
+        self.real.describe_key(key)
+    }
+    fn create_key(&self, d: &str, t: &BTreeMap<String, String>) -> Result<KeyInfo, KmsError> {
+        self.real.create_key(d, t)
+    }
+    fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
+        self.real.create_alias(alias, key_arn)
+    }
+    fn find_tagged_keys(&self, key: &str, value: &str) -> Result<Vec<String>, KmsError> {
+        self.real.find_tagged_keys(key, value)
+    }
+    fn get_parameters_for_import(
+        &self,
+        key_arn: &str,
+        a: WrappingAlgorithm,
+        s: WrappingKeySpec,
+    ) -> Result<ImportParameters, KmsError> {
+        let mut params = self.real.get_parameters_for_import(key_arn, a, s)?;
+        if self.short.lock().unwrap().insert(key_arn.to_string()) {
+            params.parameters_valid_to = OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        }
+        Ok(params)
+    }
+    fn import_key_material(
+        &self,
+        key_arn: &str,
+        token: &ImportToken,
+        blob: &[u8],
+        e: Expiration,
+        t: ImportType,
+        d: Option<&str>,
+    ) -> Result<Option<String>, KmsError> {
+        self.real.import_key_material(key_arn, token, blob, e, t, d)
+    }
+    fn list_key_materials(&self, key_arn: &str) -> Result<Vec<KeyMaterialInfo>, KmsError> {
+        match self.materials {
+            Some(n) => Ok((0..n)
+                .map(|i| KeyMaterialInfo {
+                    key_material_id: format!("{i:064x}"),
+                    import_state: Some("IMPORTED".into()),
+                    key_material_state: Some(
+                        if i + 1 == n { "CURRENT" } else { "NON_CURRENT" }.into(),
+                    ),
+                })
+                .collect()),
+            None => self.real.list_key_materials(key_arn),
+        }
+    }
+    fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
+        self.real.encrypt(key_arn, plaintext)
+    }
+    fn decrypt(&self, key_arn: &str, ciphertext: &[u8]) -> Result<(Vec<u8>, String), KmsError> {
+        self.real.decrypt(key_arn, ciphertext)
+    }
+    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError> {
+        self.real.rotate_key_on_demand(key_arn)
+    }
+}
+
+/// One approval point's answers.
+fn approve(token: &SoftHsm, point: &'static str, names: &[&str]) -> Vec<Answer> {
+    let (select, confirm) = match point {
+        "plan" => ("approver-plan", "approve-plan"),
+        "import" => ("approver-import", "approve-import"),
+        _ => ("approver-rotate", "approve-rotate"),
+    };
+    names
+        .iter()
+        .flat_map(|n| {
+            [
+                Answer::Select(select, n.to_string()),
+                Answer::Confirm(confirm, true),
+                Answer::Secret("custodian-pin", token.custodian(n).pin.clone()),
+            ]
+        })
+        .collect()
+}
+
+/// Runs `file` in-process against `kms`; returns the result, what was said, and the records.
+fn run_in_process(
+    token: &SoftHsm,
+    file: &Path,
+    transcript: &Path,
+    kms: &Tweaked,
+    answers: Vec<Answer>,
+) -> (
+    Result<ceremony::Outcome, byok::Error>,
+    Vec<String>,
+    Vec<serde_json::Value>,
+) {
+    token.use_in_process();
+    let c = byok::spec::load(file, OffsetDateTime::now_utc()).unwrap();
+    let hsm = Pkcs11Hsm::open_path(
+        Path::new(&token.kind.module()),
+        &TokenSelector::Label("byok-hsm".into()),
+    )
+    .unwrap();
+    let mut prompter = ScriptedPrompter::new(answers);
+    let custodians = Pkcs11Custodians::for_hsm(&hsm);
+    let clock = OffsetDateTime::now_utc;
+    let result = ceremony::run(
+        &c,
+        Env {
+            hsm: &hsm,
+            kms,
+            custodians: &custodians,
+            prompter: &mut prompter,
+            now: &clock,
+        },
+        transcript,
+        &RunOptions::default(),
+    );
+    drop(custodians);
+    drop(hsm);
+    let recs = std::fs::read_to_string(transcript)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (result, prompter.transcript, recs)
+}
+
+fn of<'a>(recs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    recs.iter()
+        .filter(|r| r["type"] == kind)
+        .map(|r| &r["data"])
+        .collect()
+}
+
+#[test]
+fn parameters_that_expire_during_the_import_approval_are_fetched_again_and_approved_again() {
+    let token = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let file = ceremony_for(&token, "demo-softhsm.toml", &alias, &[]);
+    let t = token.path("t.jsonl");
+    let double = Tweaked {
+        real: AwsKms::new("us-east-1").unwrap(),
+        short: Mutex::new(HashSet::new()),
+        materials: None,
+    };
+    let mut answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
+    answers.extend(approve(&token, "plan", &["Alice", "Bob"]));
+    answers.extend(approve(&token, "import", &["Alice", "Carol"]));
+    // The first import approval is of parameters that are about to expire: asked again.
+    answers.extend(approve(&token, "import", &["Bob", "Carol"]));
+    let (result, said, recs) = run_in_process(&token, &file, &t, &double, answers);
+    let outcome = result.unwrap_or_else(|e| panic!("{}", ceremony::chain(&e)));
+    assert!(
+        said.iter()
+            .any(|s| s.contains("asks for the import approval again")),
+        "{said:?}"
+    );
+    // One key, generated once, with two sets of parameters and two wraps.
+    assert_eq!(of(&recs, "key_generated").len(), 1);
+    let params = of(&recs, "import_parameters");
+    let wraps = of(&recs, "key_wrapped");
+    assert_eq!((params.len(), wraps.len()), (2, 2));
+    assert_ne!(
+        params[0]["import_token_sha256"],
+        params[1]["import_token_sha256"]
+    );
+    // The confirmed statement is the second one, approved by the second pair.
+    let confirmed = &of(&recs, "import_confirmed")[0];
+    assert_eq!(
+        confirmed["approved_by"],
+        serde_json::json!(["Bob", "Carol"])
+    );
+    let entry = &confirmed["statement"]["targets"][0];
+    assert_eq!(
+        entry["import_token_sha256"],
+        params[1]["import_token_sha256"]
+    );
+    assert_eq!(entry["blob_sha256"], wraps[1]["blob_sha256"]);
+    assert_eq!(
+        outcome.approvals,
+        vec![
+            (
+                "plan".to_string(),
+                vec!["Alice".to_string(), "Bob".to_string()]
+            ),
+            (
+                "import".to_string(),
+                vec!["Bob".to_string(), "Carol".to_string()]
+            ),
+        ]
+    );
+    // KMS holds the material and uses it.
+    assert_eq!(kms.state(&arn), "Enabled");
+    assert!(kms.round_trip(&arn));
+    let v = token
+        .byok()
+        .arg("verify")
+        .arg(&t)
+        .args(["--audit-key-sha256", &token.audit_sha256])
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+    reference_verify(&t, &token.audit_sha256);
+}
+
+#[test]
+fn a_key_at_the_rotation_limit_is_refused_before_any_approval() {
+    let token = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    // First material, through byok.
+    let import = ceremony_for(&token, "demo-softhsm.toml", &alias, &[]);
+    let mut cmd = token.byok();
+    cmd.arg("run")
+        .arg(&import)
+        .arg("--transcript")
+        .arg(token.path("import.jsonl"));
+    let out = run_with_stdin(cmd, &token.all_answers());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = kms.current_material(&arn);
+    // A rotation, with KMS listing 11 materials: 10 rotations so far.
+    let file = ceremony_for(
+        &token,
+        "demo-softhsm.toml",
+        &alias,
+        &[("ceremony.kind", "\"rotate\"")],
+    );
+    let double = Tweaked {
+        real: AwsKms::new("us-east-1").unwrap(),
+        short: Mutex::new(HashSet::new()),
+        materials: Some(11),
+    };
+    let t = token.path("rotate.jsonl");
+    let answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
+    let (result, _, recs) = run_in_process(&token, &file, &t, &double, answers);
+    let err = result.expect_err("refused");
+    assert_eq!(err.exit_code(), byok::error::exit::PRECONDITION);
+    assert!(
+        ceremony::chain(&err)
+            .contains("has been rotated on demand 10 times, at byok's limit of 10"),
+        "{}",
+        ceremony::chain(&err)
+    );
+    let pre = &of(&recs, "rotation_preflight")[0];
+    assert_eq!(pre["key_materials"], 11);
+    assert_eq!(pre["rotations_so_far"], 10);
+    assert_eq!(pre["rotation_limit"], 10);
+    assert!(of(&recs, "approval").is_empty());
+    assert_eq!(recs.last().unwrap()["data"]["step"], "kms_preflight");
+    // Nothing changed in KMS.
+    assert_eq!(kms.current_material(&arn), before);
+}
