@@ -119,7 +119,11 @@ pub fn render(c: &Ceremony) -> String {
     let dual = match &c.dual_control {
         crate::spec::DualControl::Off => "OFF — REHEARSAL ONLY: the operator alone confirms the import; no custodian approves anything".to_string(),
         crate::spec::DualControl::Quorum { quorum, custodians } => {
-            let mut s = format!("{quorum} of {} custodians approve the plan and the import:", custodians.len());
+            let points = match c.import.kind {
+                crate::spec::Kind::Import => "the plan and the import",
+                crate::spec::Kind::Rotate { .. } => "the plan, the import and the rotation",
+            };
+            let mut s = format!("{quorum} of {} custodians approve {points}:", custodians.len());
             for k in custodians {
                 // A custodian's module is shown only when it is not the HSM's.
                 let module = match &k.module {
@@ -145,9 +149,18 @@ pub fn render(c: &Ceremony) -> String {
         "finish: ceremony_finished; print the last line's SHA-256",
     ];
     let mut out = format!(
-        "Ceremony {id}: {desc}\n  operator        {op}\n  HSM module      {module}\n  token           {token}\n  audit key       {label:?}, SHA-256 {fp}\n  KMS region      {region}\n  algorithm       {alg} with {spec}\n  wrap            {wrap}\n  expiration      {expiry}\n  generated key   {keep}\n  dual control    {dual}\n",
+        "Ceremony {id}: {desc}\n  kind            {kind}\n  operator        {op}\n  HSM module      {module}\n  token           {token}\n  audit key       {label:?}, SHA-256 {fp}\n  KMS region      {region}\n  algorithm       {alg} with {spec}\n  wrap            {wrap}\n  expiration      {expiry}\n  generated key   {keep}\n  dual control    {dual}\n",
         id = c.id,
         desc = c.description,
+        kind = match &c.import.kind {
+            crate::spec::Kind::Import =>
+                "import (first material into new EXTERNAL keys)".to_string(),
+            crate::spec::Kind::Rotate {
+                key_material_description,
+            } => format!(
+                "rotate, strategy new-material (KeyMaterialDescription {key_material_description:?})"
+            ),
+        },
         op = c.operator,
         token = c.hsm.token,
         label = c.hsm.audit_key_label,
@@ -205,6 +218,7 @@ fn pace(c: &Ceremony) -> String {
         Operation::CreateKey,
         Operation::CreateAlias,
         Operation::DescribeKey,
+        Operation::RotateKeyOnDemand,
     ] {
         out.push_str(&format!(" {} {}", op.name(), c.kms.rates.of(op)));
     }
@@ -230,7 +244,16 @@ fn pace(c: &Ceremony) -> String {
             (Operation::DescribeKey, n),
             (Operation::Encrypt, n),
             (Operation::Decrypt, n),
-        ]);
+        ]) + match c.import.kind {
+            crate::spec::Kind::Import => std::time::Duration::ZERO,
+            // After the rotate approval: RotateKeyOnDemand and its checks.
+            crate::spec::Kind::Rotate { .. } => rates.least_time(&[
+                (Operation::RotateKeyOnDemand, n),
+                (Operation::DescribeKey, n),
+                (Operation::Encrypt, n),
+                (Operation::Decrypt, 2 * n),
+            ]),
+        };
         longest = longest.max(least);
         out.push_str(&format!(
             "  {region}: {n} target{}, at least {} s of KMS calls\n",

@@ -42,8 +42,8 @@ pub const ROTATION_LIMIT: u64 = 10;
 
 /// What a rotation's preflight found besides DescribeKey.
 pub(super) struct RotationFound {
-    /// ListKeyRotations' material count, or None when KMS does not serve it.
-    materials: Option<usize>,
+    /// ListKeyRotations' materials, or None when KMS does not serve it.
+    materials: Option<Vec<crate::kms::KeyMaterialInfo>>,
     probe: Vec<u8>,
     ciphertext: Vec<u8>,
 }
@@ -118,8 +118,16 @@ pub(super) fn before_approval(run: &mut Run<'_>) -> Result<(), Error> {
             Ok(info) if rules_for(&info, rotating).is_err() => Event::Described { index, info },
             Ok(info) => match job.probe {
                 Some(probe) => {
-                    // Read only: how many materials, and a probe under the current one.
-                    let materials = kms.list_key_materials(&info.arn).ok().map(|l| l.len());
+                    // Read only: the key's materials, and a probe under the current one.
+                    let materials = match kms.list_key_materials(&info.arn) {
+                        Ok(list) => Some(list),
+                        // LocalStack answers InternalFailure ("not yet emulated").
+                        Err(e) if not_served(&e) => None,
+                        Err(error) => {
+                            let _ = tx.send(Event::Failed { index, error });
+                            return false;
+                        }
+                    };
                     match kms.encrypt(&info.arn, &probe) {
                         Ok(ciphertext) => Event::ForRotation {
                             index,
@@ -293,22 +301,54 @@ fn rotation(
     info: &KeyInfo,
     found: RotationFound,
 ) -> Result<(), Error> {
-    let rotations = found.materials.map(|n| n.saturating_sub(1) as u64);
+    // Materials that were ever current: the first, and one per on-demand rotation.
+    let rotations = found.materials.as_ref().map(|list| {
+        let settled = list
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.key_material_state.as_deref(),
+                    Some("CURRENT" | "NON_CURRENT")
+                )
+            })
+            .count();
+        settled.saturating_sub(1) as u64
+    });
+    let pending: Vec<String> = found
+        .materials
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.key_material_state
+                .as_deref()
+                .is_some_and(|s| s.starts_with("PENDING"))
+        })
+        .map(|m| m.key_material_id.clone())
+        .collect();
     run.record(&RotationPreflight {
         target_index: index as u64,
         key_arn: info.arn.clone(),
         current_key_material_id: info.current_key_material_id.clone(),
-        key_materials: found.materials.map(|n| n as u64),
+        key_materials: found.materials.as_ref().map(|l| l.len() as u64),
         rotations_so_far: rotations,
         rotation_limit: ROTATION_LIMIT,
         probe_sha256: super::sha256_hex(&found.probe),
         probe_ciphertext_sha256: super::sha256_hex(&found.ciphertext),
     })?;
+    if !pending.is_empty() {
+        // A lost import answer must never be taken for such a material (step import).
+        run.fail_at(index);
+        return Err(refused(format!(
+            "key {} already holds material waiting for rotation ({}), from an earlier, interrupted import; make it current or find out where it came from before rotating again (docs/rotation.md)",
+            info.arn,
+            pending.join(", ")
+        )));
+    }
     match rotations {
         Some(n) if n >= ROTATION_LIMIT => {
             run.fail_at(index);
             return Err(refused(format!(
-                "key {} has been rotated on demand {n} times, at byok's limit of {ROTATION_LIMIT} (KMS's API reference); it cannot take another rotation: use strategy = \"alias-swap\" with a new key",
+                "key {} has been rotated on demand {n} times, at byok's limit of {ROTATION_LIMIT} (KMS's API reference); it cannot take another rotation: import into a new EXTERNAL key instead and move the alias to it (docs/rotation.md)",
                 info.arn
             )));
         }
@@ -322,6 +362,17 @@ fn rotation(
     t.previous_material = info.current_key_material_id.clone();
     t.probe = Some((found.probe, found.ciphertext));
     Ok(())
+}
+
+/// Whether ListKeyRotations' error means the endpoint does not serve it (LocalStack), rather
+/// than a refusal (access denied) or a failure that must stop the ceremony.
+fn not_served(e: &crate::kms::KmsError) -> bool {
+    e.code.as_deref().is_some_and(|c| {
+        matches!(
+            c,
+            "InternalFailure" | "UnsupportedOperationException" | "NotImplemented"
+        )
+    })
 }
 
 /// The preflight rules of the ceremony's kind.

@@ -25,6 +25,8 @@ struct Tweaked {
     real: AwsKms,
     short: Mutex<HashSet<String>>,
     materials: Option<usize>,
+    /// The last listed material waits for rotation (an earlier, interrupted import).
+    pending: bool,
 }
 
 impl Kms for Tweaked {
@@ -70,7 +72,12 @@ impl Kms for Tweaked {
                     key_material_id: format!("{i:064x}"),
                     import_state: Some("IMPORTED".into()),
                     key_material_state: Some(
-                        if i + 1 == n { "CURRENT" } else { "NON_CURRENT" }.into(),
+                        match (i + 1 == n, self.pending) {
+                            (true, true) => "PENDING_ROTATION",
+                            (true, false) => "CURRENT",
+                            _ => "NON_CURRENT",
+                        }
+                        .into(),
                     ),
                 })
                 .collect()),
@@ -169,6 +176,7 @@ fn parameters_that_expire_during_the_import_approval_are_fetched_again_and_appro
         real: AwsKms::new("us-east-1").unwrap(),
         short: Mutex::new(HashSet::new()),
         materials: None,
+        pending: false,
     };
     let mut answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
     answers.extend(approve(&token, "plan", &["Alice", "Bob"]));
@@ -261,6 +269,7 @@ fn a_key_at_the_rotation_limit_is_refused_before_any_approval() {
         real: AwsKms::new("us-east-1").unwrap(),
         short: Mutex::new(HashSet::new()),
         materials: Some(11),
+        pending: false,
     };
     let t = token.path("rotate.jsonl");
     let answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
@@ -281,4 +290,46 @@ fn a_key_at_the_rotation_limit_is_refused_before_any_approval() {
     assert_eq!(recs.last().unwrap()["data"]["step"], "kms_preflight");
     // Nothing changed in KMS.
     assert_eq!(kms.current_material(&arn), before);
+}
+
+#[test]
+fn a_key_with_material_already_waiting_for_rotation_is_refused_before_any_approval() {
+    let token = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let import = ceremony_for(&token, "demo-softhsm.toml", &alias, &[]);
+    let mut cmd = token.byok();
+    cmd.arg("run")
+        .arg(&import)
+        .arg("--transcript")
+        .arg(token.path("import.jsonl"));
+    let out = run_with_stdin(cmd, &token.all_answers());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = ceremony_for(
+        &token,
+        "demo-softhsm.toml",
+        &alias,
+        &[("ceremony.kind", "\"rotate\"")],
+    );
+    let double = Tweaked {
+        real: AwsKms::new("us-east-1").unwrap(),
+        short: Mutex::new(HashSet::new()),
+        materials: Some(2),
+        pending: true,
+    };
+    let t = token.path("rotate.jsonl");
+    let answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
+    let (result, _, recs) = run_in_process(&token, &file, &t, &double, answers);
+    let err = result.expect_err("refused");
+    assert_eq!(err.exit_code(), byok::error::exit::PRECONDITION);
+    assert!(
+        ceremony::chain(&err).contains("already holds material waiting for rotation"),
+        "{}",
+        ceremony::chain(&err)
+    );
+    // One settled material: no rotation counted for the pending one.
+    let pre = &of(&recs, "rotation_preflight")[0];
+    assert_eq!(pre["rotations_so_far"], 0);
+    assert!(of(&recs, "approval").is_empty());
+    assert_eq!(kms.state(&arn), "Enabled");
 }
