@@ -250,7 +250,9 @@ fn a_lost_import_answer_is_asked_of_kms_not_resent() {
         &hsm,
         "[\"s3\"]",
         &[
-            ("kms.call_timeout_seconds", "3"),
+            // Short, so that the dropped answers are given up on quickly; long enough for
+            // LocalStack's CreateKey on a loaded 2-core CI machine (3 s was not).
+            ("kms.call_timeout_seconds", "8"),
             ("hsm.keep_key_label", keep.as_str()),
         ],
     );
