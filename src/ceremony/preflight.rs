@@ -393,6 +393,13 @@ pub(super) fn rules_for(info: &KeyInfo, rotating: bool) -> Result<(), Error> {
             info.key_spec
         )));
     }
+    if info.multi_region == Some(true) {
+        // AWS never copies imported material between regions: the same material must be
+        // imported into every replica before the primary rotates, which byok does not do yet.
+        return Err(refused(format!(
+            "key {arn} is a multi-Region key; rotating it needs the new material imported into every replica (EXISTING_KEY_MATERIAL) before RotateKeyOnDemand on the primary, which this version of byok does not do (docs/rotation.md)"
+        )));
+    }
     if info.state != "Enabled" {
         let why = match info.state.as_str() {
             "Disabled" => "enable it first (a rotation must not wake a key someone disabled)",

@@ -237,6 +237,7 @@ fn key_info(op: &'static str, m: &aws_sdk_kms::types::KeyMetadata) -> Result<Key
         expiration_model: m.expiration_model().map(|s| s.as_str().to_string()),
         valid_to: m.valid_to().map(|t| to_time(op, t)).transpose()?,
         current_key_material_id: m.current_key_material_id().map(str::to_string),
+        multi_region: m.multi_region(),
     })
 }
 

@@ -31,6 +31,8 @@ pub struct KeyInfo {
     pub expiration_model: Option<String>,
     pub valid_to: Option<OffsetDateTime>,
     pub current_key_material_id: Option<String>,
+    /// `MultiRegion`, when KMS reports it.
+    pub multi_region: Option<bool>,
 }
 
 /// The import token from GetParametersForImport. Opaque: no `Debug`, no `Display`.

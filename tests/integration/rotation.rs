@@ -200,3 +200,44 @@ fn a_rotation_refuses_keys_that_are_not_enabled_before_any_approval() {
         assert_eq!(kms.state(alias), state);
     }
 }
+
+#[test]
+fn a_rotation_refuses_a_multi_region_key_before_any_approval() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let out = kms
+        .rt
+        .block_on(
+            kms.client
+                .create_key()
+                .origin(aws_sdk_kms::types::OriginType::External)
+                .multi_region(true)
+                .send(),
+        )
+        .expect("CreateKey (multi-Region, EXTERNAL)");
+    let meta = out.key_metadata().unwrap();
+    // What KMS says of the key, not what byok will say.
+    assert_eq!(meta.multi_region(), Some(true));
+    let arn = meta.arn().unwrap().to_string();
+    let name = format!("{}.toml", rand_u32());
+    let file = ceremony_pinned_as(
+        &hsm,
+        "fleet-rotate.toml",
+        &name,
+        &[
+            ("targets.key", &format!("\"{arn}\"")),
+            ("targets.services", "[\"x\"]"),
+            ("targets.environments", "[\"y\"]"),
+        ],
+    );
+    let t = hsm.path(&format!("{name}.jsonl"));
+    let out = run(&hsm, &file, &t, &format!("{}\n", hsm.pin));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "is a multi-Region key; rotating it needs the new material imported into every replica",
+    );
+    let recs = records(&t);
+    assert_eq!(recs.last().unwrap()["data"]["step"], "kms_preflight");
+    assert_eq!(count(&recs, "approval"), 0);
+}
