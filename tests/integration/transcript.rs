@@ -899,6 +899,17 @@ mod v2 {
         statement: impl FnOnce(&mut Vec<ImportTarget>),
         edit: impl FnOnce(&mut Records),
     ) -> Records {
+        records_of(k, None, statement, edit)
+    }
+
+    /// [`records`], for a rotation when `description` is the KeyMaterialDescription: the
+    /// import statement and `key_imported` records carry it.
+    fn records_of(
+        k: &Keys,
+        description: Option<&str>,
+        statement: impl FnOnce(&mut Vec<ImportTarget>),
+        edit: impl FnOnce(&mut Records),
+    ) -> Records {
         let file = file(k);
         let plan = v(&PlanStatement {
             point: "plan".into(),
@@ -916,8 +927,8 @@ mod v2 {
             expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
             valid_to: None,
             targets,
-            kind: None,
-            key_material_description: None,
+            kind: description.map(|_| "rotate".to_string()),
+            key_material_description: description.map(str::to_string),
         });
         let (a, b) = (&k.custodians[0].1, &k.custodians[1].1);
         let mut recs: Records = vec![
@@ -1009,7 +1020,7 @@ mod v2 {
                     key_arn: t.key_arn.clone(),
                     key_material_id: Some("ab".repeat(32)),
                     import_type: "NEW_KEY_MATERIAL".into(),
-                    key_material_description: None,
+                    key_material_description: description.map(str::to_string),
                     expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
                     valid_to: None,
                     blob_sha256: t.blob_sha256.clone(),
@@ -1635,5 +1646,255 @@ mod v2 {
         let (line, problem) = verify_records(&k, r, 2).unwrap_err();
         assert_eq!(line, 3);
         assert!(matches!(problem, Problem::Misplaced { .. }), "{problem:?}");
+    }
+
+    const DESCRIPTION: &str = "yearly ceremony t";
+    const NEW: &str = "abababababababababababababababababababababababababababababababab";
+    const OLD: &str = "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
+
+    /// A version-3 rotation of both targets, 2-of-3 at plan, import and rotate. `rotate`
+    /// changes the rotate statement before the custodians sign it; `edit` changes the records
+    /// before the audit key signs them.
+    fn rotation(
+        k: &Keys,
+        rotate: impl FnOnce(&mut quorum::RotateStatement),
+        edit: impl FnOnce(&mut Records),
+    ) -> Result<(), (usize, Problem)> {
+        let mut r = records_of(k, Some(DESCRIPTION), |_| {}, v3_order);
+        r[0].1["kind"] = json!("rotate");
+        for i in 0..2u64 {
+            r.insert(
+                4 + i as usize,
+                (
+                    RecordType::RotationPreflight,
+                    v(&p::RotationPreflight {
+                        target_index: i,
+                        key_arn: ARNS[i as usize].into(),
+                        current_key_material_id: Some(OLD.into()),
+                        key_materials: Some(1),
+                        rotations_so_far: Some(0),
+                        rotation_limit: 10,
+                        probe_sha256: "11".repeat(32),
+                        probe_ciphertext_sha256: "22".repeat(32),
+                    }),
+                ),
+            );
+        }
+        let mut statement = quorum::RotateStatement {
+            point: "rotate".into(),
+            ceremony_id: "t".into(),
+            targets: (0..2)
+                .map(|i| quorum::RotateTarget {
+                    target_index: i as u64,
+                    key_arn: ARNS[i].into(),
+                    previous_key_material_id: Some(OLD.into()),
+                    key_material_id: NEW.into(),
+                })
+                .collect(),
+        };
+        rotate(&mut statement);
+        let value = v(&statement);
+        let (b, c) = (&k.custodians[1].1, &k.custodians[2].1);
+        let at = r
+            .iter()
+            .position(|(t, _)| *t == RecordType::CleanupDone)
+            .unwrap();
+        let mut tail: Records = vec![
+            (RecordType::Approval, v(&approval("B", b, &value))),
+            (RecordType::Approval, v(&approval("C", c, &value))),
+            (
+                RecordType::RotateConfirmed,
+                v(&p::RotateConfirmed {
+                    approved_by: vec!["B".into(), "C".into()],
+                    dual_control: true,
+                    statement: value.clone(),
+                    statement_sha256: quorum::statement_sha256(&value).unwrap(),
+                }),
+            ),
+        ];
+        for i in 0..2u64 {
+            tail.push((
+                RecordType::KeyRotated,
+                v(&p::KeyRotated {
+                    target_index: i,
+                    key_arn: ARNS[i as usize].into(),
+                    key_material_id: NEW.into(),
+                    outcome: "rotated".into(),
+                    evidence: vec![],
+                }),
+            ));
+            tail.push((
+                RecordType::RotationVerified,
+                v(&p::RotationVerified {
+                    target_index: i,
+                    key_arn: ARNS[i as usize].into(),
+                    current_key_material_id: Some(NEW.into()),
+                    previous_key_material_id: Some(OLD.into()),
+                    previous_probe_decrypts: true,
+                    round_trip: "ok".into(),
+                    problems: vec![],
+                }),
+            ));
+        }
+        for (n, rec) in tail.into_iter().enumerate() {
+            r.insert(at + n, rec);
+        }
+        let last = r.len() - 1;
+        for t in r[last].1["targets"].as_array_mut().unwrap() {
+            t["status"] = json!("rotated");
+        }
+        edit(&mut r);
+        verify_records(k, r, 3)
+    }
+
+    /// The 1-based line of the first record of `kind`.
+    fn first_line(k: &Keys, kind: RecordType) -> usize {
+        let mut line = 0;
+        rotation(
+            k,
+            |_| {},
+            |r| line = r.iter().position(|(t, _)| *t == kind).unwrap() + 1,
+        )
+        .unwrap();
+        line
+    }
+
+    #[test]
+    fn v3_a_rotation_verifies() {
+        let k = keys();
+        rotation(&k, |_| {}, |_| {}).unwrap();
+    }
+
+    #[test]
+    fn v3_a_rotation_to_a_material_the_statement_does_not_name_is_refused() {
+        let k = keys();
+        let line = first_line(&k, RecordType::KeyRotated);
+        let (at, problem) = rotation(
+            &k,
+            |_| {},
+            |r| {
+                let i = r
+                    .iter()
+                    .position(|(t, _)| *t == RecordType::KeyRotated)
+                    .unwrap();
+                r[i].1["key_material_id"] = json!(OLD);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(at, line);
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 0,
+                why: "rotated to a material the rotate statement does not name for it".into()
+            }
+        );
+    }
+
+    #[test]
+    fn v3_a_rotate_statement_that_misstates_the_previous_material_is_refused() {
+        let k = keys();
+        let line = first_line(&k, RecordType::RotateConfirmed);
+        // The custodians signed it, but it is not what rotation_preflight recorded.
+        let (at, problem) = rotation(
+            &k,
+            |s| s.targets[1].previous_key_material_id = Some(NEW.into()),
+            |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(at, line);
+        assert!(
+            matches!(&problem, Problem::BadTarget { index: 1, why } if why.contains("rotation_preflight")),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn v3_a_rotation_needs_the_rotate_quorum() {
+        let k = keys();
+        let line = first_line(&k, RecordType::RotateConfirmed);
+        // Drop C's rotate approval: rotate_confirmed moves up one line.
+        let (at, problem) = rotation(
+            &k,
+            |_| {},
+            |r| {
+                let i = r
+                    .iter()
+                    .position(|(t, _)| *t == RecordType::RotateConfirmed)
+                    .unwrap();
+                r.remove(i - 1);
+                r[i - 1].1["approved_by"] = json!(["B"]);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(at, line - 1);
+        assert!(
+            matches!(
+                problem,
+                Problem::QuorumMissing {
+                    need: 2,
+                    have: 1,
+                    ..
+                }
+            ),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn v3_rotated_without_a_rotation_and_rotation_records_in_an_import_are_refused() {
+        let k = keys();
+        // A final outcome `rotated` for a target whose key_rotated was dropped.
+        let (_, problem) = rotation(
+            &k,
+            |_| {},
+            |r| {
+                let i = r
+                    .iter()
+                    .rposition(|(t, _)| *t == RecordType::KeyRotated)
+                    .unwrap();
+                r.remove(i + 1); // its rotation_verified
+                r.remove(i);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 1,
+                why: "reported rotated, but no rotation of it is recorded".into()
+            }
+        );
+        // The same records in a ceremony whose record 0 says kind = import.
+        let line = first_line(&k, RecordType::RotationPreflight);
+        let (at, problem) = rotation(&k, |_| {}, |r| r[0].1["kind"] = json!("import")).unwrap_err();
+        assert_eq!(at, line);
+        assert!(matches!(problem, Problem::Misplaced { .. }), "{problem:?}");
+    }
+
+    #[test]
+    fn v3_an_import_with_another_description_than_approved_is_refused() {
+        let k = keys();
+        let line = first_line(&k, RecordType::KeyImported);
+        let (at, problem) = rotation(
+            &k,
+            |_| {},
+            |r| {
+                let i = r
+                    .iter()
+                    .position(|(t, _)| *t == RecordType::KeyImported)
+                    .unwrap();
+                r[i].1["key_material_description"] = json!("something else");
+            },
+        )
+        .unwrap_err();
+        assert_eq!(at, line);
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 0,
+                why: "imported with a KeyMaterialDescription other than the approved one".into()
+            }
+        );
     }
 }
