@@ -1074,6 +1074,61 @@ impl V2State {
         Ok(())
     }
 
+    /// The record that confirms an approval point (`import_confirmed`, `rotate_confirmed`):
+    /// `statement_sha256` is the statement's SHA-256 [16]; with dual control on, the quorum
+    /// approved exactly this statement [15] and `approved_by` names them in order, with
+    /// `dual_control` true [16]; in a rehearsal, the operator alone, with `dual_control` false.
+    fn confirmed_by(
+        &self,
+        kind: RecordType,
+        point: &'static str,
+        statement: &Value,
+        statement_sha256: &str,
+        approved_by: &[String],
+        dual_control: bool,
+    ) -> Result<(), Problem> {
+        let bad = |why: String| Problem::BadPayload {
+            kind: kind.to_string(),
+            why,
+        };
+        let digest = crate::quorum::statement_sha256(statement).map_err(|e| bad(e.to_string()))?;
+        if digest != statement_sha256 {
+            return Err(bad(
+                "statement_sha256 is not the SHA-256 of the statement".into()
+            ));
+        }
+        let Some(m) = self.quorum else {
+            if approved_by != [self.operator.clone()] || dual_control {
+                return Err(bad(
+                    "in a rehearsal the operator named in record 0 alone approves".into(),
+                ));
+            }
+            return Ok(());
+        };
+        let have = self.dual.count(point, statement);
+        if have < m {
+            return Err(Problem::QuorumMissing {
+                step: kind.to_string(),
+                point,
+                need: m,
+                have,
+            });
+        }
+        let approvers: Vec<String> = self
+            .dual
+            .approved
+            .iter()
+            .filter(|(p, _, _, s)| *p == point && s == statement)
+            .map(|(_, n, _, _)| n.clone())
+            .collect();
+        if approved_by != approvers || !dual_control {
+            return Err(bad(format!(
+                "approved_by {approved_by:?} is not who approved the statement ({approvers:?}), or dual_control is false"
+            )));
+        }
+        Ok(())
+    }
+
     fn rotation_only(&self, kind: RecordType) -> Result<(), Problem> {
         if self.kind == "rotate" {
             Ok(())
@@ -1132,46 +1187,14 @@ impl V2State {
                 });
             }
         }
-        let digest =
-            crate::quorum::statement_sha256(&r.statement).map_err(|e| bad(e.to_string()))?;
-        if digest != r.statement_sha256 {
-            return Err(bad(
-                "statement_sha256 is not the SHA-256 of the statement".into()
-            ));
-        }
-        match self.quorum {
-            Some(m) => {
-                let have = self.dual.count(crate::quorum::ROTATE, &r.statement);
-                if have < m {
-                    return Err(Problem::QuorumMissing {
-                        step: kind.to_string(),
-                        point: crate::quorum::ROTATE,
-                        need: m,
-                        have,
-                    });
-                }
-                let approvers: Vec<String> = self
-                    .dual
-                    .approved
-                    .iter()
-                    .filter(|(p, _, _, s)| *p == crate::quorum::ROTATE && *s == r.statement)
-                    .map(|(_, n, _, _)| n.clone())
-                    .collect();
-                if r.approved_by != approvers || !r.dual_control {
-                    return Err(bad(format!(
-                        "approved_by {:?} is not who approved the statement ({:?}), or dual_control is false",
-                        r.approved_by, approvers
-                    )));
-                }
-            }
-            None => {
-                if r.approved_by != [self.operator.clone()] || r.dual_control {
-                    return Err(bad(
-                        "in a rehearsal the operator named in record 0 alone approves".into(),
-                    ));
-                }
-            }
-        }
+        self.confirmed_by(
+            kind,
+            crate::quorum::ROTATE,
+            &r.statement,
+            &r.statement_sha256,
+            &r.approved_by,
+            r.dual_control,
+        )?;
         self.rotate_confirmed = Some(statement);
         Ok(())
     }
@@ -1334,46 +1357,14 @@ impl V2State {
                     .into(),
             ));
         }
-        let digest =
-            crate::quorum::statement_sha256(&r.statement).map_err(|e| bad(e.to_string()))?;
-        if digest != r.statement_sha256 {
-            return Err(bad(
-                "statement_sha256 is not the SHA-256 of the statement".into()
-            ));
-        }
-        match self.quorum {
-            Some(m) => {
-                let have = self.dual.count(crate::quorum::IMPORT, &r.statement);
-                if have < m {
-                    return Err(Problem::QuorumMissing {
-                        step: kind.to_string(),
-                        point: crate::quorum::IMPORT,
-                        need: m,
-                        have,
-                    });
-                }
-                let approvers: Vec<String> = self
-                    .dual
-                    .approved
-                    .iter()
-                    .filter(|(p, _, _, s)| *p == crate::quorum::IMPORT && *s == r.statement)
-                    .map(|(_, n, _, _)| n.clone())
-                    .collect();
-                if r.approved_by != approvers || !r.dual_control {
-                    return Err(bad(format!(
-                        "approved_by {:?} is not who approved the statement ({:?}), or dual_control is false",
-                        r.approved_by, approvers
-                    )));
-                }
-            }
-            None => {
-                if r.approved_by != [self.operator.clone()] || r.dual_control {
-                    return Err(bad(
-                        "in a rehearsal the operator named in record 0 alone approves".into(),
-                    ));
-                }
-            }
-        }
+        self.confirmed_by(
+            kind,
+            crate::quorum::IMPORT,
+            &r.statement,
+            &r.statement_sha256,
+            &r.approved_by,
+            r.dual_control,
+        )?;
         self.confirmed = Some(statement);
         Ok(())
     }
