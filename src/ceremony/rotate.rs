@@ -281,10 +281,15 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
             evidence,
         } => {
             run.fail_at(index);
-            for e in &evidence {
-                run.prompter.warn(&format!("[{index}] {e}"));
+            if evidence.is_empty() {
+                return Err(error.into());
             }
-            Err(error.into())
+            // The outcome was asked of KMS: the answer goes into the abort record's message.
+            let arn = run.targets[index].name().to_string();
+            Err(refused(format!(
+                "RotateKeyOnDemand for {arn} has an unknown outcome, and it is never sent again: {}; check the key's CurrentKeyMaterialId (DescribeKey) and ListKeyRotations before anything else (docs/rotation.md)",
+                evidence.join("; ")
+            )))
         }
     }
 }
