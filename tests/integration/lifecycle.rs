@@ -158,6 +158,27 @@ fn run_in_process(
     (result, prompter.transcript, recs)
 }
 
+/// A key whose first material byok imported (a real 2-of-3 ceremony), and a rotate ceremony
+/// file for it. Returns the key ARN and the file.
+fn imported_then_rotating(token: &SoftHsm, kms: &TestKms) -> (String, std::path::PathBuf) {
+    let (arn, alias) = kms.external_key();
+    let import = ceremony_for(token, "demo-softhsm.toml", &alias, &[]);
+    let mut cmd = token.byok();
+    cmd.arg("run")
+        .arg(&import)
+        .arg("--transcript")
+        .arg(token.path("import.jsonl"));
+    let out = run_with_stdin(cmd, &token.all_answers());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = ceremony_for(
+        token,
+        "demo-softhsm.toml",
+        &alias,
+        &[("ceremony.kind", "\"rotate\"")],
+    );
+    (arn, file)
+}
+
 fn of<'a>(recs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     recs.iter()
         .filter(|r| r["type"] == kind)
@@ -247,24 +268,9 @@ fn parameters_that_expire_during_the_import_approval_are_fetched_again_and_appro
 fn a_key_at_the_rotation_limit_is_refused_before_any_approval() {
     let token = SoftHsm::new();
     let kms = TestKms::new();
-    let (arn, alias) = kms.external_key();
-    // First material, through byok.
-    let import = ceremony_for(&token, "demo-softhsm.toml", &alias, &[]);
-    let mut cmd = token.byok();
-    cmd.arg("run")
-        .arg(&import)
-        .arg("--transcript")
-        .arg(token.path("import.jsonl"));
-    let out = run_with_stdin(cmd, &token.all_answers());
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (arn, file) = imported_then_rotating(&token, &kms);
     let before = kms.current_material(&arn);
     // A rotation, with KMS listing 11 materials: 10 rotations so far.
-    let file = ceremony_for(
-        &token,
-        "demo-softhsm.toml",
-        &alias,
-        &[("ceremony.kind", "\"rotate\"")],
-    );
     let double = Tweaked {
         real: AwsKms::new("us-east-1").unwrap(),
         short: Mutex::new(HashSet::new()),
@@ -296,21 +302,7 @@ fn a_key_at_the_rotation_limit_is_refused_before_any_approval() {
 fn a_key_with_material_already_waiting_for_rotation_is_refused_before_any_approval() {
     let token = SoftHsm::new();
     let kms = TestKms::new();
-    let (arn, alias) = kms.external_key();
-    let import = ceremony_for(&token, "demo-softhsm.toml", &alias, &[]);
-    let mut cmd = token.byok();
-    cmd.arg("run")
-        .arg(&import)
-        .arg("--transcript")
-        .arg(token.path("import.jsonl"));
-    let out = run_with_stdin(cmd, &token.all_answers());
-    assert!(out.status.success(), "{}", stderr(&out));
-    let file = ceremony_for(
-        &token,
-        "demo-softhsm.toml",
-        &alias,
-        &[("ceremony.kind", "\"rotate\"")],
-    );
+    let (arn, file) = imported_then_rotating(&token, &kms);
     let double = Tweaked {
         real: AwsKms::new("us-east-1").unwrap(),
         short: Mutex::new(HashSet::new()),
