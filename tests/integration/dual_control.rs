@@ -303,9 +303,10 @@ fn a_custodian_declining_aborts_with_a_decline_signed_on_their_token() {
         d["public_key"].as_str().unwrap(),
     )
     .unwrap();
+    let on_token = c.hsm.pair_on_token(&bob.token, &bob.pin, "byok-approval");
     assert_eq!(
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&spki)),
-        bob.sha256
+        on_token.public_key_sha256
     );
     assert_eq!(recs[n - 1]["data"]["step"], "approve_plan");
     assert!(!types(&recs).contains(&"import_parameters"));
