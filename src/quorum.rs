@@ -17,6 +17,8 @@ pub const PLAN: &str = "plan";
 pub const IMPORT: &str = "import";
 /// (v3, rotate) Before RotateKeyOnDemand.
 pub const ROTATE: &str = "rotate";
+/// (v3, alias-swap and rollback) Before UpdateAlias.
+pub const SWAP: &str = "swap";
 /// The `point` of a decline statement (format version 3).
 pub const DECLINE: &str = "decline";
 
@@ -83,6 +85,30 @@ pub struct RotateTarget {
     pub previous_key_material_id: Option<String>,
     /// The material this ceremony imported (from `key_imported`), made current.
     pub key_material_id: String,
+}
+
+/// The swap statement (v3, alias-swap and rollback): approved before UpdateAlias. It names,
+/// per target, the alias and the keys it moves from and to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapStatement {
+    pub point: String,
+    pub ceremony_id: String,
+    /// `rotate` (alias-swap) or `rollback`.
+    pub kind: String,
+    pub targets: Vec<SwapTarget>,
+}
+
+/// One target of a swap statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapTarget {
+    pub target_index: u64,
+    pub alias: String,
+    /// The key the alias names now (from `alias_preflight`).
+    pub from_key_arn: String,
+    /// The key it will name: the new key (alias-swap) or the restored one (rollback).
+    pub to_key_arn: String,
 }
 
 /// One target of an import statement: exactly what will be sent to KMS for it.

@@ -23,6 +23,12 @@ pub enum Step {
     ConfirmRotate,
     /// `kind = "rotate"`: RotateKeyOnDemand and its verification.
     Rotate,
+    /// `kind = "rollback"`: the `[source]` transcript is verified.
+    Source,
+    /// Alias-swap and rollback: the quorum approves UpdateAlias.
+    ConfirmSwap,
+    /// Alias-swap and rollback: UpdateAlias and its verification.
+    Swap,
     Cleanup,
     Finish,
 }
@@ -46,6 +52,9 @@ impl Step {
             Step::Keep => "keep",
             Step::ConfirmRotate => "confirm_rotate",
             Step::Rotate => "rotate",
+            Step::Source => "source",
+            Step::ConfirmSwap => "confirm_swap",
+            Step::Swap => "swap",
             Step::Cleanup => "cleanup",
             Step::Finish => "finish",
         }
@@ -71,6 +80,9 @@ impl Step {
             Step::Keep => "Keep the imported material on the token",
             Step::ConfirmRotate => "Approve the rotation",
             Step::Rotate => "Rotate (RotateKeyOnDemand) and verify",
+            Step::Source => "Verify the source transcript",
+            Step::ConfirmSwap => "Approve the alias move",
+            Step::Swap => "Move the aliases (UpdateAlias) and verify",
             Step::Cleanup => "Clean up HSM objects",
             Step::Finish => "Finish",
         }

@@ -137,15 +137,12 @@ fn import_once(run: &mut Run<'_>) -> Result<Option<(Value, Vec<String>)>, Error>
         valid_to: c.import.expiration.valid_to().map(crate::rfc3339::format),
         targets,
         kind: match c.import.kind {
-            crate::spec::Kind::Import => None,
-            crate::spec::Kind::Rotate { .. } => Some("rotate".into()),
+            crate::spec::Kind::Import | crate::spec::Kind::Rollback => None,
+            crate::spec::Kind::Rotate { .. } | crate::spec::Kind::AliasSwap { .. } => {
+                Some("rotate".into())
+            }
         },
-        key_material_description: match &c.import.kind {
-            crate::spec::Kind::Import => None,
-            crate::spec::Kind::Rotate {
-                key_material_description,
-            } => Some(key_material_description.clone()),
-        },
+        key_material_description: c.import.kind.key_material_description().map(str::to_string),
     };
     let value = quorum::to_value(&statement).map_err(|e| refused(e.to_string()))?;
     let human = format!(

@@ -102,9 +102,10 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
             token: ImportToken::new(token.as_bytes().to_vec()),
             blob: blob.clone(),
             challenge: Vec::new(),
+            // A new-material rotation's import does not make its material current.
             rotating: match c.import.kind {
-                Kind::Import => None,
                 Kind::Rotate { .. } => Some(t.previous_material.clone()),
+                Kind::Import | Kind::AliasSwap { .. } | Kind::Rollback => None,
             },
         });
     }
@@ -124,12 +125,7 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
     }
     let expiration = c.import.expiration;
     let kms = run.kms;
-    let description = match &c.import.kind {
-        Kind::Import => None,
-        Kind::Rotate {
-            key_material_description,
-        } => Some(key_material_description.as_str()),
-    };
+    let description = c.import.kind.key_material_description();
     let work = |job: Job, tx: &Sender<Event>| import_one(kms, expiration, description, job, tx);
     let total = jobs.len();
     let progress = run.prompter.progress(
@@ -306,12 +302,11 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
                 key_arn: t.arn.clone().unwrap_or_default(),
                 key_material_id,
                 import_type: ImportType::NewKeyMaterial.name().into(),
-                key_material_description: match &c.import.kind {
-                    Kind::Import => None,
-                    Kind::Rotate {
-                        key_material_description,
-                    } => Some(key_material_description.clone()),
-                },
+                key_material_description: c
+                    .import
+                    .kind
+                    .key_material_description()
+                    .map(str::to_string),
                 expiration_model: c.import.expiration.model().into(),
                 valid_to: c.import.expiration.valid_to().map(crate::rfc3339::format),
                 blob_sha256: t.blob_sha256.clone().unwrap_or_default(),
@@ -562,7 +557,7 @@ fn verified(
     let t = &mut run.targets[index];
     t.status = Status::Verified;
     // A first import's material is the current one; a rotation's is not current yet.
-    if t.key_material_id.is_none() && c.import.kind == Kind::Import {
+    if t.key_material_id.is_none() && !matches!(c.import.kind, Kind::Rotate { .. }) {
         t.key_material_id = after.current_key_material_id;
     }
     run.prompter.say(&format!(

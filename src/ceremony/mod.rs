@@ -25,6 +25,7 @@ mod prepare;
 mod reconcile;
 mod rotate;
 mod start;
+mod swap;
 pub mod target;
 
 use std::path::{Path, PathBuf};
@@ -121,14 +122,28 @@ pub fn run(
     // typed into this process from the first prompt on.
     crate::secure::harden_process();
     // Refuse an existing transcript, and a bad earlier one, before asking anyone anything.
-    if options.resume.is_some() && matches!(ceremony.import.kind, crate::spec::Kind::Rotate { .. })
-    {
-        return Err(before(
-            Step::Start,
-            refused(
-                "--resume is not supported for kind = \"rotate\" in this version of byok: check each target's CurrentKeyMaterialId (DescribeKey) and ListKeyRotations, then run a new rotate ceremony listing only the keys not yet rotated (docs/rotation.md)".into(),
+    if options.resume.is_some() {
+        let why = match ceremony.import.kind {
+            crate::spec::Kind::Import => None,
+            crate::spec::Kind::Rotate { .. } => Some(
+                "check each target's CurrentKeyMaterialId (DescribeKey) and ListKeyRotations, then run a new rotate ceremony listing only the keys not yet rotated",
             ),
-        ));
+            crate::spec::Kind::AliasSwap { .. } => Some(
+                "check which key each alias names (DescribeKey), then run a new alias-swap ceremony for the aliases not yet moved, with previous_key as KMS shows it",
+            ),
+            crate::spec::Kind::Rollback => Some(
+                "check which key each alias names (DescribeKey), then run the rollback again for the aliases not yet moved back",
+            ),
+        };
+        if let Some(why) = why {
+            return Err(before(
+                Step::Start,
+                refused(format!(
+                    "--resume is not supported for kind = {:?} in this version of byok: {why} (docs/rotation.md)",
+                    ceremony.import.kind.name()
+                )),
+            ));
+        }
     }
     let writer = TranscriptWriter::create(transcript).map_err(|e| before(Step::Start, e.into()))?;
     let earlier = match &options.resume {
@@ -204,17 +219,32 @@ impl Run<'_> {
     /// The ceremony, step by step.
     fn steps(&mut self) -> Result<Outcome, Error> {
         start::record(self)?;
+        // kind = "rollback": the alias-swap transcript it undoes, verified.
+        swap::source(self)?;
         reconcile::targets(self)?;
-        // What the token and the keys can do is known before anyone approves the plan.
-        let test = capability::check(self)?;
-        preflight::before_approval(self)?;
-        approve::plan(self)?;
-        // Per target: creation (when asked), import parameters, generate, wrap.
-        prepare::targets(self, &test)?;
-        approve::import(self, &test)?;
-        import::targets(self)?;
+        let kind = &self.ceremony.import.kind;
+        if kind.imports() {
+            // What the token and the keys can do is known before anyone approves the plan.
+            let test = capability::check(self)?;
+            if self.ceremony.import.kind.moves_aliases() {
+                swap::preflight(self)?;
+            } else {
+                preflight::before_approval(self)?;
+            }
+            approve::plan(self)?;
+            // Per target: creation (when asked), import parameters, generate, wrap.
+            prepare::targets(self, &test)?;
+            approve::import(self, &test)?;
+            import::targets(self)?;
+        } else {
+            // A rollback generates and imports nothing: no known-answer test to run.
+            swap::preflight(self)?;
+            approve::plan(self)?;
+        }
         // kind = "rotate": its own approval, then RotateKeyOnDemand and its checks.
         rotate::targets(self)?;
+        // Alias-swap and rollback: their own approval, then UpdateAlias and its checks.
+        swap::targets(self)?;
         finish::cleanup(self)?;
         finish::finish(self)
     }

@@ -36,25 +36,52 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
     };
     let to_import = targets.iter().filter(|t| t.to_import()).count();
     let mut out = format!(
-        "  What you approve (the plan):\n    ceremony       {id}: {desc}\n    operator       {op}\n    targets        {n} ({to_import} to import in this run)\n    algorithm      {alg} with {spec}\n    key material   AES-256 generated in the HSM, {keep}\n    wrap           {wrap}\n    expiry         {expiry}\n    quorum         {quorum}\n",
+        "  What you approve (the plan):\n    ceremony       {id}: {desc}\n    operator       {op}\n{work}    quorum         {quorum}\n",
         id = c.id,
         desc = c.description,
         op = c.operator,
-        n = c.targets.len(),
-        alg = c.import.algorithm,
-        spec = c.import.key_spec,
-        keep = match &c.hsm.keep_key_label {
-            Some(l) => format!("a copy kept on the token as {l:?}"),
-            None => "destroyed after the import".to_string(),
+        work = if c.import.kind.imports() {
+            format!(
+                "    targets        {n} ({to_import} to import in this run)\n    algorithm      {alg} with {spec}\n    key material   AES-256 generated in the HSM, {keep}\n    wrap           {wrap}\n    expiry         {expiry}\n",
+                n = c.targets.len(),
+                alg = c.import.algorithm,
+                spec = c.import.key_spec,
+                keep = match &c.hsm.keep_key_label {
+                    Some(l) => format!("a copy kept on the token as {l:?}"),
+                    None => "destroyed after the import".to_string(),
+                },
+            )
+        } else {
+            format!(
+                "    targets        {n} alias(es) to move back\n    key material   none: nothing is generated or imported\n    source         {source}\n",
+                n = c.targets.len(),
+                source = c
+                    .source_transcript
+                    .as_ref()
+                    .map(|s| format!(
+                        "{}, last line SHA-256 {}",
+                        s.path.display(),
+                        s.last_line_sha256
+                    ))
+                    .unwrap_or_default()
+            )
         },
     );
-    if let crate::spec::Kind::Rotate {
-        key_material_description,
-    } = &c.import.kind
-    {
-        out.push_str(&format!(
+    match &c.import.kind {
+        crate::spec::Kind::Rotate {
+            key_material_description,
+        } => out.push_str(&format!(
             "    kind           rotate: new material into Enabled keys (NEW_KEY_MATERIAL, description {key_material_description:?}), then RotateKeyOnDemand after its own approval\n"
-        ));
+        )),
+        crate::spec::Kind::AliasSwap {
+            key_material_description,
+        } => out.push_str(&format!(
+            "    kind           rotate, alias-swap: a new EXTERNAL key per alias (the previous key's tags), its first material (description {key_material_description:?}), then UpdateAlias after its own approval; the previous keys stay Enabled\n"
+        )),
+        crate::spec::Kind::Rollback => out.push_str(
+            "    kind           rollback: each alias goes back to the key the source ceremony moved it from (UpdateAlias after its own approval); nothing is generated or imported\n",
+        ),
+        crate::spec::Kind::Import => {}
     }
     if let Some(name) = resumes {
         out.push_str(&format!("    resumes        {name}\n"));
@@ -74,7 +101,16 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
                     t.arn.as_deref().unwrap_or("?"),
                     t.previous_material.as_deref().unwrap_or("not reported")
                 ),
+                crate::spec::Kind::Rollback | crate::spec::Kind::AliasSwap { .. } => format!(
+                    "names {}; goes back to {}",
+                    t.alias_from.as_deref().unwrap_or("?"),
+                    t.alias_to.as_deref().unwrap_or("?")
+                ),
             },
+            _ if t.spec.swap.is_some() => format!(
+                "names {}; a new key (CreateKey, Origin EXTERNAL, its tags) replaces it",
+                t.alias_from.as_deref().unwrap_or("?")
+            ),
             _ if t.spec.create.is_some() => {
                 "to be created (CreateKey, Origin EXTERNAL)".to_string()
             }
@@ -122,6 +158,8 @@ pub fn render(c: &Ceremony) -> String {
             let points = match c.import.kind {
                 crate::spec::Kind::Import => "the plan and the import",
                 crate::spec::Kind::Rotate { .. } => "the plan, the import and the rotation",
+                crate::spec::Kind::AliasSwap { .. } => "the plan, the import and the alias move",
+                crate::spec::Kind::Rollback => "the plan and the alias move",
             };
             let mut s = format!("{quorum} of {} custodians approve {points}:", custodians.len());
             for k in custodians {
@@ -135,21 +173,50 @@ pub fn render(c: &Ceremony) -> String {
             s
         }
     };
-    let steps = [
+    use crate::spec::Kind;
+    let kind = &c.import.kind;
+    let mut steps: Vec<&str> = vec![
         "start: record the ceremony file, the audit key and the target list",
         "open_hsm: log in to the token (PIN asked at the terminal); refuse kept-key labels that exist",
-        "capability_check: known-answer test of the wrap on this token (once), before any approval",
-        "kms_preflight: DescribeKey of every existing target key (read only), before any approval: EXTERNAL, SYMMETRIC_DEFAULT, PendingImport (kind = \"rotate\": Enabled, its materials counted, a probe encrypted)",
-        "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
-        "import_parameters, generate, wrap: per target, CreateKey + CreateAlias when create = true (then DescribeKey); GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
-        "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
-        "import, keep, verify: per target, ImportKeyMaterial (sent once, never retried), the token copy when keep_key_label is set, DescribeKey and an Encrypt/Decrypt round trip",
-        "(kind = \"rotate\") confirm_rotate, rotate: the quorum signs the rotate statement (per target, the material that becomes current); RotateKeyOnDemand (sent once), then DescribeKey shows the imported material current, the probe still decrypts, a new round trip works",
+    ];
+    match kind {
+        Kind::Rollback => steps.extend([
+            "source: verify the [source] transcript under this file's audit key; its last line must have the pinned SHA-256; it must be an alias-swap ceremony that moved every target alias",
+            "kms_preflight: DescribeKey of every alias (read only), before any approval: it must name the key the source moved it to; the key it goes back to must be Enabled",
+            "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
+        ]),
+        Kind::AliasSwap { .. } => steps.extend([
+            "capability_check: known-answer test of the wrap on this token (once), before any approval",
+            "kms_preflight: DescribeKey of every alias (read only), before any approval: it must name previous_key, Enabled, EXTERNAL; ListResourceTags of previous_key",
+            "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
+            "import_parameters, generate, wrap: per target, CreateKey (Origin EXTERNAL, the previous key's tags; the alias is not touched), DescribeKey; GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
+            "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
+            "import, keep, verify: per target, ImportKeyMaterial (NEW_KEY_MATERIAL with the KeyMaterialDescription; sent once, never retried), the token copy when keep_key_label is set, DescribeKey and an Encrypt/Decrypt round trip",
+        ]),
+        Kind::Import | Kind::Rotate { .. } => steps.extend([
+            "capability_check: known-answer test of the wrap on this token (once), before any approval",
+            "kms_preflight: DescribeKey of every existing target key (read only), before any approval: EXTERNAL, SYMMETRIC_DEFAULT, PendingImport (kind = \"rotate\": Enabled, its materials counted, a probe encrypted)",
+            "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
+            "import_parameters, generate, wrap: per target, CreateKey + CreateAlias when create = true (then DescribeKey); GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
+            "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
+            "import, keep, verify: per target, ImportKeyMaterial (sent once, never retried), the token copy when keep_key_label is set, DescribeKey and an Encrypt/Decrypt round trip",
+        ]),
+    }
+    match kind {
+        Kind::Rotate { .. } => steps.push(
+            "confirm_rotate, rotate: the quorum signs the rotate statement (per target, the material that becomes current); RotateKeyOnDemand (sent once), then DescribeKey shows the imported material current, the probe still decrypts, a new round trip works",
+        ),
+        Kind::AliasSwap { .. } | Kind::Rollback => steps.push(
+            "confirm_swap, swap: the quorum signs the swap statement (per target, the alias and the keys it moves from and to); per alias DescribeKey (still the approved key), UpdateAlias (sent once), then DescribeKey shows the alias on the new key and both keys Enabled, and an Encrypt through the alias is answered by the new key",
+        ),
+        Kind::Import => {}
+    }
+    steps.extend([
         "cleanup: destroy session objects",
         "finish: ceremony_finished; print the last line's SHA-256",
-    ];
+    ]);
     let mut out = format!(
-        "Ceremony {id}: {desc}\n  kind            {kind}\n  operator        {op}\n  HSM module      {module}\n  token           {token}\n  audit key       {label:?}, SHA-256 {fp}\n  KMS region      {region}\n  algorithm       {alg} with {spec}\n  wrap            {wrap}\n  expiration      {expiry}\n  generated key   {keep}\n  dual control    {dual}\n",
+        "Ceremony {id}: {desc}\n  kind            {kind}\n  operator        {op}\n  HSM module      {module}\n  token           {token}\n  audit key       {label:?}, SHA-256 {fp}\n  KMS region      {region}\n{material}  dual control    {dual}\n",
         id = c.id,
         desc = c.description,
         kind = match &c.import.kind {
@@ -160,14 +227,37 @@ pub fn render(c: &Ceremony) -> String {
             } => format!(
                 "rotate, strategy new-material (KeyMaterialDescription {key_material_description:?})"
             ),
+            crate::spec::Kind::AliasSwap {
+                key_material_description,
+            } => format!(
+                "rotate, strategy alias-swap (new keys; KeyMaterialDescription {key_material_description:?})"
+            ),
+            crate::spec::Kind::Rollback => format!(
+                "rollback (aliases back to the keys the source ceremony moved them from; source {})",
+                c.source_transcript
+                    .as_ref()
+                    .map(|s| format!(
+                        "{}, last line SHA-256 {}",
+                        s.path.display(),
+                        s.last_line_sha256
+                    ))
+                    .unwrap_or_default()
+            ),
         },
         op = c.operator,
         token = c.hsm.token,
         label = c.hsm.audit_key_label,
         fp = c.hsm.audit_key_sha256,
         region = c.kms.region,
-        alg = c.import.algorithm,
-        spec = c.import.key_spec,
+        material = if kind.imports() {
+            format!(
+                "  algorithm       {alg} with {spec}\n  wrap            {wrap}\n  expiration      {expiry}\n  generated key   {keep}\n",
+                alg = c.import.algorithm,
+                spec = c.import.key_spec,
+            )
+        } else {
+            "  key material    none: a rollback generates and imports nothing\n".to_string()
+        },
         dual = dual,
     );
     out.push_str(&targets(c));
@@ -185,6 +275,10 @@ fn targets(c: &Ceremony) -> String {
     for t in &c.targets {
         let calls = if matches!(c.import.kind, crate::spec::Kind::Rotate { .. }) {
             "before the plan approval: DescribeKey, ListKeyRotations, Encrypt (a probe under the current material); then GetParametersForImport, ImportKeyMaterial (ImportType NEW_KEY_MATERIAL, KeyMaterialDescription), DescribeKey, Encrypt, Decrypt; after the rotate approval: RotateKeyOnDemand, DescribeKey, Decrypt (the probe), Encrypt, Decrypt"
+        } else if matches!(c.import.kind, crate::spec::Kind::AliasSwap { .. }) {
+            "before the plan approval: DescribeKey (the alias), ListResourceTags (the previous key); then CreateKey (Origin EXTERNAL, the previous key's tags), DescribeKey, GetParametersForImport, ImportKeyMaterial (ImportType NEW_KEY_MATERIAL, KeyMaterialDescription), DescribeKey, Encrypt, Decrypt; after the swap approval: DescribeKey (the alias), UpdateAlias, DescribeKey (the alias and both keys), Encrypt (through the alias), Decrypt"
+        } else if c.import.kind == crate::spec::Kind::Rollback {
+            "before the plan approval: DescribeKey (the alias, and the key to restore); after the swap approval: DescribeKey (the alias), UpdateAlias, DescribeKey (the alias and both keys), Encrypt (through the alias), Decrypt"
         } else if t.create.is_some() {
             "DescribeKey (the alias; NotFound), CreateKey, CreateAlias, GetParametersForImport, ImportKeyMaterial, DescribeKey, Encrypt, Decrypt"
         } else {
@@ -234,18 +328,39 @@ fn pace(c: &Ceremony) -> String {
         // Each target's preflight (and creation) and import parameters overlap with other
         // targets'; the imports follow the one import approval.
         let rates = &c.kms.rates;
+        // An alias swap creates one key per target; a rollback imports nothing.
+        let created = if c.import.kind.strategy() == Some("alias-swap") {
+            n
+        } else {
+            created
+        };
+        let imports = if c.import.kind.imports() { n } else { 0 };
         let least = rates.least_time(&[
             (Operation::DescribeKey, n),
             (Operation::CreateKey, created),
-            (Operation::CreateAlias, created),
-            (Operation::GetParametersForImport, n),
+            (
+                Operation::CreateAlias,
+                c.targets
+                    .iter()
+                    .filter(|t| t.region == region && t.create.is_some())
+                    .count(),
+            ),
+            (Operation::GetParametersForImport, imports),
         ]) + rates.least_time(&[
-            (Operation::ImportKeyMaterial, n),
-            (Operation::DescribeKey, n),
-            (Operation::Encrypt, n),
-            (Operation::Decrypt, n),
+            (Operation::ImportKeyMaterial, imports),
+            (Operation::DescribeKey, imports),
+            (Operation::Encrypt, imports),
+            (Operation::Decrypt, imports),
         ]) + match c.import.kind {
             crate::spec::Kind::Import => std::time::Duration::ZERO,
+            crate::spec::Kind::AliasSwap { .. } | crate::spec::Kind::Rollback => {
+                rates.least_time(&[
+                    (Operation::UpdateAlias, n),
+                    (Operation::DescribeKey, 4 * n),
+                    (Operation::Encrypt, n),
+                    (Operation::Decrypt, n),
+                ])
+            }
             // After the rotate approval: RotateKeyOnDemand and its checks.
             crate::spec::Kind::Rotate { .. } => rates.least_time(&[
                 (Operation::RotateKeyOnDemand, n),

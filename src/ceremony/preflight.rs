@@ -33,6 +33,8 @@ pub(super) struct Job {
     pub checked: Option<String>,
     /// A rotation: the random probe to encrypt under the current material.
     probe: Option<Vec<u8>>,
+    /// An alias swap: the new key's description and tags (created, never aliased here).
+    swap: Option<(String, BTreeMap<String, String>)>,
 }
 
 /// byok's limit on on-demand rotations per key: the API reference's 10 (the developer guide
@@ -91,6 +93,22 @@ pub(super) fn jobs(run: &Run<'_>) -> Vec<Job> {
                 .then(|| t.arn.clone())
                 .flatten(),
             probe: None,
+            swap: t.swap_tags.clone().map(|tags| {
+                let description = t
+                    .spec
+                    .swap
+                    .as_ref()
+                    .and_then(|s| s.description.clone())
+                    .unwrap_or_else(|| {
+                        format!(
+                            "byok {}: replaces {} behind {}",
+                            run.ceremony.id,
+                            t.alias_from.as_deref().unwrap_or("?"),
+                            t.spec.key
+                        )
+                    });
+                (description, tags)
+            }),
         })
         .collect()
 }
@@ -164,6 +182,20 @@ pub(super) fn before_approval(run: &mut Run<'_>) -> Result<(), Error> {
 pub(super) fn check_one(kms: &dyn Kms, ceremony_id: &str, job: Job) -> Event {
     let index = job.index;
     let failed = |error| Event::Failed { index, error };
+    // An alias swap: a new key with the previous key's tags; its alias moves only after the
+    // swap approval.
+    if let Some((description, tags)) = job.swap {
+        return match kms.create_key(&description, &tags) {
+            Ok(info) => Event::Created {
+                index,
+                info,
+                reused: false,
+                description,
+                tags,
+            },
+            Err(error) => failed(error),
+        };
+    }
     let Some(create) = job.create else {
         return match kms.describe_key(&job.key) {
             Ok(info) => Event::Described { index, info },

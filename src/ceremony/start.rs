@@ -138,11 +138,13 @@ pub(super) fn record(run: &mut Run<'_>) -> Result<(), Error> {
                 region: t.region.clone(),
                 create: t.create.is_some(),
                 keep_key_label: t.keep_key_label.clone(),
+                previous_key: t.swap.as_ref().map(|s| s.previous_key.clone()),
             })
             .collect(),
         kms_concurrency: run.concurrency as u64,
         resumes: run.earlier.as_ref().map(|e| e.link.clone()),
         kind: Some(c.import.kind.name().into()),
+        strategy: c.import.kind.strategy().map(str::to_string),
     };
     run.record(&started)?;
 

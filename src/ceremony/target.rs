@@ -28,6 +28,10 @@ pub enum Status {
     Verified,
     /// A rotation: RotateKeyOnDemand made the imported material current.
     Rotated,
+    /// An alias swap: the alias names the new key.
+    Swapped,
+    /// A rollback: the alias names the previous key again.
+    RolledBack,
     /// ImportKeyMaterial's outcome is unknown even after asking KMS.
     Uncertain,
     /// The step failed before KMS held anything new.
@@ -58,6 +62,13 @@ pub struct TargetState {
     pub previous_material: Option<String>,
     /// A rotation: a random probe and its ciphertext under the previous material.
     pub probe: Option<(Vec<u8>, Vec<u8>)>,
+    /// Alias-swap and rollback: the key the alias names at the preflight, and the key it is
+    /// to name (rollback: known at the preflight; alias-swap: the created key, `arn`).
+    pub alias_from: Option<String>,
+    pub alias_to: Option<String>,
+    /// Alias-swap: the tags the new key is created with (the previous key's, the file's and
+    /// byok's own).
+    pub swap_tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl TargetState {
@@ -79,6 +90,9 @@ impl TargetState {
             kept: None,
             previous_material: None,
             probe: None,
+            alias_from: None,
+            alias_to: None,
+            swap_tags: None,
         }
     }
 
@@ -105,6 +119,8 @@ impl TargetState {
             Status::Failed => "not_imported",
             Status::Imported | Status::Verified => "imported",
             Status::Rotated => "rotated",
+            Status::Swapped => "swapped",
+            Status::RolledBack => "rolled_back",
             Status::Uncertain => "uncertain",
         };
         TargetOutcome {

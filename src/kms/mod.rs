@@ -220,6 +220,11 @@ pub trait Kms: Sync {
     ) -> Result<KeyInfo, KmsError>;
     /// CreateAlias `alias` → `key_arn`.
     fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError>;
+    /// UpdateAlias: points the existing `alias` at `key_arn`. Sent exactly once: never
+    /// retried (a lost answer is settled by DescribeKey of the alias).
+    fn update_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError>;
+    /// ListResourceTags of a key, every page.
+    fn list_resource_tags(&self, key_arn: &str) -> Result<BTreeMap<String, String>, KmsError>;
     /// The ARNs of the keys in the ceremony's region that carry tag `key` = `value`
     /// (ListKeys and ListResourceTags): how a resumed run finds a key whose CreateKey answer
     /// was lost.

@@ -7,7 +7,8 @@
 //! workload may share the quota) is retried after an exponential back-off with full jitter;
 //! KMS did nothing for a throttled call, so this is safe for writes too. Reads (DescribeKey,
 //! GetParametersForImport, ListKeyRotations, Encrypt, Decrypt, ListKeys) are also retried when
-//! no answer came. Writes (CreateKey, CreateAlias, ImportKeyMaterial) never are: their outcome
+//! no answer came. Writes (CreateKey, CreateAlias, UpdateAlias, ImportKeyMaterial,
+//! RotateKeyOnDemand) never are: their outcome
 //! is for the caller to ask KMS about.
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,11 +33,13 @@ pub enum Operation {
     Encrypt,
     Decrypt,
     RotateKeyOnDemand,
+    UpdateAlias,
+    ListResourceTags,
 }
 
 impl Operation {
     /// Every paced operation.
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 12] = [
         Operation::DescribeKey,
         Operation::CreateKey,
         Operation::CreateAlias,
@@ -47,6 +50,8 @@ impl Operation {
         Operation::Encrypt,
         Operation::Decrypt,
         Operation::RotateKeyOnDemand,
+        Operation::UpdateAlias,
+        Operation::ListResourceTags,
     ];
 
     /// The API name, as `[kms.rates]` spells it.
@@ -62,6 +67,8 @@ impl Operation {
             Operation::Encrypt => "Encrypt",
             Operation::Decrypt => "Decrypt",
             Operation::RotateKeyOnDemand => "RotateKeyOnDemand",
+            Operation::UpdateAlias => "UpdateAlias",
+            Operation::ListResourceTags => "ListResourceTags",
         }
     }
 
@@ -82,6 +89,8 @@ impl Operation {
             Operation::ImportKeyMaterial => 15.0,
             Operation::ListKeyRotations => 100.0,
             Operation::RotateKeyOnDemand => 5.0,
+            Operation::UpdateAlias => 5.0,
+            Operation::ListResourceTags => 50.0,
             // Shared symmetric cryptographic quota; the lowest regional default.
             Operation::Encrypt | Operation::Decrypt => 10_000.0,
         }
@@ -95,6 +104,7 @@ impl Operation {
                 | Operation::CreateAlias
                 | Operation::ImportKeyMaterial
                 | Operation::RotateKeyOnDemand
+                | Operation::UpdateAlias
         )
     }
 }
@@ -275,6 +285,18 @@ impl Kms for Paced<'_> {
     fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
         self.call(key_arn, Operation::CreateAlias, || {
             self.inner.create_alias(alias, key_arn)
+        })
+    }
+
+    fn update_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
+        self.call(key_arn, Operation::UpdateAlias, || {
+            self.inner.update_alias(alias, key_arn)
+        })
+    }
+
+    fn list_resource_tags(&self, key_arn: &str) -> Result<BTreeMap<String, String>, KmsError> {
+        self.call(key_arn, Operation::ListResourceTags, || {
+            self.inner.list_resource_tags(key_arn)
         })
     }
 

@@ -31,6 +31,17 @@ pub struct Ceremony {
     pub import: ImportSpec,
     pub dual_control: DualControl,
     pub source: Source,
+    /// `[source]`: the earlier transcript a rollback works from (path resolved against the
+    /// ceremony file's directory).
+    pub source_transcript: Option<SourceTranscript>,
+}
+
+/// `[source]`: an earlier transcript, pinned by the SHA-256 of its last line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTranscript {
+    pub path: PathBuf,
+    /// Lowercase hex.
+    pub last_line_sha256: String,
 }
 
 /// Who must approve the critical steps.
@@ -102,6 +113,21 @@ pub struct Target {
     pub create: Option<CreateSpec>,
     /// The token label of the kept copy (`hsm.keep_key_label`, expanded).
     pub keep_key_label: Option<String>,
+    /// `strategy = "alias-swap"`: the key the alias names now, and what the new key gets.
+    pub swap: Option<SwapSpec>,
+}
+
+/// An alias-swap target: `key` is the alias, which must name `previous_key` when the
+/// ceremony starts; a new EXTERNAL key is created (with the previous key's tags, over which
+/// `tags` are laid), imported into, and then the alias is moved to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapSpec {
+    /// The ARN of the key the alias names now (`previous_key`).
+    pub previous_key: String,
+    /// The new key's description (default: says which key it replaces).
+    pub description: Option<String>,
+    /// Tags for the new key on top of those copied from the previous key.
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// What `create = true` creates.
@@ -133,6 +159,17 @@ pub enum Kind {
         /// The KeyMaterialDescription sent: the file's text and the ceremony id.
         key_material_description: String,
     },
+    /// `kind = "rotate"` with `strategy = "alias-swap"`: per target a new EXTERNAL key
+    /// (tags copied from the previous key), its first material (NEW_KEY_MATERIAL with a
+    /// KeyMaterialDescription), then, after its own approval, UpdateAlias to the new key. The
+    /// previous key stays Enabled.
+    AliasSwap {
+        /// The KeyMaterialDescription sent: the file's text and the ceremony id.
+        key_material_description: String,
+    },
+    /// Points each target alias back to the key a finished alias-swap ceremony (`[source]`)
+    /// moved it away from, after its own approval. Imports nothing.
+    Rollback,
 }
 
 impl Kind {
@@ -140,8 +177,41 @@ impl Kind {
     pub fn name(&self) -> &'static str {
         match self {
             Kind::Import => "import",
-            Kind::Rotate { .. } => "rotate",
+            Kind::Rotate { .. } | Kind::AliasSwap { .. } => "rotate",
+            Kind::Rollback => "rollback",
         }
+    }
+
+    /// `[rotation] strategy` for a rotation, recorded in record 0.
+    pub fn strategy(&self) -> Option<&'static str> {
+        match self {
+            Kind::Rotate { .. } => Some("new-material"),
+            Kind::AliasSwap { .. } => Some("alias-swap"),
+            Kind::Import | Kind::Rollback => None,
+        }
+    }
+
+    /// The KeyMaterialDescription this kind sends with its imports.
+    pub fn key_material_description(&self) -> Option<&str> {
+        match self {
+            Kind::Rotate {
+                key_material_description,
+            }
+            | Kind::AliasSwap {
+                key_material_description,
+            } => Some(key_material_description),
+            Kind::Import | Kind::Rollback => None,
+        }
+    }
+
+    /// Whether the ceremony moves aliases (alias-swap and rollback).
+    pub fn moves_aliases(&self) -> bool {
+        matches!(self, Kind::AliasSwap { .. } | Kind::Rollback)
+    }
+
+    /// Whether the ceremony generates and imports material.
+    pub fn imports(&self) -> bool {
+        !matches!(self, Kind::Rollback)
     }
 }
 
@@ -295,8 +365,17 @@ pub fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Ceremony, S
         return Err(invalid(problems));
     }
     match ceremony {
-        Some((id, description, operator, hsm, kms, targets, import, dual_control)) => {
+        Some((id, description, operator, hsm, kms, targets, import, dual_control, from)) => {
+            // A relative [source] path is relative to the ceremony file's directory.
+            let source_transcript = from.map(|f| SourceTranscript {
+                path: match path.parent() {
+                    Some(dir) if f.path.is_relative() => dir.join(&f.path),
+                    _ => f.path,
+                },
+                last_line_sha256: f.last_line_sha256,
+            });
             Ok(Ceremony {
+                source_transcript,
                 id,
                 description,
                 operator,
@@ -353,6 +432,16 @@ pub fn pinned_dual_control(text: &str) -> Option<(usize, Vec<(String, String)>)>
         })
         .unwrap_or_default();
     Some((quorum, custodians))
+}
+
+/// `source.last_line_sha256` of a ceremony file's text (lowercase), without validating the rest.
+pub fn pinned_source(text: &str) -> Option<String> {
+    let table: toml::Table = text.parse().ok()?;
+    table
+        .get("source")?
+        .get("last_line_sha256")?
+        .as_str()
+        .map(str::to_ascii_lowercase)
 }
 
 /// `kms.key` of a ceremony file's text.
@@ -440,6 +529,7 @@ type Validated = (
     Vec<Target>,
     ImportSpec,
     DualControl,
+    Option<SourceTranscript>,
 );
 
 fn validate(
@@ -486,26 +576,30 @@ fn validate(
         }
         Some("rotate") => {
             let rotation = raw.rotation.as_ref();
-            match rotation.and_then(|r| r.strategy.as_deref()) {
-                None | Some("new-material") => {}
-                Some("alias-swap") => bad(
-                    "rotation.strategy",
-                    "\"alias-swap\" is not implemented in this version of byok; use \"new-material\" (see docs/rotation.md)".into(),
-                ),
-                Some(other) => bad(
-                    "rotation.strategy",
-                    format!("expected \"new-material\" or \"alias-swap\", found {other:?}"),
-                ),
-            }
+            let swap = match rotation.and_then(|r| r.strategy.as_deref()) {
+                None | Some("new-material") => Some(false),
+                Some("alias-swap") => Some(true),
+                Some(other) => {
+                    bad(
+                        "rotation.strategy",
+                        format!("expected \"new-material\" or \"alias-swap\", found {other:?}"),
+                    );
+                    None
+                }
+            };
             let text = match rotation.and_then(|r| r.key_material_description.as_deref()) {
                 Some(d) if !d.trim().is_empty() => format!("{} ceremony {id}", d.trim()),
                 _ => format!("byok ceremony {id}"),
             };
-            match check_key_material_description(&text) {
-                Ok(()) => Some(Kind::Rotate {
+            match (check_key_material_description(&text), swap) {
+                (Ok(()), Some(false)) => Some(Kind::Rotate {
                     key_material_description: text,
                 }),
-                Err(why) => {
+                (Ok(()), Some(true)) => Some(Kind::AliasSwap {
+                    key_material_description: text,
+                }),
+                (Ok(()), None) => None,
+                (Err(why), _) => {
                     bad(
                         "rotation.key_material_description",
                         format!("with the ceremony id appended ({text:?}) it {why}"),
@@ -514,11 +608,21 @@ fn validate(
                 }
             }
         }
-        Some(k @ ("rollback" | "reimport")) => {
+        Some("rollback") => {
+            if raw.rotation.is_some() {
+                bad(
+                    "rotation",
+                    "is for kind = \"rotate\"; a rollback takes its aliases and keys from [source]"
+                        .into(),
+                );
+            }
+            Some(Kind::Rollback)
+        }
+        Some(k @ "reimport") => {
             bad(
                 "ceremony.kind",
                 format!(
-                    "{k:?} is not implemented in this version of byok; the kinds it runs are \"import\" and \"rotate\""
+                    "{k:?} is not implemented in this version of byok; the kinds it runs are \"import\", \"rotate\" and \"rollback\""
                 ),
             );
             None
@@ -531,6 +635,75 @@ fn validate(
                 ),
             );
             None
+        }
+    };
+    let rollback = matches!(kind, Some(Kind::Rollback));
+    let swapping = matches!(kind, Some(Kind::AliasSwap { .. }));
+    let source_transcript = match (&raw.source, &kind) {
+        (Some(src), Some(Kind::Rollback)) => {
+            let fp = src.last_line_sha256.to_ascii_lowercase();
+            if fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()) {
+                bad(
+                    "source.last_line_sha256",
+                    format!(
+                        "expected the 64 hex digits `byok verify` prints as the last line's SHA-256, found {:?}",
+                        src.last_line_sha256
+                    ),
+                );
+            }
+            if src.transcript.trim().is_empty() {
+                bad(
+                    "source.transcript",
+                    "must name the transcript of the alias-swap ceremony to roll back".into(),
+                );
+            }
+            Some(SourceTranscript {
+                path: PathBuf::from(&src.transcript),
+                last_line_sha256: fp,
+            })
+        }
+        (None, Some(Kind::Rollback)) => {
+            bad(
+                "source",
+                "missing: a rollback needs [source] with transcript (the finished alias-swap ceremony's transcript) and last_line_sha256".into(),
+            );
+            None
+        }
+        (Some(_), Some(k)) => {
+            bad(
+                "source",
+                format!(
+                    "is for kind = \"rollback\"; a {:?} ceremony takes no earlier transcript",
+                    k.name()
+                ),
+            );
+            None
+        }
+        _ => None,
+    };
+    let raw_import = match raw.import {
+        Some(_) if rollback => {
+            bad(
+                "import",
+                "a rollback imports nothing; remove [import]".into(),
+            );
+            raw::RawImport::default()
+        }
+        Some(i) => i,
+        None if rollback => raw::RawImport {
+            expiration: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+            ..Default::default()
+        },
+        None => {
+            bad(
+                "import",
+                "missing: give [import] with at least expiration (see docs/ceremony-file.md)"
+                    .into(),
+            );
+            raw::RawImport {
+                expiration: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+                ..Default::default()
+            }
         }
     };
 
@@ -669,11 +842,12 @@ fn validate(
         raw.targets,
         &region,
         raw.hsm.keep_key_label.as_deref(),
+        swapping,
         &mut bad,
     );
 
     // [import]
-    let algorithm = match raw.import.wrapping_algorithm.as_deref() {
+    let algorithm = match raw_import.wrapping_algorithm.as_deref() {
         None => Some(WrappingAlgorithm::RsaesOaepSha256),
         Some(name) => match WrappingAlgorithm::from_kms_name(name) {
             Ok(a) => Some(a),
@@ -683,7 +857,7 @@ fn validate(
             }
         },
     };
-    let key_spec = match raw.import.wrapping_key_spec.as_deref() {
+    let key_spec = match raw_import.wrapping_key_spec.as_deref() {
         None => Some(WrappingKeySpec::Rsa4096),
         Some(name) => match WrappingKeySpec::from_kms_name(name) {
             Some(s) => Some(s),
@@ -696,7 +870,7 @@ fn validate(
             }
         },
     };
-    let wrap = match raw.import.wrap.as_deref() {
+    let wrap = match raw_import.wrap.as_deref() {
         None | Some("hsm") => Some(WrapLocation::Hsm),
         Some("host") => Some(WrapLocation::Host),
         Some(other) => {
@@ -714,7 +888,7 @@ fn validate(
         );
     }
     // `valid_for = "<N>d"`: ValidTo N whole days after `now` (the run's start), to the second.
-    let valid_to = match (raw.import.valid_to, raw.import.valid_for.as_deref()) {
+    let valid_to = match (raw_import.valid_to, raw_import.valid_for.as_deref()) {
         (Some(_), Some(_)) => {
             bad(
                 "import.valid_for",
@@ -741,7 +915,7 @@ fn validate(
         },
         (None, None) => Ok(None),
     };
-    let expiration = match (raw.import.expiration.as_str(), valid_to) {
+    let expiration = match (raw_import.expiration.as_str(), valid_to) {
         (_, Err(())) => None,
         ("KEY_MATERIAL_DOES_NOT_EXPIRE", Ok(None)) => Some(Expiration::DoesNotExpire),
         ("KEY_MATERIAL_DOES_NOT_EXPIRE", Ok(Some(_))) => {
@@ -929,6 +1103,44 @@ fn validate(
         );
         return None;
     }
+    if let (Some(k), Some(list)) = (&kind, &targets)
+        && k.moves_aliases()
+    {
+        let what = if rollback {
+            "a rollback"
+        } else {
+            "an alias swap"
+        };
+        for t in list {
+            if t.create.is_some() {
+                bad(
+                    "target.create",
+                    format!(
+                        "target {} ({}): {what} creates no alias; remove create",
+                        t.index, t.key
+                    ),
+                );
+                return None;
+            }
+            if !t.key.starts_with("alias/") {
+                bad(
+                    "target.key",
+                    format!(
+                        "target {}: {what} moves an alias, so the target must be alias/NAME, found {:?}",
+                        t.index, t.key
+                    ),
+                );
+                return None;
+            }
+        }
+        if rollback && raw.hsm.keep_key_label.is_some() {
+            bad(
+                "hsm.keep_key_label",
+                "a rollback generates no key to keep; remove keep_key_label".into(),
+            );
+            return None;
+        }
+    }
     Some((
         id,
         raw.ceremony.description,
@@ -954,6 +1166,7 @@ fn validate(
             kind: kind?,
         },
         dual_control?,
+        source_transcript,
     ))
 }
 
@@ -1009,6 +1222,7 @@ fn targets(
     product: Option<raw::RawTargets>,
     region: &str,
     keep_key_label: Option<&str>,
+    swapping: bool,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<Vec<Target>> {
     type Draft = (
@@ -1017,11 +1231,12 @@ fn targets(
         Option<String>,
         std::collections::BTreeMap<String, String>,
         Vec<(&'static str, String)>,
+        Option<String>,
     );
     let drafts: Vec<(String, Draft)> = match (single, list, product) {
         (Some(key), None, None) => vec![(
             "kms.key".into(),
-            (key, false, None, Default::default(), Vec::new()),
+            (key, false, None, Default::default(), Vec::new(), None),
         )],
         (None, Some(list), None) => {
             if list.is_empty() {
@@ -1042,6 +1257,7 @@ fn targets(
                             t.description,
                             t.tags.unwrap_or_default(),
                             Vec::new(),
+                            t.previous_key,
                         ),
                     )
                 })
@@ -1107,6 +1323,7 @@ fn targets(
                             p.description.as_deref().map(fill),
                             tags,
                             vec![("service", s.clone()), ("environment", e.clone())],
+                            None,
                         ),
                     ));
                 }
@@ -1155,7 +1372,9 @@ fn targets(
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut labels: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut out = Vec::new();
-    for (index, (field, (key, create, description, tags, vars))) in drafts.into_iter().enumerate() {
+    for (index, (field, (key, create, description, tags, vars, previous_key))) in
+        drafts.into_iter().enumerate()
+    {
         if !is_key_reference(&key) {
             // `kms.key` was checked above with its own message.
             if field != "kms.key" {
@@ -1181,6 +1400,53 @@ fn targets(
             .and_then(|r| r.split(':').nth(2))
             .unwrap_or(region)
             .to_string();
+        let swap = match (swapping, previous_key) {
+            (true, Some(previous)) => {
+                let arn_region = previous
+                    .strip_prefix("arn:")
+                    .filter(|_| is_key_reference(&previous) && previous.contains(":key/"))
+                    .and_then(|r| r.split(':').nth(2));
+                if arn_region != Some(key_region.as_str()) {
+                    bad(
+                        &field,
+                        format!(
+                            "target {index}: previous_key must be the full ARN of the key {key} names now (arn:aws:kms:{key_region}:ACCOUNT:key/ID), found {previous:?}"
+                        ),
+                    );
+                    ok = false;
+                }
+                Some(SwapSpec {
+                    previous_key: previous,
+                    description: description.clone(),
+                    tags: tags.clone(),
+                })
+            }
+            (true, None) => {
+                bad(
+                    &field,
+                    if field == "targets.key" {
+                        "strategy = \"alias-swap\" needs each target's previous_key: list the targets as [[target]] tables, each with key = \"alias/…\" and previous_key = \"arn:…\"".to_string()
+                    } else {
+                        format!(
+                            "target {index} ({key}): strategy = \"alias-swap\" needs previous_key, the ARN of the key the alias names now"
+                        )
+                    },
+                );
+                ok = false;
+                None
+            }
+            (false, Some(_)) => {
+                bad(
+                    &field,
+                    format!(
+                        "target {index}: previous_key is for kind = \"rotate\" with strategy = \"alias-swap\"; remove it"
+                    ),
+                );
+                ok = false;
+                None
+            }
+            (false, None) => None,
+        };
         let create = if create {
             match key.strip_prefix("alias/") {
                 Some(_) => Some(CreateSpec {
@@ -1200,7 +1466,7 @@ fn targets(
                 }
             }
         } else {
-            if description.is_some() || !tags.is_empty() {
+            if (description.is_some() || !tags.is_empty()) && swap.is_none() {
                 bad(
                     &field,
                     format!(
@@ -1247,6 +1513,7 @@ fn targets(
             region: key_region,
             create,
             keep_key_label: keep,
+            swap,
         });
     }
     ok.then_some(out)

@@ -15,12 +15,24 @@ pub struct RawFile {
     pub target: Option<Vec<RawTarget>>,
     /// One `[targets]` table: services × environments.
     pub targets: Option<RawTargets>,
-    pub import: RawImport,
+    /// Required, except for `kind = "rollback"`, which imports nothing.
+    pub import: Option<RawImport>,
     pub dual_control: RawDualControl,
     #[serde(default)]
     pub custodian: Vec<RawCustodian>,
     /// `[rotation]`, for `kind = "rotate"`.
     pub rotation: Option<RawRotation>,
+    /// `[source]`: the earlier transcript a `rollback` (or `reimport`) works from.
+    pub source: Option<RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// Path of the earlier transcript, relative to the ceremony file's directory.
+    pub transcript: String,
+    /// SHA-256 of its last line, as `byok verify` prints it.
+    pub last_line_sha256: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +101,8 @@ pub struct RawKms {
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     pub key: String,
+    /// `strategy = "alias-swap"`: the ARN of the key the alias names now.
+    pub previous_key: Option<String>,
     pub create: Option<bool>,
     pub description: Option<String>,
     pub tags: Option<std::collections::BTreeMap<String, String>>,
@@ -106,7 +120,7 @@ pub struct RawTargets {
     pub tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawImport {
     pub wrapping_algorithm: Option<String>,

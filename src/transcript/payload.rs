@@ -47,6 +47,11 @@ payloads! {
     RotateConfirmed => RotateConfirmed,
     KeyRotated => KeyRotated,
     RotationVerified => RotationVerified,
+    SourceVerified => SourceVerified,
+    AliasPreflight => AliasPreflight,
+    SwapConfirmed => SwapConfirmed,
+    AliasUpdated => AliasUpdated,
+    AliasVerified => AliasVerified,
     ImportConfirmed => ImportConfirmed,
     KeyImported => KeyImported,
     ImportReconciled => ImportReconciled,
@@ -81,9 +86,13 @@ pub struct CeremonyStarted {
     pub kms_concurrency: u64,
     /// The transcript this run resumes (`--resume`), or null.
     pub resumes: Option<Resumes>,
-    /// (v3) `[ceremony] kind`: `import` or `rotate`.
+    /// (v3) `[ceremony] kind`: `import`, `rotate` or `rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// (v3, rotate) `[rotation] strategy`: `new-material` or `alias-swap`. Absent in a
+    /// rotation: `new-material` (byok 0.3.0 wrote no strategy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
 }
 
 /// Dual control as the ceremony file sets it.
@@ -116,6 +125,9 @@ pub struct TargetEntry {
     pub create: bool,
     /// The HSM label of the kept copy, when the material is kept.
     pub keep_key_label: Option<String>,
+    /// (v3, alias-swap) The ARN of the key the alias names before the swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key: Option<String>,
 }
 
 /// The link from a resumed run to the transcript it continues.
@@ -368,6 +380,97 @@ pub struct RotationVerified {
     /// Whether the probe encrypted before the rotation still decrypts to itself.
     pub previous_probe_decrypts: bool,
     /// `ok` or `failed`: a new Encrypt/Decrypt round trip.
+    pub round_trip: String,
+    pub problems: Vec<String>,
+}
+
+/// (v3, rollback) The `[source]` transcript, verified under this ceremony's audit key before
+/// anything else: a finished alias-swap ceremony whose last line has the pinned SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceVerified {
+    /// File name of the source transcript.
+    pub transcript_name: String,
+    /// SHA-256 of its last line (the ceremony file's `source.last_line_sha256`).
+    pub last_line_sha256: String,
+    pub records: u64,
+    pub ceremony_id: String,
+    pub kind: String,
+    pub strategy: Option<String>,
+    /// What it says of each alias it moved: the alias, and the keys it moved from and to.
+    pub swaps: Vec<SourceSwap>,
+}
+
+/// One alias a source alias-swap ceremony moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSwap {
+    pub alias: String,
+    pub from_key_arn: String,
+    pub to_key_arn: String,
+}
+
+/// (v3, alias-swap and rollback) What an alias names before anything moves (read only, before
+/// the plan approval), and the key it is to name afterwards, when that exists already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasPreflight {
+    pub target_index: u64,
+    pub alias: String,
+    /// The key DescribeKey of the alias returned, and its state.
+    pub alias_key_arn: String,
+    pub alias_key_state: String,
+    pub alias_key_enabled: bool,
+    pub alias_key_origin: String,
+    /// The key the alias must name: `previous_key` (alias-swap) or the key the source
+    /// ceremony moved the alias to (rollback).
+    pub expected_key_arn: String,
+    /// (alias-swap) The previous key's tags (ListResourceTags), copied to the new key.
+    pub tags: BTreeMap<String, String>,
+    /// (rollback) The key the alias goes back to, and its state.
+    pub restore_key_arn: Option<String>,
+    pub restore_key_state: Option<String>,
+    pub restore_key_enabled: Option<bool>,
+}
+
+/// (v3, alias-swap and rollback) The swap statement, approved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapConfirmed {
+    pub approved_by: Vec<String>,
+    pub dual_control: bool,
+    pub statement: Value,
+    pub statement_sha256: String,
+}
+
+/// (v3, alias-swap and rollback) UpdateAlias's outcome for one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasUpdated {
+    pub target_index: u64,
+    pub alias: String,
+    pub from_key_arn: String,
+    pub to_key_arn: String,
+    /// `updated`, or `reconciled` when the answer was lost and DescribeKey of the alias showed
+    /// the new key.
+    pub outcome: String,
+    pub evidence: Vec<String>,
+}
+
+/// (v3, alias-swap and rollback) After UpdateAlias: what the alias names, both keys' states,
+/// and an Encrypt through the alias that KMS answers with the new key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AliasVerified {
+    pub target_index: u64,
+    pub alias: String,
+    /// DescribeKey of the alias now.
+    pub alias_key_arn: String,
+    pub to_key_arn: String,
+    pub to_key_state: String,
+    pub from_key_arn: String,
+    pub from_key_state: String,
+    /// `ok` or `failed`: Encrypt through the alias (answered by `to_key_arn`), Decrypt.
     pub round_trip: String,
     pub problems: Vec<String>,
 }

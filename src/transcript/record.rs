@@ -54,6 +54,16 @@ pub enum RecordType {
     KeyRotated,
     /// (v3, rotate) The new material is current, the old probe decrypts, a new round trip works.
     RotationVerified,
+    /// (v3, rollback) The `[source]` transcript, verified.
+    SourceVerified,
+    /// (v3, alias-swap and rollback) What an alias names before anything moves.
+    AliasPreflight,
+    /// (v3, alias-swap and rollback) The swap statement, approved.
+    SwapConfirmed,
+    /// (v3, alias-swap and rollback) UpdateAlias's outcome.
+    AliasUpdated,
+    /// (v3, alias-swap and rollback) The alias names the new key; both keys' states.
+    AliasVerified,
     /// The import statement was approved (by the quorum, or by the operator in a rehearsal).
     ImportConfirmed,
     /// ImportKeyMaterial succeeded; carries the KeyMaterialId.
@@ -93,6 +103,11 @@ impl RecordType {
             RecordType::RotateConfirmed => "rotate_confirmed",
             RecordType::KeyRotated => "key_rotated",
             RecordType::RotationVerified => "rotation_verified",
+            RecordType::SourceVerified => "source_verified",
+            RecordType::AliasPreflight => "alias_preflight",
+            RecordType::SwapConfirmed => "swap_confirmed",
+            RecordType::AliasUpdated => "alias_updated",
+            RecordType::AliasVerified => "alias_verified",
             RecordType::ImportConfirmed => "import_confirmed",
             RecordType::KeyImported => "key_imported",
             RecordType::ImportReconciled => "import_reconciled",
@@ -130,6 +145,11 @@ impl RecordType {
                 | RecordType::RotateConfirmed
                 | RecordType::KeyRotated
                 | RecordType::RotationVerified
+                | RecordType::SourceVerified
+                | RecordType::AliasPreflight
+                | RecordType::SwapConfirmed
+                | RecordType::AliasUpdated
+                | RecordType::AliasVerified
         )
     }
 
@@ -142,12 +162,17 @@ impl RecordType {
                 | RecordType::RotateConfirmed
                 | RecordType::KeyRotated
                 | RecordType::RotationVerified
+                | RecordType::SourceVerified
+                | RecordType::AliasPreflight
+                | RecordType::SwapConfirmed
+                | RecordType::AliasUpdated
+                | RecordType::AliasVerified
         )
     }
 }
 
 /// Every record type, for parsing and documentation tests.
-pub const ALL: [RecordType; 24] = [
+pub const ALL: [RecordType; 29] = [
     RecordType::CeremonyStarted,
     RecordType::HsmOpened,
     RecordType::TargetReconciled,
@@ -164,6 +189,11 @@ pub const ALL: [RecordType; 24] = [
     RecordType::RotateConfirmed,
     RecordType::KeyRotated,
     RecordType::RotationVerified,
+    RecordType::SourceVerified,
+    RecordType::AliasPreflight,
+    RecordType::SwapConfirmed,
+    RecordType::AliasUpdated,
+    RecordType::AliasVerified,
     RecordType::ImportConfirmed,
     RecordType::KeyImported,
     RecordType::ImportReconciled,

@@ -596,6 +596,7 @@ impl DualState {
             Some(crate::quorum::PLAN) => crate::quorum::PLAN,
             Some(crate::quorum::IMPORT) => crate::quorum::IMPORT,
             Some(crate::quorum::ROTATE) => crate::quorum::ROTATE,
+            Some(crate::quorum::SWAP) => crate::quorum::SWAP,
             other => return Err(bad(format!("unknown approval point {other:?}"))),
         };
         let name = data["custodian"].as_str().unwrap_or_default().to_string();
@@ -687,6 +688,17 @@ struct V2State {
     new_materials: std::collections::HashMap<u64, Vec<String>>,
     rotate_confirmed: Option<crate::quorum::RotateStatement>,
     rotated: std::collections::HashSet<u64>,
+    /// `ceremony_started.strategy` of a rotation (`new-material` when absent).
+    strategy: String,
+    /// Rollback: `source.last_line_sha256` of the embedded ceremony file, and what the
+    /// verified source transcript moved.
+    source_pin: Option<String>,
+    source: Option<p::SourceVerified>,
+    /// Alias moves: each target's `alias_preflight`, the approved swap statement, and the
+    /// targets whose alias moved.
+    alias_pre: std::collections::HashMap<u64, p::AliasPreflight>,
+    swap_confirmed: Option<crate::quorum::SwapStatement>,
+    moved: std::collections::HashSet<u64>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Result<T, Problem> {
@@ -713,7 +725,12 @@ impl V2State {
         ) || (self.version >= 3
             && matches!(
                 kind,
-                R::CapabilityChecked | R::KmsPreflight | R::ApprovalFailed | R::RotationPreflight
+                R::CapabilityChecked
+                    | R::KmsPreflight
+                    | R::ApprovalFailed
+                    | R::RotationPreflight
+                    | R::SourceVerified
+                    | R::AliasPreflight
             ));
         if !before_plan {
             self.plan_quorum(kind)?;
@@ -762,14 +779,45 @@ impl V2State {
                 }
                 self.kind = match (self.version, s.kind.as_deref()) {
                     (2, None) => "import".into(),
-                    (3.., Some(k @ ("import" | "rotate"))) => k.into(),
+                    (3.., Some(k @ ("import" | "rotate" | "rollback"))) => k.into(),
                     _ => {
                         return Err(Problem::BadPayload {
                             kind: kind.to_string(),
-                            why: "kind is \"import\" or \"rotate\" in version 3, and absent in version 2".into(),
+                            why: "kind is \"import\", \"rotate\" or \"rollback\" in version 3, and absent in version 2".into(),
                         });
                     }
                 };
+                self.strategy = match (self.kind.as_str(), s.strategy.as_deref()) {
+                    ("rotate", None | Some("new-material")) => "new-material".into(),
+                    ("rotate", Some("alias-swap")) => "alias-swap".into(),
+                    (_, None) => String::new(),
+                    _ => {
+                        return Err(Problem::BadPayload {
+                            kind: kind.to_string(),
+                            why: "strategy is \"new-material\" or \"alias-swap\" in a rotation, and absent otherwise".into(),
+                        });
+                    }
+                };
+                let swapping = self.strategy == "alias-swap";
+                if let Some(t) = s
+                    .targets
+                    .iter()
+                    .find(|t| t.previous_key.is_some() != swapping)
+                {
+                    return Err(Problem::BadTarget {
+                        index: t.index,
+                        why: "previous_key is given for every target of an alias swap, and only there".into(),
+                    });
+                }
+                if self.kind == "rollback" {
+                    self.source_pin = crate::spec::pinned_source(&s.ceremony_file);
+                    if self.source_pin.is_none() {
+                        return Err(Problem::BadPayload {
+                            kind: kind.to_string(),
+                            why: "a rollback's ceremony file pins its source transcript ([source] last_line_sha256)".into(),
+                        });
+                    }
+                }
                 self.operator = s.operator;
                 self.ceremony_id = s.ceremony_id;
                 self.targets = s.targets;
@@ -793,7 +841,9 @@ impl V2State {
                 let r: p::KeyCreated = typed(kind, data)?;
                 self.target(r.target_index, Some(&r.key_arn))?;
                 let t = &self.targets[r.target_index as usize];
-                if !t.create || r.alias != t.key {
+                // An alias swap creates the new key without touching the alias.
+                let creates = t.create || t.previous_key.is_some();
+                if !creates || r.alias != t.key {
                     return Err(Problem::BadTarget {
                         index: r.target_index,
                         why: format!(
@@ -849,10 +899,17 @@ impl V2State {
             }
             R::Approval => {
                 let r: p::Approval = typed(kind, data)?;
-                if r.point == crate::quorum::ROTATE && self.kind != "rotate" {
+                if r.point == crate::quorum::ROTATE
+                    && !(self.kind == "rotate" && self.strategy == "new-material")
+                {
                     return Err(Problem::BadApproval(
-                        "an approval of a rotation in a ceremony that is not kind = \"rotate\""
+                        "an approval of a rotation in a ceremony that is not a new-material rotation"
                             .into(),
+                    ));
+                }
+                if r.point == crate::quorum::SWAP && !self.moves_aliases() {
+                    return Err(Problem::BadApproval(
+                        "an approval of an alias move in a ceremony that moves no alias".into(),
                     ));
                 }
                 self.dual.approval(data)?;
@@ -921,6 +978,39 @@ impl V2State {
                     });
                 }
             }
+            R::SourceVerified => {
+                let r: p::SourceVerified = typed(kind, data)?;
+                self.source_verified(r)?;
+            }
+            R::AliasPreflight => {
+                let r: p::AliasPreflight = typed(kind, data)?;
+                self.alias_preflight(r)?;
+            }
+            R::SwapConfirmed => {
+                let r: p::SwapConfirmed = typed(kind, data)?;
+                self.confirm_swap(&r)?;
+            }
+            R::AliasUpdated => {
+                let r: p::AliasUpdated = typed(kind, data)?;
+                self.alias_updated(&r)?;
+            }
+            R::AliasVerified => {
+                let r: p::AliasVerified = typed(kind, data)?;
+                if !self.moved.contains(&r.target_index) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "alias_verified without alias_updated".into(),
+                    });
+                }
+                if r.problems.is_empty()
+                    && (r.alias_key_arn != r.to_key_arn || r.round_trip != "ok")
+                {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "alias_verified reports no problem, yet the alias names another key or the round trip failed".into(),
+                    });
+                }
+            }
             R::Declined => {
                 let r: p::Declined = typed(kind, data)?;
                 self.declined(&r)?;
@@ -934,7 +1024,10 @@ impl V2State {
                 }
                 if !matches!(
                     r.point.as_str(),
-                    crate::quorum::PLAN | crate::quorum::IMPORT
+                    crate::quorum::PLAN
+                        | crate::quorum::IMPORT
+                        | crate::quorum::ROTATE
+                        | crate::quorum::SWAP
                 ) {
                     return Err(Problem::BadApproval(format!(
                         "unknown approval point {:?}",
@@ -1129,8 +1222,212 @@ impl V2State {
         Ok(())
     }
 
+    fn moves_aliases(&self) -> bool {
+        self.kind == "rollback" || self.strategy == "alias-swap"
+    }
+
+    /// A valid target index for an alias record, whose alias is record 0's key.
+    fn alias_target(&self, kind: RecordType, index: u64, alias: &str) -> Result<(), Problem> {
+        if !self.moves_aliases() {
+            return Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why: "an alias record in a ceremony that moves no alias",
+            });
+        }
+        match self.targets.get(index as usize) {
+            Some(t) if t.key == alias => Ok(()),
+            Some(t) => Err(Problem::BadTarget {
+                index,
+                why: format!("{kind} names alias {alias}, but record 0 lists {}", t.key),
+            }),
+            None => Err(Problem::BadTarget {
+                index,
+                why: format!("record 0 lists {} targets", self.targets.len()),
+            }),
+        }
+    }
+
+    /// Rollback: the source transcript, once, before the alias checks, pinned by the
+    /// embedded ceremony file, and an alias swap.
+    fn source_verified(&mut self, r: p::SourceVerified) -> Result<(), Problem> {
+        let kind = RecordType::SourceVerified;
+        if self.kind != "rollback" || self.source.is_some() || !self.alias_pre.is_empty() {
+            return Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why: "one source_verified, in a rollback, before any alias_preflight",
+            });
+        }
+        if Some(&r.last_line_sha256) != self.source_pin.as_ref()
+            || r.kind != "rotate"
+            || r.strategy.as_deref() != Some("alias-swap")
+        {
+            return Err(Problem::BadPayload {
+                kind: kind.to_string(),
+                why: "the source is not the alias-swap transcript the ceremony file pins (source.last_line_sha256)".into(),
+            });
+        }
+        self.source = Some(r);
+        Ok(())
+    }
+
+    /// What an alias named before anything moved: the key the file (alias-swap) or the
+    /// source (rollback) says it names.
+    fn alias_preflight(&mut self, r: p::AliasPreflight) -> Result<(), Problem> {
+        let kind = RecordType::AliasPreflight;
+        self.alias_target(kind, r.target_index, &r.alias)?;
+        let bad = |why: &str| Problem::BadTarget {
+            index: r.target_index,
+            why: why.into(),
+        };
+        let t = &self.targets[r.target_index as usize];
+        if self.kind == "rollback" {
+            let Some(src) = &self.source else {
+                return Err(Problem::Misplaced {
+                    kind: kind.to_string(),
+                    why: "a rollback's alias_preflight follows source_verified",
+                });
+            };
+            let swap = src.swaps.iter().find(|s| s.alias == r.alias);
+            if swap.map(|s| &s.to_key_arn) != Some(&r.expected_key_arn)
+                || swap.map(|s| &s.from_key_arn) != r.restore_key_arn.as_ref()
+            {
+                return Err(bad(
+                    "alias_preflight's keys are not the ones the source transcript moved the alias between",
+                ));
+            }
+        } else if t.previous_key.as_ref() != Some(&r.expected_key_arn)
+            || r.restore_key_arn.is_some()
+        {
+            return Err(bad(
+                "alias_preflight expects another key than record 0's previous_key",
+            ));
+        }
+        if self.alias_pre.insert(r.target_index, r).is_some() {
+            return Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why: "one alias_preflight per target",
+            });
+        }
+        Ok(())
+    }
+
+    /// The swap statement rebuilt from the transcript, compared with the approved one: for an
+    /// alias swap every imported target, from the previous key to the created one; for a
+    /// rollback every checked target, back to the key the source moved it from.
+    fn confirm_swap(&mut self, r: &p::SwapConfirmed) -> Result<(), Problem> {
+        let kind = RecordType::SwapConfirmed;
+        let bad = |why: String| Problem::BadPayload {
+            kind: kind.to_string(),
+            why,
+        };
+        let swapping = self.strategy == "alias-swap";
+        if !self.moves_aliases()
+            || self.swap_confirmed.is_some()
+            || (swapping && self.confirmed.is_none())
+        {
+            return Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why: "one swap approval per alias-swap (after import_confirmed) or rollback",
+            });
+        }
+        let statement: crate::quorum::SwapStatement =
+            serde_json::from_value(r.statement.clone()).map_err(|e| bad(e.to_string()))?;
+        if statement.point != crate::quorum::SWAP
+            || statement.ceremony_id != self.ceremony_id
+            || statement.kind != self.kind
+        {
+            return Err(bad(
+                "the approved statement is not a swap statement of this ceremony".into(),
+            ));
+        }
+        let mut expected: Vec<u64> = if swapping {
+            self.imported.iter().copied().collect()
+        } else {
+            self.alias_pre.keys().copied().collect()
+        };
+        expected.sort_unstable();
+        let listed: Vec<u64> = statement.targets.iter().map(|t| t.target_index).collect();
+        if listed != expected {
+            return Err(bad(format!(
+                "the swap statement lists targets {listed:?}, but the targets ready to move are {expected:?}"
+            )));
+        }
+        for t in &statement.targets {
+            let pre = self.alias_pre.get(&t.target_index);
+            let to = if swapping {
+                self.arns.get(&t.target_index).cloned()
+            } else {
+                pre.and_then(|p| p.restore_key_arn.clone())
+            };
+            let ok = pre.is_some_and(|p| {
+                p.alias == t.alias
+                    && p.alias_key_arn == t.from_key_arn
+                    && p.expected_key_arn == t.from_key_arn
+            }) && to.as_ref() == Some(&t.to_key_arn)
+                && t.from_key_arn != t.to_key_arn;
+            if !ok {
+                return Err(Problem::BadTarget {
+                    index: t.target_index,
+                    why: "the swap statement's entry is not what alias_preflight and the key records say".into(),
+                });
+            }
+        }
+        self.confirmed_by(
+            kind,
+            crate::quorum::SWAP,
+            &r.statement,
+            &r.statement_sha256,
+            &r.approved_by,
+            r.dual_control,
+        )?;
+        self.swap_confirmed = Some(statement);
+        Ok(())
+    }
+
+    /// UpdateAlias of a target in the approved swap statement, exactly as approved, once.
+    fn alias_updated(&mut self, r: &p::AliasUpdated) -> Result<(), Problem> {
+        let kind = RecordType::AliasUpdated;
+        self.alias_target(kind, r.target_index, &r.alias)?;
+        let approved = self
+            .swap_confirmed
+            .as_ref()
+            .ok_or(Problem::Misplaced {
+                kind: kind.to_string(),
+                why: "alias_updated must be preceded by swap_confirmed",
+            })?
+            .targets
+            .iter()
+            .find(|t| t.target_index == r.target_index);
+        match approved {
+            Some(t)
+                if t.alias == r.alias
+                    && t.from_key_arn == r.from_key_arn
+                    && t.to_key_arn == r.to_key_arn => {}
+            _ => {
+                return Err(Problem::BadTarget {
+                    index: r.target_index,
+                    why: "moved an alias between keys the swap statement does not name for it"
+                        .into(),
+                });
+            }
+        }
+        if !matches!(r.outcome.as_str(), "updated" | "reconciled") {
+            return Err(Problem::BadPayload {
+                kind: kind.to_string(),
+                why: format!("outcome {:?} is not updated or reconciled", r.outcome),
+            });
+        }
+        if !self.moved.insert(r.target_index) {
+            return Err(Problem::BadTarget {
+                index: r.target_index,
+                why: "alias moved twice".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn rotation_only(&self, kind: RecordType) -> Result<(), Problem> {
-        if self.kind == "rotate" {
+        if self.kind == "rotate" && self.strategy == "new-material" {
             Ok(())
         } else {
             Err(Problem::Misplaced {
@@ -1418,6 +1715,22 @@ impl V2State {
                     index: o.index,
                     why: "reported imported, but no import of it is recorded".into(),
                 });
+            }
+            if matches!(o.status.as_str(), "swapped" | "rolled_back") {
+                let want = if self.kind == "rollback" {
+                    "rolled_back"
+                } else {
+                    "swapped"
+                };
+                if o.status != want || !self.moved.contains(&o.index) {
+                    return Err(Problem::BadTarget {
+                        index: o.index,
+                        why: format!(
+                            "reported {}, but no such alias move of it is recorded",
+                            o.status
+                        ),
+                    });
+                }
             }
             if o.status == "rotated" && !self.rotated.contains(&o.index) {
                 return Err(Problem::BadTarget {

@@ -243,12 +243,14 @@ fn every_ceremony_file_has_an_end_to_end_test() {
         names,
         [
             "demo-softhsm.toml",
+            "fleet-alias-swap.toml",
             "fleet-product.toml",
+            "fleet-rollback.toml",
             "fleet-rotate.toml",
             "host-wrap-oaep-sha256.toml",
             "kryoptic-oaep-sha256.toml"
         ],
-        "add an end-to-end test for each new file (fleet-product.toml: tests/integration/fleet.rs; fleet-rotate.toml: tests/integration/rotation.rs)"
+        "add an end-to-end test for each new file (fleet-product.toml: tests/integration/fleet.rs; fleet-rotate.toml: tests/integration/rotation.rs; fleet-alias-swap.toml and fleet-rollback.toml: tests/integration/alias_swap.rs)"
     );
 }
 

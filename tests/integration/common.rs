@@ -863,6 +863,44 @@ impl Drop for KmsProxy {
 }
 
 impl TestKms {
+    /// The key ARN DescribeKey reports for `key` (an alias names the key it points at).
+    pub fn arn(&self, key: &str) -> String {
+        let out = self
+            .rt
+            .block_on(self.client.describe_key().key_id(key).send())
+            .expect("DescribeKey");
+        out.key_metadata().unwrap().arn().unwrap().to_string()
+    }
+
+    /// The Origin DescribeKey reports for `key`.
+    pub fn origin(&self, key: &str) -> String {
+        let out = self
+            .rt
+            .block_on(self.client.describe_key().key_id(key).send())
+            .expect("DescribeKey");
+        out.key_metadata()
+            .unwrap()
+            .origin()
+            .unwrap()
+            .as_str()
+            .to_string()
+    }
+
+    /// UpdateAlias, as someone outside the ceremony would (with the key id: LocalStack
+    /// mishandles an ARN here).
+    pub fn update_alias(&self, alias: &str, key: &str) {
+        let key = key.rsplit_once(":key/").map_or(key, |(_, id)| id);
+        self.rt
+            .block_on(
+                self.client
+                    .update_alias()
+                    .alias_name(alias)
+                    .target_key_id(key)
+                    .send(),
+            )
+            .expect("UpdateAlias");
+    }
+
     /// The tags KMS reports for `key`.
     pub fn tags(&self, key: &str) -> Vec<(String, String)> {
         let out = self

@@ -44,6 +44,15 @@ where
     fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
         self.real.create_alias(alias, key_arn)
     }
+    fn update_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
+        self.real.update_alias(alias, key_arn)
+    }
+    fn list_resource_tags(
+        &self,
+        key_arn: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, KmsError> {
+        self.real.list_resource_tags(key_arn)
+    }
     fn find_tagged_keys(&self, key: &str, value: &str) -> Result<Vec<String>, KmsError> {
         self.real.find_tagged_keys(key, value)
     }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alias_swap;
 mod ceremony;
 mod common;
 mod custodian_modules;

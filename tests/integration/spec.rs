@@ -120,7 +120,7 @@ fn kinds_rotation_and_valid_for_are_checked() {
     assert_eq!(kind("\"rotate\""), "valid");
     assert_contains(
         &kind("\"rollback\""),
-        "ceremony.kind: \"rollback\" is not implemented in this version of byok; the kinds it runs are \"import\" and \"rotate\"",
+        "source: missing: a rollback needs [source] with transcript",
     );
     assert_contains(
         &kind("\"shred\""),
@@ -153,7 +153,7 @@ fn kinds_rotation_and_valid_for_are_checked() {
         &problems(&format!(
             "{rotate}\n[rotation]\nstrategy = \"alias-swap\"\n"
         )),
-        "rotation.strategy: \"alias-swap\" is not implemented in this version of byok",
+        "kms.key: target 0 (alias/byok-demo): strategy = \"alias-swap\" needs previous_key, the ARN of the key the alias names now",
     );
     assert_contains(
         &problems(&format!(
@@ -599,7 +599,7 @@ fn target_lists_give_exact_messages() {
                 "[import]",
                 "[kms.rates]\nGetParametersForImport = 0\nDescribeKeys = 5\n\n[import]",
             ),
-            "ceremony file c.toml is invalid (2 problems); fix it and run `byok check` again:\n  c.toml:18: kms.rates.DescribeKeys: unknown KMS operation; expected one of DescribeKey, CreateKey, CreateAlias, ListKeys, GetParametersForImport, ImportKeyMaterial, ListKeyRotations, Encrypt, Decrypt, RotateKeyOnDemand\n  c.toml:17: kms.rates.GetParametersForImport: expected requests per second, a number above 0 (e.g. 1 or 0.25), found 0".into(),
+            "ceremony file c.toml is invalid (2 problems); fix it and run `byok check` again:\n  c.toml:18: kms.rates.DescribeKeys: unknown KMS operation; expected one of DescribeKey, CreateKey, CreateAlias, ListKeys, GetParametersForImport, ImportKeyMaterial, ListKeyRotations, Encrypt, Decrypt, RotateKeyOnDemand, UpdateAlias, ListResourceTags\n  c.toml:17: kms.rates.GetParametersForImport: expected requests per second, a number above 0 (e.g. 1 or 0.25), found 0".into(),
         ),
     ];
     for (name, text, expected) in cases {
@@ -699,5 +699,126 @@ fn an_unset_custodian_module_env_is_named_with_what_to_export() {
         format!(
             "custodian[1].module_env names the environment variable {VAR}, which is not set; export {VAR}=/path/to/module.so"
         )
+    );
+}
+
+const PREVIOUS: &str =
+    "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+/// BASE as an alias swap of `[[target]]` tables (`targets`: the TOML of the tables).
+fn alias_swap(targets: &str) -> String {
+    BASE.replace(
+        "operator = \"Alice\"",
+        "operator = \"Alice\"\nkind = \"rotate\"",
+    )
+    .replace("key = \"alias/byok-demo\"\n", "")
+        + "\n[rotation]\nstrategy = \"alias-swap\"\n"
+        + targets
+}
+
+/// BASE as a rollback: no [import], a [source], and `targets`.
+fn rollback(extra: &str) -> String {
+    let base = BASE
+        .replace(
+            "operator = \"Alice\"",
+            "operator = \"Alice\"\nkind = \"rollback\"",
+        )
+        .replace("key = \"alias/byok-demo\"\n", "");
+    let start = base.find("[import]").unwrap();
+    let end = base.find("[dual_control]").unwrap();
+    format!(
+        "{}{}\n[source]\ntranscript = \"swap.jsonl\"\nlast_line_sha256 = \"{}\"\n\n[[target]]\nkey = \"alias/byok-demo\"\n{extra}",
+        &base[..start],
+        &base[end..],
+        "AB".repeat(32)
+    )
+}
+
+#[test]
+fn alias_swap_and_rollback_files_are_checked() {
+    let target = |key: &str, previous: &str| {
+        format!("\n[[target]]\nkey = \"{key}\"\nprevious_key = \"{previous}\"\n")
+    };
+    // A valid alias swap: the description and tags are for the new key.
+    let text = alias_swap(&format!(
+        "{}description = \"new\"\ntags = {{ team = \"db\" }}\n",
+        target("alias/byok-demo", PREVIOUS)
+    ));
+    let c = byok::spec::parse(Path::new("c.toml"), &text, NOW).unwrap();
+    assert_eq!(c.import.kind.strategy(), Some("alias-swap"));
+    let swap = c.targets[0].swap.as_ref().unwrap();
+    assert_eq!(swap.previous_key, PREVIOUS);
+    assert_eq!(swap.description.as_deref(), Some("new"));
+    assert_eq!(swap.tags.get("team").map(String::as_str), Some("db"));
+    // previous_key is a full key ARN in the alias's region.
+    for bad in [
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+        "alias/other",
+        "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    ] {
+        assert_contains(
+            &problems(&alias_swap(&target("alias/byok-demo", bad))),
+            "target 0: previous_key must be the full ARN of the key alias/byok-demo names now (arn:aws:kms:us-east-1:ACCOUNT:key/ID)",
+        );
+    }
+    // The target of an alias swap is an alias.
+    assert_contains(
+        &problems(&alias_swap(&target(PREVIOUS, PREVIOUS))),
+        "target.key: target 0: an alias swap moves an alias, so the target must be alias/NAME",
+    );
+    // No product form: each target needs its own previous_key.
+    assert_contains(
+        &problems(&alias_swap(
+            "\n[targets]\nservices = [\"s3\"]\nenvironments = [\"prod\"]\nkey = \"alias/{service}-{environment}\"\n",
+        )),
+        "targets.key: strategy = \"alias-swap\" needs each target's previous_key: list the targets as [[target]] tables",
+    );
+    // previous_key belongs to alias swaps only.
+    let plain =
+        BASE.replace("key = \"alias/byok-demo\"\n", "") + &target("alias/byok-demo", PREVIOUS);
+    assert_contains(
+        &problems(&plain),
+        "target 0: previous_key is for kind = \"rotate\" with strategy = \"alias-swap\"; remove it",
+    );
+
+    // A valid rollback; its source path is relative to the ceremony file.
+    let c = byok::spec::parse(Path::new("/srv/ceremonies/c.toml"), &rollback(""), NOW).unwrap();
+    assert_eq!(c.import.kind, byok::spec::Kind::Rollback);
+    let src = c.source_transcript.unwrap();
+    assert_eq!(src.path, Path::new("/srv/ceremonies/swap.jsonl"));
+    assert_eq!(src.last_line_sha256, "ab".repeat(32), "lower-cased");
+    // A rollback imports nothing and keeps nothing.
+    let with_import = rollback("").replace(
+        "[source]",
+        "[import]\nexpiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"\n\n[source]",
+    );
+    assert_contains(
+        &problems(&with_import),
+        "import: a rollback imports nothing; remove [import]",
+    );
+    assert_contains(
+        &problems(&rollback("").replace(
+            "audit_key_label = \"byok-audit\"",
+            "audit_key_label = \"byok-audit\"\nkeep_key_label = \"k\"",
+        )),
+        "hsm.keep_key_label: a rollback generates no key to keep",
+    );
+    assert_contains(
+        &problems(&rollback("").replace("last_line_sha256 = \"", "last_line_sha256 = \"x")),
+        "source.last_line_sha256: expected the 64 hex digits",
+    );
+    assert_contains(
+        &problems(&rollback(
+            "\n[[target]]\nkey = \"1234abcd-12ab-34cd-56ef-1234567890ab\"\n",
+        )),
+        "a rollback moves an alias, so the target must be alias/NAME",
+    );
+    // [source] belongs to rollbacks; every other kind needs [import].
+    assert_contains(
+        &problems(&format!(
+            "{BASE}\n[source]\ntranscript = \"t\"\nlast_line_sha256 = \"{}\"\n",
+            "a".repeat(64)
+        )),
+        "source: is for kind = \"rollback\"",
     );
 }

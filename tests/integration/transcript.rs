@@ -835,11 +835,13 @@ mod v2 {
                     region: "us-east-1".into(),
                     create: false,
                     keep_key_label: None,
+                    previous_key: None,
                 })
                 .collect(),
             kms_concurrency: 4,
             resumes: None,
             kind: None,
+            strategy: None,
         }
     }
 

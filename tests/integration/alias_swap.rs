@@ -1,0 +1,357 @@
+//! `kind = "rotate"` with `strategy = "alias-swap"`, then `kind = "rollback"`, against
+//! LocalStack on the token under test, with 2-of-3 dual control: two keys first imported by
+//! byok, each alias moved to a new key byok creates and imports into, then moved back. Which
+//! key each alias names, the keys' states, origins and tags are read back from KMS here, not
+//! taken from byok's records.
+
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+
+use crate::common::{
+    SoftHsm, TestKms, assert_contains, ceremony_pinned_as, rand_u32, reference_verify,
+    run_with_stdin, stderr, stdout,
+};
+
+fn run(hsm: &SoftHsm, file: &Path, transcript: &Path, stdin: &str) -> std::process::Output {
+    let mut cmd = hsm.byok();
+    cmd.arg("run").arg(file).arg("--transcript").arg(transcript);
+    run_with_stdin(cmd, stdin)
+}
+
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn count(recs: &[serde_json::Value], kind: &str) -> usize {
+    recs.iter().filter(|r| r["type"] == kind).count()
+}
+
+/// SHA-256 of a transcript's last line, computed here.
+fn last_line_sha256(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let last = text.lines().last().unwrap();
+    hex::encode(sha2::Sha256::digest(last.as_bytes()))
+}
+
+fn verify(hsm: &SoftHsm, t: &Path) -> String {
+    let v = hsm
+        .byok()
+        .arg("verify")
+        .arg(t)
+        .args(["--audit-key-sha256", &hsm.audit_sha256])
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    stdout(&v)
+}
+
+/// Two keys `alias/<prefix>-{s3,rds}-prod`, created (with tags) and imported by byok.
+fn imported_pair(hsm: &SoftHsm) -> Vec<String> {
+    let prefix = format!("a{:08x}", rand_u32());
+    let key = format!("\"alias/{prefix}-{{service}}-{{environment}}\"");
+    let file = ceremony_pinned_as(
+        hsm,
+        "fleet-product.toml",
+        &format!("import-{prefix}.toml"),
+        &[
+            ("targets.key", key.as_str()),
+            ("targets.services", "[\"s3\", \"rds\"]"),
+            ("targets.environments", "[\"prod\"]"),
+        ],
+    );
+    let out = run(
+        hsm,
+        &file,
+        &hsm.path(&format!("import-{prefix}.jsonl")),
+        &hsm.all_answers(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    vec![
+        format!("alias/{prefix}-s3-prod"),
+        format!("alias/{prefix}-rds-prod"),
+    ]
+}
+
+/// `ceremonies/fleet-alias-swap.toml` for `aliases`, each with its `previous_key`.
+fn swap_file(hsm: &SoftHsm, name: &str, aliases: &[String], previous: &[String]) -> PathBuf {
+    let values: Vec<(String, String)> = aliases
+        .iter()
+        .zip(previous)
+        .enumerate()
+        .flat_map(|(i, (a, p))| {
+            [
+                (format!("target[{i}].key"), format!("\"{a}\"")),
+                (format!("target[{i}].previous_key"), format!("\"{p}\"")),
+            ]
+        })
+        .collect();
+    let set: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    ceremony_pinned_as(hsm, "fleet-alias-swap.toml", name, &set)
+}
+
+/// `ceremonies/fleet-rollback.toml` for `aliases`, from `source` pinned as `pin`.
+fn rollback_file(
+    hsm: &SoftHsm,
+    name: &str,
+    aliases: &[String],
+    source: &Path,
+    pin: &str,
+) -> PathBuf {
+    let mut values = vec![
+        (
+            "source.transcript".to_string(),
+            format!("\"{}\"", source.display()),
+        ),
+        ("source.last_line_sha256".to_string(), format!("\"{pin}\"")),
+    ];
+    for (i, a) in aliases.iter().enumerate() {
+        values.push((format!("target[{i}].key"), format!("\"{a}\"")));
+    }
+    let set: Vec<(&str, &str)> = values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    ceremony_pinned_as(hsm, "fleet-rollback.toml", name, &set)
+}
+
+#[test]
+fn aliases_move_to_new_keys_and_back_and_both_keys_stay_enabled() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let aliases = imported_pair(&hsm);
+    let old: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
+    // Made under the old keys, through the aliases, by the test.
+    let before: Vec<Vec<u8>> = aliases
+        .iter()
+        .map(|a| kms.encrypt(a, a.as_bytes()))
+        .collect();
+
+    // --- alias swap
+    let file = swap_file(&hsm, "swap.toml", &aliases, &old);
+    let check = hsm.byok().arg("check").arg(&file).output().unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert_contains(
+        &stdout(&check),
+        "ListResourceTags (the previous key); then CreateKey",
+    );
+    assert_contains(&stdout(&check), "UpdateAlias");
+    let swap_t = hsm.path("swap.jsonl");
+    let answers = format!("{}{}", hsm.all_answers(), hsm.approve(&["Bob", "Carol"]));
+    let out = run(&hsm, &file, &swap_t, &answers);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "byok? select approver-swap: Custodian approving the swap (1 of 2)",
+    );
+
+    let new: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
+    for (i, alias) in aliases.iter().enumerate() {
+        assert_ne!(new[i], old[i], "{alias} still names the old key");
+        assert!(!old.contains(&new[i]), "{alias} names another old key");
+        assert_eq!(kms.state(&new[i]), "Enabled");
+        assert_eq!(kms.origin(&new[i]), "EXTERNAL");
+        assert_eq!(kms.state(&old[i]), "Enabled", "the old key stays Enabled");
+        // The old key still decrypts what it encrypted; the alias now encrypts under the new.
+        assert_eq!(kms.decrypt(&old[i], &before[i]), alias.as_bytes());
+        assert!(kms.round_trip(alias));
+        let ct = kms.encrypt(alias, b"after the swap");
+        assert_eq!(kms.decrypt(&new[i], &ct), b"after the swap");
+        // The old key's tags were copied; the file's extra tag (target 0) is laid on top.
+        let old_tags = kms.tags(&old[i]);
+        let new_tags = kms.tags(&new[i]);
+        for (k, v) in old_tags.iter().filter(|(k, _)| k != "byok:ceremony-target") {
+            assert!(
+                new_tags.contains(&(k.clone(), v.clone())),
+                "{alias}: tag {k}={v} not copied: {new_tags:?}"
+            );
+        }
+        assert!(new_tags.iter().any(|(k, _)| k == "service"), "{new_tags:?}");
+        assert!(
+            new_tags.contains(&(
+                "byok:ceremony-target".into(),
+                format!("prod-2027-alias-swap {alias}")
+            )),
+            "{new_tags:?}"
+        );
+    }
+    assert!(
+        kms.tags(&new[0])
+            .contains(&("rotation".into(), "2027".into()))
+    );
+    assert!(!kms.tags(&new[1]).iter().any(|(k, _)| k == "rotation"));
+
+    let recs = records(&swap_t);
+    assert_eq!(count(&recs, "alias_preflight"), 2);
+    assert_eq!(count(&recs, "key_created"), 2);
+    assert_eq!(count(&recs, "key_imported"), 2);
+    assert_eq!(count(&recs, "swap_confirmed"), 1);
+    assert_eq!(count(&recs, "alias_updated"), 2);
+    assert_eq!(count(&recs, "alias_verified"), 2);
+    assert_eq!(count(&recs, "approval"), 6, "two per approval point");
+    // Both ARNs are recorded for each alias, as KMS reports them.
+    for r in recs.iter().filter(|r| r["type"] == "alias_updated") {
+        let i = r["data"]["target_index"].as_u64().unwrap() as usize;
+        assert_eq!(r["data"]["from_key_arn"], old[i].as_str());
+        assert_eq!(r["data"]["to_key_arn"], new[i].as_str());
+    }
+    let finished = &recs.last().unwrap()["data"]["targets"];
+    assert!(
+        finished
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "swapped"),
+        "{finished}"
+    );
+    assert_contains(&verify(&hsm, &swap_t), "approved        swap: Bob, Carol");
+    assert_contains(
+        &reference_verify(&swap_t, &hsm.audit_sha256),
+        "approved swap: Bob, Carol",
+    );
+
+    // --- rollback, from the verified alias-swap transcript
+    let pin = last_line_sha256(&swap_t);
+    let file = rollback_file(&hsm, "rollback.toml", &aliases, &swap_t, &pin);
+    let check = hsm.byok().arg("check").arg(&file).output().unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    let back_t = hsm.path("rollback.jsonl");
+    let answers = format!("{}{}", hsm.through_plan(), hsm.approve(&["Alice", "Carol"]));
+    let out = run(&hsm, &file, &back_t, &answers);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    for (i, alias) in aliases.iter().enumerate() {
+        assert_eq!(kms.arn(alias), old[i], "{alias} is back on the old key");
+        assert_eq!(kms.state(&old[i]), "Enabled");
+        assert_eq!(kms.state(&new[i]), "Enabled", "the new key stays Enabled");
+        let ct = kms.encrypt(alias, b"after the rollback");
+        assert_eq!(kms.decrypt(&old[i], &ct), b"after the rollback");
+    }
+    let recs = records(&back_t);
+    assert_eq!(count(&recs, "source_verified"), 1);
+    assert_eq!(recs[2]["type"], "source_verified");
+    assert_eq!(recs[2]["data"]["last_line_sha256"], pin.as_str());
+    assert_eq!(
+        count(&recs, "key_generated"),
+        0,
+        "a rollback generates nothing"
+    );
+    assert_eq!(count(&recs, "key_imported"), 0);
+    assert_eq!(count(&recs, "alias_updated"), 2);
+    assert_eq!(count(&recs, "approval"), 4);
+    let finished = &recs.last().unwrap()["data"]["targets"];
+    assert!(
+        finished
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "rolled_back"),
+        "{finished}"
+    );
+    assert_contains(&verify(&hsm, &back_t), "approved        swap: Alice, Carol");
+    assert_contains(
+        &reference_verify(&back_t, &hsm.audit_sha256),
+        "approved swap: Alice, Carol",
+    );
+}
+
+#[test]
+fn an_alias_that_names_another_key_is_refused_before_any_approval() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let aliases = imported_pair(&hsm);
+    let old: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
+    // The file says alias 0 names key 1.
+    let wrong = vec![old[1].clone(), old[1].clone()];
+    let file = swap_file(&hsm, "wrong.toml", &aliases, &wrong);
+    let t = hsm.path("wrong.jsonl");
+    let out = run(&hsm, &file, &t, &format!("{}\n", hsm.pin));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "{} names key {}, not {} (previous_key in the ceremony file)",
+            aliases[0], old[0], old[1]
+        ),
+    );
+    assert!(!stderr(&out).contains("approver-plan"), "{}", stderr(&out));
+    let recs = records(&t);
+    assert_eq!(count(&recs, "approval"), 0);
+    assert_eq!(count(&recs, "key_created"), 0);
+    assert_eq!(recs.last().unwrap()["data"]["step"], "kms_preflight");
+    // Nothing moved.
+    for (a, o) in aliases.iter().zip(&old) {
+        assert_eq!(&kms.arn(a), o);
+    }
+}
+
+#[test]
+fn a_rollback_refuses_a_source_it_cannot_trust_and_an_alias_moved_since() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let aliases = imported_pair(&hsm);
+    let old: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
+    let swap_t = hsm.path("swap.jsonl");
+    let file = swap_file(&hsm, "swap.toml", &aliases, &old);
+    let answers = format!("{}{}", hsm.all_answers(), hsm.approve(&["Bob", "Carol"]));
+    let out = run(&hsm, &file, &swap_t, &answers);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
+    let pin = last_line_sha256(&swap_t);
+
+    let attempt = |name: &str, source: &Path, pin: &str| {
+        let file = rollback_file(&hsm, &format!("{name}.toml"), &aliases, source, pin);
+        let t = hsm.path(&format!("{name}.jsonl"));
+        let out = run(&hsm, &file, &t, &format!("{}\n", hsm.pin));
+        assert_eq!(out.status.code(), Some(3), "{name}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("approver-plan"), "{}", stderr(&out));
+        assert_eq!(count(&records(&t), "approval"), 0);
+        stderr(&out)
+    };
+    // The wrong fingerprint.
+    let err = attempt("wrong-pin", &swap_t, &"ab".repeat(32));
+    assert_contains(&err, "but the ceremony file pins");
+    // A transcript whose one byte changed (re-signing needs the audit key: this is the
+    // chain and signature check of the source).
+    let text = std::fs::read_to_string(&swap_t).unwrap();
+    let tampered = hsm.path("tampered-source.jsonl");
+    std::fs::write(&tampered, text.replacen("\"swapped\"", "\"swappeD\"", 1)).unwrap();
+    let err = attempt("tampered", &tampered, &last_line_sha256(&tampered));
+    assert_contains(&err, "is INVALID at line");
+    // A transcript of another kind: the import of the two keys.
+    let import_t = std::fs::read_dir(hsm.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("import-")
+                && p.extension().is_some_and(|x| x == "jsonl")
+        })
+        .unwrap();
+    let err = attempt("import-source", &import_t, &last_line_sha256(&import_t));
+    assert_contains(
+        &err,
+        "a rollback undoes a kind = \"rotate\", strategy = \"alias-swap\"",
+    );
+    // Someone moved alias 0 elsewhere since the swap: nothing is moved.
+    kms.update_alias(&aliases[0], &old[1]);
+    let err = attempt("moved", &swap_t, &pin);
+    assert_contains(
+        &err,
+        &format!(
+            "{} names key {}, not {} (the key the source ceremony moved it to)",
+            aliases[0], old[1], new[0]
+        ),
+    );
+    assert_eq!(kms.arn(&aliases[0]), old[1]);
+    assert_eq!(kms.arn(&aliases[1]), new[1]);
+    let _ = rand_u32();
+}
