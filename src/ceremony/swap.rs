@@ -149,7 +149,7 @@ enum PreEvent {
         index: usize,
         info: KeyInfo,
         tags: BTreeMap<String, String>,
-        restore: Option<KeyInfo>,
+        restore: Option<Box<KeyInfo>>,
     },
     Failed {
         index: usize,
@@ -192,7 +192,7 @@ pub(super) fn preflight(run: &mut Run<'_>) -> Result<(), Error> {
             let mut restore = None;
             if info.arn == job.expected {
                 match &job.restore {
-                    Some(arn) => restore = Some(kms.describe_key(arn)?),
+                    Some(arn) => restore = Some(Box::new(kms.describe_key(arn)?)),
                     None => tags = kms.list_resource_tags(&info.arn)?,
                 }
             }
