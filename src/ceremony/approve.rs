@@ -180,13 +180,16 @@ pub(super) fn approve(
             }
             run.prompter
                 .say(&format!("  Statement ({point}) SHA-256:\n    {digest}"));
-            let (id, question) = if point == quorum::ROTATE {
-                (
+            let (id, question) = match point {
+                quorum::ROTATE => (
                     "confirm-rotate",
                     "Make the imported material current (RotateKeyOnDemand)?",
-                )
-            } else {
-                ("confirm-import", "Import this key material into KMS?")
+                ),
+                quorum::SWAP => (
+                    "confirm-swap",
+                    "Point these aliases at the other keys (UpdateAlias)?",
+                ),
+                _ => ("confirm-import", "Import this key material into KMS?"),
             };
             if !run.prompter.confirm(id, question)? {
                 return Err(Error::Declined {

@@ -19,7 +19,7 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
         }
     };
     let expiry = match c.import.expiration.valid_to() {
-        Some(t) => format!("expires {}", crate::rfc3339::format(t)),
+        Some(t) => format!("expires {}{}", crate::rfc3339::format(t), expiry_warning(c)),
         None => "does not expire (KEY_MATERIAL_DOES_NOT_EXPIRE)".to_string(),
     };
     let quorum = match &c.dual_control {
@@ -130,6 +130,23 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
     out
 }
 
+/// What expiring material risks, for the plan and its approval screen: KMS makes the whole
+/// key `PendingImport` when any one of its materials expires or is deleted.
+fn expiry_warning(c: &Ceremony) -> String {
+    let mut out = String::new();
+    if matches!(c.import.kind, crate::spec::Kind::Rotate { .. }) {
+        out.push_str(
+            "\n                  WARNING: when this material expires (or any one material of a key is deleted), KMS makes the WHOLE key PendingImport: nothing encrypted under it decrypts, under any of its materials, until the material is imported again",
+        );
+    }
+    if c.hsm.keep_key_label.is_none() {
+        out.push_str(
+            "\n                  WARNING: no copy is kept (no hsm.keep_key_label): after ValidTo the material cannot be imported again, and what it protects is lost for good",
+        );
+    }
+    out
+}
+
 /// Human-readable plan of a validated ceremony.
 pub fn render(c: &Ceremony) -> String {
     let module = c.hsm.module.to_string();
@@ -140,9 +157,10 @@ pub fn render(c: &Ceremony) -> String {
     };
     let expiry = match c.import.expiration.valid_to() {
         Some(t) => format!(
-            "{} (ValidTo {})",
+            "{} (ValidTo {}){}",
             c.import.expiration.model(),
-            crate::rfc3339::format(t)
+            crate::rfc3339::format(t),
+            expiry_warning(c)
         ),
         None => c.import.expiration.model().to_string(),
     };

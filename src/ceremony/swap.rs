@@ -56,6 +56,14 @@ pub(super) fn source(run: &mut Run<'_>) -> Result<(), Error> {
             path.display()
         ))
     })?;
+    // A rehearsal's transcript is signed by the audit key alone: whoever holds the HSM PIN
+    // could write one. Only a rehearsal may roll one back.
+    if report.quorum.is_none() && !matches!(c.dual_control, DualControl::Off) {
+        return Err(refused(format!(
+            "the source transcript {} is of a rehearsal (dual control off), which the audit key alone signed; a dual-controlled rollback works only from a dual-controlled alias swap",
+            path.display()
+        )));
+    }
     if report.last_line_sha256 != pin.last_line_sha256 {
         return Err(refused(format!(
             "the source transcript {}'s last line has SHA-256 {}, but the ceremony file pins {} (source.last_line_sha256); name the transcript whose fingerprint the custodians wrote down",
@@ -337,6 +345,8 @@ enum Event {
     Failed {
         index: usize,
         error: Box<Error>,
+        /// UpdateAlias may have moved the alias: KMS could not tell.
+        uncertain: bool,
     },
 }
 
@@ -428,6 +438,7 @@ fn move_one(kms: &dyn Kms, job: Job, tx: &Sender<Event>) -> bool {
     let failed = |error: Error| Event::Failed {
         index,
         error: Box::new(error),
+        uncertain: false,
     };
     // Read again just before the write: the alias must still name the key the custodians
     // approved moving it from.
@@ -486,11 +497,15 @@ fn move_one(kms: &dyn Kms, job: Job, tx: &Sender<Event>) -> bool {
             return false;
         }
         Err((_, evidence)) => {
-            let _ = tx.send(failed(refused(format!(
-                "UpdateAlias of {} has an unknown outcome, and it is never sent again: {}; check which key the alias names (DescribeKey) before anything else",
-                job.alias,
-                evidence.join("; ")
-            ))));
+            let _ = tx.send(Event::Failed {
+                index,
+                error: Box::new(refused(format!(
+                    "UpdateAlias of {} has an unknown outcome, and it is never sent again: {}; check which key the alias names (DescribeKey) before anything else",
+                    job.alias,
+                    evidence.join("; ")
+                ))),
+                uncertain: true,
+            });
             return false;
         }
     }
@@ -613,8 +628,15 @@ fn handle(run: &mut Run<'_>, statement: &SwapStatement, event: Event) -> Result<
             ));
             Ok(())
         }
-        Event::Failed { index, error } => {
+        Event::Failed {
+            index,
+            error,
+            uncertain,
+        } => {
             run.fail_at(index);
+            if uncertain {
+                run.targets[index].status = Status::Uncertain;
+            }
             Err(*error)
         }
     }

@@ -355,3 +355,231 @@ fn a_rollback_refuses_a_source_it_cannot_trust_and_an_alias_moved_since() {
     assert_eq!(kms.arn(&aliases[1]), new[1]);
     let _ = rand_u32();
 }
+
+/// LocalStack, except that UpdateAlias's answer is lost: after doing it (`perform`), or
+/// without doing it. Counts the UpdateAlias calls it is sent.
+struct LostUpdate {
+    real: byok::kms::AwsKms,
+    perform: bool,
+    updates: std::sync::Mutex<Vec<String>>,
+}
+
+impl byok::kms::Kms for LostUpdate {
+    fn describe_key(&self, key: &str) -> Result<byok::kms::KeyInfo, byok::kms::KmsError> {
+        self.real.describe_key(key)
+    }
+    fn create_key(
+        &self,
+        d: &str,
+        t: &std::collections::BTreeMap<String, String>,
+    ) -> Result<byok::kms::KeyInfo, byok::kms::KmsError> {
+        self.real.create_key(d, t)
+    }
+    fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), byok::kms::KmsError> {
+        self.real.create_alias(alias, key_arn)
+    }
+    fn update_alias(&self, alias: &str, key_arn: &str) -> Result<(), byok::kms::KmsError> {
+        self.updates.lock().unwrap().push(alias.to_string());
+        if self.perform {
+            self.real.update_alias(alias, key_arn)?;
+        }
+        Err(byok::kms::KmsError {
+            operation: "UpdateAlias",
+            failure: byok::kms::KmsFailure::NoAnswer,
+            code: None,
+            status: None,
+            message: "timed out after 30 s (test double)".into(),
+        })
+    }
+    fn list_resource_tags(
+        &self,
+        key_arn: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, byok::kms::KmsError> {
+        self.real.list_resource_tags(key_arn)
+    }
+    fn find_tagged_keys(&self, k: &str, v: &str) -> Result<Vec<String>, byok::kms::KmsError> {
+        self.real.find_tagged_keys(k, v)
+    }
+    fn get_parameters_for_import(
+        &self,
+        key_arn: &str,
+        a: byok::wrap::WrappingAlgorithm,
+        s: byok::wrap::WrappingKeySpec,
+    ) -> Result<byok::kms::ImportParameters, byok::kms::KmsError> {
+        self.real.get_parameters_for_import(key_arn, a, s)
+    }
+    fn import_key_material(
+        &self,
+        key_arn: &str,
+        token: &byok::kms::ImportToken,
+        blob: &[u8],
+        e: byok::kms::Expiration,
+        t: byok::kms::ImportType,
+        d: Option<&str>,
+    ) -> Result<Option<String>, byok::kms::KmsError> {
+        self.real.import_key_material(key_arn, token, blob, e, t, d)
+    }
+    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), byok::kms::KmsError> {
+        self.real.rotate_key_on_demand(key_arn)
+    }
+    fn list_key_materials(
+        &self,
+        key_arn: &str,
+    ) -> Result<Vec<byok::kms::KeyMaterialInfo>, byok::kms::KmsError> {
+        self.real.list_key_materials(key_arn)
+    }
+    fn encrypt(&self, key_arn: &str, p: &[u8]) -> Result<Vec<u8>, byok::kms::KmsError> {
+        self.real.encrypt(key_arn, p)
+    }
+    fn decrypt(&self, key_arn: &str, c: &[u8]) -> Result<(Vec<u8>, String), byok::kms::KmsError> {
+        self.real.decrypt(key_arn, c)
+    }
+}
+
+/// A rollback run in-process against `kms`, approved 2-of-3; returns the result and records.
+fn rollback_in_process(
+    hsm: &SoftHsm,
+    file: &Path,
+    transcript: &Path,
+    kms: &LostUpdate,
+) -> (
+    Result<byok::ceremony::Outcome, byok::Error>,
+    Vec<serde_json::Value>,
+) {
+    use byok::prompt::Answer;
+    hsm.use_in_process();
+    let c = byok::spec::load(file, time::OffsetDateTime::now_utc()).unwrap();
+    let token = byok::hsm::Pkcs11Hsm::open_path(
+        Path::new(&hsm.kind.module()),
+        &byok::hsm::TokenSelector::Label("byok-hsm".into()),
+    )
+    .unwrap();
+    let mut answers = vec![Answer::Secret("hsm-pin", hsm.pin.clone())];
+    for (point, names) in [("plan", ["Alice", "Bob"]), ("swap", ["Alice", "Carol"])] {
+        for n in names {
+            answers.extend([
+                Answer::Select(
+                    if point == "plan" {
+                        "approver-plan"
+                    } else {
+                        "approver-swap"
+                    },
+                    n.to_string(),
+                ),
+                Answer::Confirm(
+                    if point == "plan" {
+                        "approve-plan"
+                    } else {
+                        "approve-swap"
+                    },
+                    true,
+                ),
+                Answer::Secret("custodian-pin", hsm.custodian(n).pin.clone()),
+            ]);
+        }
+    }
+    let mut prompter = byok::prompt::ScriptedPrompter::new(answers);
+    let custodians = byok::hsm::Pkcs11Custodians::for_hsm(&token);
+    let clock = time::OffsetDateTime::now_utc;
+    let result = byok::ceremony::run(
+        &c,
+        byok::ceremony::Env {
+            hsm: &token,
+            kms,
+            custodians: &custodians,
+            prompter: &mut prompter,
+            now: &clock,
+        },
+        transcript,
+        &byok::ceremony::RunOptions::default(),
+    );
+    drop(custodians);
+    drop(token);
+    (result, records(transcript))
+}
+
+#[test]
+fn a_lost_update_alias_answer_is_asked_of_kms_never_resent() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let aliases = imported_pair(&hsm);
+    let old: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
+    let swap_t = hsm.path("swap.jsonl");
+    let file = swap_file(&hsm, "swap.toml", &aliases, &old);
+    let answers = format!("{}{}", hsm.all_answers(), hsm.approve(&["Bob", "Carol"]));
+    let out = run(&hsm, &file, &swap_t, &answers);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
+    let pin = last_line_sha256(&swap_t);
+
+    // The answer is lost, but KMS did it: DescribeKey of the alias settles it.
+    let done = LostUpdate {
+        real: byok::kms::AwsKms::new("us-east-1").unwrap(),
+        perform: true,
+        updates: Default::default(),
+    };
+    let file = rollback_file(&hsm, "back.toml", &aliases, &swap_t, &pin);
+    let t = hsm.path("back.jsonl");
+    let (result, recs) = rollback_in_process(&hsm, &file, &t, &done);
+    result.unwrap_or_else(|e| panic!("{}", byok::ceremony::chain(&e)));
+    let mut sent = done.updates.lock().unwrap().clone();
+    sent.sort();
+    let mut want = aliases.clone();
+    want.sort();
+    assert_eq!(sent, want, "one UpdateAlias per alias, never resent");
+    for r in recs.iter().filter(|r| r["type"] == "alias_updated") {
+        assert_eq!(r["data"]["outcome"], "reconciled", "{r}");
+        let evidence = r["data"]["evidence"].to_string();
+        assert!(evidence.contains("UpdateAlias got no answer"), "{evidence}");
+        assert!(evidence.contains("DescribeKey"), "{evidence}");
+    }
+    for (a, o) in aliases.iter().zip(&old) {
+        assert_eq!(&kms.arn(a), o, "KMS says {a} is back");
+    }
+    verify(&hsm, &t);
+    reference_verify(&t, &hsm.audit_sha256);
+
+    // Forward again by hand, then a lost answer that KMS did not act on: the rollback stops,
+    // the outcome is recorded as uncertain, and UpdateAlias is not sent a second time.
+    for (a, n) in aliases.iter().zip(&new) {
+        kms.update_alias(a, n);
+    }
+    let lost = LostUpdate {
+        real: byok::kms::AwsKms::new("us-east-1").unwrap(),
+        perform: false,
+        updates: Default::default(),
+    };
+    let file = rollback_file(&hsm, "lost.toml", &aliases, &swap_t, &pin);
+    let t = hsm.path("lost.jsonl");
+    let (result, recs) = rollback_in_process(&hsm, &file, &t, &lost);
+    let err = byok::ceremony::chain(&result.err().expect("the rollback stops"));
+    assert!(
+        err.contains("has an unknown outcome, and it is never sent again"),
+        "{err}"
+    );
+    assert!(
+        err.contains("names arn:"),
+        "the DescribeKey evidence: {err}"
+    );
+    let sent = lost.updates.lock().unwrap().clone();
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(sent.len(), unique.len(), "never resent: {sent:?}");
+    let last = recs.last().unwrap();
+    assert_eq!(last["type"], "ceremony_aborted");
+    assert_eq!(last["data"]["step"], "swap");
+    assert!(
+        last["data"]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["status"] == "uncertain"),
+        "{last}"
+    );
+    assert_eq!(count(&recs, "alias_updated"), 0);
+    for (a, n) in aliases.iter().zip(&new) {
+        assert_eq!(&kms.arn(a), n, "KMS says {a} did not move");
+    }
+    verify(&hsm, &t);
+}

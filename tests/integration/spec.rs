@@ -822,3 +822,31 @@ fn alias_swap_and_rollback_files_are_checked() {
         "source: is for kind = \"rollback\"",
     );
 }
+
+#[test]
+fn check_warns_that_expiring_material_can_make_the_whole_key_pending_import() {
+    let expiring = |extra: &str| {
+        BASE.replace(
+            "expiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"",
+            "expiration = \"KEY_MATERIAL_EXPIRES\"\nvalid_for = \"30d\"",
+        )
+        .replace(
+            "operator = \"Alice\"",
+            &format!("operator = \"Alice\"{extra}"),
+        )
+    };
+    let plan = |text: &str| {
+        byok::ceremony::plan::render(&byok::spec::parse(Path::new("c.toml"), text, NOW).unwrap())
+    };
+    let rotate = plan(&expiring("\nkind = \"rotate\""));
+    assert_contains(
+        &rotate,
+        "WARNING: when this material expires (or any one material of a key is deleted), KMS makes the WHOLE key PendingImport",
+    );
+    assert_contains(&rotate, "WARNING: no copy is kept (no hsm.keep_key_label)");
+    let import = plan(&expiring(""));
+    assert!(!import.contains("WHOLE key"), "{import}");
+    assert_contains(&import, "WARNING: no copy is kept");
+    // Material that does not expire needs neither warning.
+    assert!(!plan(BASE).contains("WARNING"), "{}", plan(BASE));
+}
