@@ -552,7 +552,7 @@ fn a_lost_update_alias_answer_is_asked_of_kms_never_resent() {
     let file = rollback_file(&hsm, "lost.toml", &aliases, &swap_t, &pin);
     let t = hsm.path("lost.jsonl");
     let (result, recs) = rollback_in_process(&hsm, &file, &t, &lost);
-    let err = byok::ceremony::chain(&result.err().expect("the rollback stops"));
+    let err = byok::ceremony::chain(&result.expect_err("the rollback stops"));
     assert!(
         err.contains("has an unknown outcome, and it is never sent again"),
         "{err}"
