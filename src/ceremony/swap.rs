@@ -559,8 +559,13 @@ fn handle(run: &mut Run<'_>, statement: &SwapStatement, event: Event) -> Result<
                     "target {index} moved but not in the swap statement; this is a bug in byok"
                 )));
             };
-            run.targets[index].status = match run.ceremony.import.kind {
-                Kind::Rollback => Status::RolledBack,
+            let t = &mut run.targets[index];
+            t.status = match run.ceremony.import.kind {
+                // A rollback's outcome names the key the alias names again.
+                Kind::Rollback => {
+                    t.arn = Some(e.to_key_arn.clone());
+                    Status::RolledBack
+                }
                 _ => Status::Swapped,
             };
             run.record(&AliasUpdated {

@@ -228,6 +228,7 @@ fn aliases_move_to_new_keys_and_back_and_both_keys_stay_enabled() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     for (i, alias) in aliases.iter().enumerate() {
         assert_eq!(kms.arn(alias), old[i], "{alias} is back on the old key");
+        assert_eq!(recs_back_outcome(&back_t, i), old[i]);
         assert_eq!(kms.state(&old[i]), "Enabled");
         assert_eq!(kms.state(&new[i]), "Enabled", "the new key stays Enabled");
         let ct = kms.encrypt(alias, b"after the rollback");
@@ -582,4 +583,13 @@ fn a_lost_update_alias_answer_is_asked_of_kms_never_resent() {
         assert_eq!(&kms.arn(a), n, "KMS says {a} did not move");
     }
     verify(&hsm, &t);
+}
+
+/// The key ARN the final record of `transcript` gives target `i`.
+fn recs_back_outcome(transcript: &Path, i: usize) -> String {
+    let recs = records(transcript);
+    recs.last().unwrap()["data"]["targets"][i]["key_arn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
