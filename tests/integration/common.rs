@@ -69,9 +69,36 @@ pub fn module() -> String {
     TokenKind::under_test().module()
 }
 
+/// Runs the reference verifier of `docs/transcript.md` Appendix A on `transcript`; fails
+/// unless it says INVALID. Returns its message.
+pub fn reference_rejects(transcript: &Path, audit_key_sha256: &str) -> String {
+    let out = reference_run(transcript, audit_key_sha256);
+    assert!(
+        !out.status.success(),
+        "the reference verifier of docs/transcript.md accepts {}: {}",
+        transcript.display(),
+        stdout(&out)
+    );
+    format!("{}{}", stdout(&out), stderr(&out))
+}
+
 /// Runs the reference verifier of `docs/transcript.md` Appendix A (Python and `openssl`, no
 /// byok code) on `transcript`, pinning the audit key; fails unless it says valid.
 pub fn reference_verify(transcript: &Path, audit_key_sha256: &str) -> String {
+    let out = reference_run(transcript, audit_key_sha256);
+    assert!(
+        out.status.success(),
+        "the reference verifier of docs/transcript.md rejects {}: {}{}",
+        transcript.display(),
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.starts_with("valid: "), "{text}");
+    text
+}
+
+fn reference_run(transcript: &Path, audit_key_sha256: &str) -> Output {
     let doc =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/transcript.md"))
             .expect("read docs/transcript.md");
@@ -88,22 +115,12 @@ pub fn reference_verify(transcript: &Path, audit_key_sha256: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("verify_ref.py");
     std::fs::write(&script, &appendix[start..start + len]).expect("write verify_ref.py");
-    let out = Command::new("python3")
+    Command::new("python3")
         .arg(&script)
         .arg(transcript)
         .arg(audit_key_sha256)
         .output()
-        .expect("python3 must be installed");
-    assert!(
-        out.status.success(),
-        "the reference verifier of docs/transcript.md rejects {}: {}{}",
-        transcript.display(),
-        stdout(&out),
-        stderr(&out)
-    );
-    let text = stdout(&out);
-    assert!(text.starts_with("valid: "), "{text}");
-    text
+        .expect("python3 must be installed")
 }
 
 /// Runs OpenSSL with `input` on stdin; fails with its stderr; returns stdout.

@@ -1899,4 +1899,347 @@ mod v2 {
             }
         );
     }
+
+    // --- rollback (alias moves)
+
+    const PREVIOUS: [&str; 2] = [
+        "arn:aws:kms:us-east-1:000000000000:key/p0",
+        "arn:aws:kms:us-east-1:000000000000:key/p1",
+    ];
+    const SOURCE: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
+    /// A 2-of-3 rollback of both targets from an alias swap that moved each alias from
+    /// PREVIOUS[i] to ARNS[i]. `swap` changes the swap statement before the custodians sign
+    /// it; `edit` changes the records before the audit key signs them.
+    fn rollback(
+        k: &Keys,
+        swap: impl FnOnce(&mut quorum::SwapStatement),
+        edit: impl FnOnce(&mut Records),
+    ) -> Records {
+        let file = format!(
+            "{}[source]\ntranscript = \"swap.jsonl\"\nlast_line_sha256 = \"{SOURCE}\"\n",
+            file(k)
+        );
+        let plan = v(&PlanStatement {
+            point: "plan".into(),
+            ceremony_id: "t".into(),
+            ceremony_file_sha256: sha(&file),
+            audit_key_sha256: k.audit.fingerprint(),
+            targets: KEYS.iter().map(|k| k.to_string()).collect(),
+            resumes: None,
+        });
+        let mut started = started(&k.audit, &file);
+        started.kind = Some("rollback".into());
+        let mut opened = hsm_opened();
+        opened.audit_key_sign_only = Some(true);
+        opened.audit_key_usage = Some("sign only".into());
+        let mut statement = quorum::SwapStatement {
+            point: "swap".into(),
+            ceremony_id: "t".into(),
+            kind: "rollback".into(),
+            targets: (0..2)
+                .map(|i| quorum::SwapTarget {
+                    target_index: i as u64,
+                    alias: KEYS[i].into(),
+                    from_key_arn: ARNS[i].into(),
+                    to_key_arn: PREVIOUS[i].into(),
+                })
+                .collect(),
+        };
+        swap(&mut statement);
+        let value = v(&statement);
+        let (a, b, c) = (&k.custodians[0].1, &k.custodians[1].1, &k.custodians[2].1);
+        let mut r: Records = vec![
+            (RecordType::CeremonyStarted, v(&started)),
+            (RecordType::HsmOpened, v(&opened)),
+            (
+                RecordType::SourceVerified,
+                v(&p::SourceVerified {
+                    transcript_name: "swap.jsonl".into(),
+                    last_line_sha256: SOURCE.into(),
+                    records: 33,
+                    ceremony_id: "s".into(),
+                    kind: "rotate".into(),
+                    strategy: Some("alias-swap".into()),
+                    swaps: (0..2)
+                        .map(|i| p::SourceSwap {
+                            alias: KEYS[i].into(),
+                            from_key_arn: PREVIOUS[i].into(),
+                            to_key_arn: ARNS[i].into(),
+                        })
+                        .collect(),
+                }),
+            ),
+        ];
+        for i in 0..2 {
+            r.push((
+                RecordType::AliasPreflight,
+                v(&p::AliasPreflight {
+                    target_index: i as u64,
+                    alias: KEYS[i].into(),
+                    alias_key_arn: ARNS[i].into(),
+                    alias_key_state: "Enabled".into(),
+                    alias_key_enabled: true,
+                    alias_key_origin: "EXTERNAL".into(),
+                    expected_key_arn: ARNS[i].into(),
+                    tags: Default::default(),
+                    restore_key_arn: Some(PREVIOUS[i].into()),
+                    restore_key_state: Some("Enabled".into()),
+                    restore_key_enabled: Some(true),
+                }),
+            ));
+        }
+        r.extend([
+            (RecordType::Approval, v(&approval("A", a, &plan))),
+            (RecordType::Approval, v(&approval("B", b, &plan))),
+            (RecordType::Approval, v(&approval("B", b, &value))),
+            (RecordType::Approval, v(&approval("C", c, &value))),
+            (
+                RecordType::SwapConfirmed,
+                v(&p::SwapConfirmed {
+                    approved_by: vec!["B".into(), "C".into()],
+                    dual_control: true,
+                    statement: value.clone(),
+                    statement_sha256: quorum::statement_sha256(&value).unwrap(),
+                }),
+            ),
+        ]);
+        for i in 0..2 {
+            r.push((
+                RecordType::AliasUpdated,
+                v(&p::AliasUpdated {
+                    target_index: i as u64,
+                    alias: KEYS[i].into(),
+                    from_key_arn: ARNS[i].into(),
+                    to_key_arn: PREVIOUS[i].into(),
+                    outcome: "updated".into(),
+                    evidence: vec![],
+                }),
+            ));
+            r.push((
+                RecordType::AliasVerified,
+                v(&p::AliasVerified {
+                    target_index: i as u64,
+                    alias: KEYS[i].into(),
+                    alias_key_arn: PREVIOUS[i].into(),
+                    to_key_arn: PREVIOUS[i].into(),
+                    to_key_state: "Enabled".into(),
+                    from_key_arn: ARNS[i].into(),
+                    from_key_state: "Enabled".into(),
+                    round_trip: "ok".into(),
+                    problems: vec![],
+                }),
+            ));
+        }
+        r.push((
+            RecordType::CleanupDone,
+            v(&p::CleanupDone {
+                destroyed_handles: vec![],
+                kept_keys: vec![],
+            }),
+        ));
+        r.push((
+            RecordType::CeremonyFinished,
+            v(&p::CeremonyFinished {
+                targets: (0..2)
+                    .map(|i| p::TargetOutcome {
+                        index: i as u64,
+                        key: KEYS[i].into(),
+                        key_arn: Some(PREVIOUS[i].into()),
+                        status: "rolled_back".into(),
+                        key_material_id: None,
+                        kcv: None,
+                    })
+                    .collect(),
+                records: 0,
+            }),
+        ));
+        edit(&mut r);
+        r
+    }
+
+    /// Verifies with byok and with the reference verifier of docs/transcript.md: both accept,
+    /// or both refuse (byok's problem and line returned, the reference's message checked to
+    /// contain `reference`).
+    fn both(k: &Keys, r: Records, reference: &str) -> Result<(), (usize, Problem)> {
+        let bytes = sign_all(k, r, |_| 3);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(&path, &bytes).unwrap();
+        let ours = verify_bytes(&bytes, &opts(k)).map(|_| ());
+        match &ours {
+            Ok(()) => {
+                crate::common::reference_verify(&path, &k.audit.fingerprint());
+            }
+            Err(_) => {
+                let why = crate::common::reference_rejects(&path, &k.audit.fingerprint());
+                assert!(why.contains(reference), "reference verifier: {why}");
+            }
+        }
+        ours.map_err(|e| (e.line, e.problem))
+    }
+
+    fn position(r: &Records, kind: RecordType) -> usize {
+        r.iter().position(|(t, _)| *t == kind).unwrap()
+    }
+
+    #[test]
+    fn v3_a_rollback_verifies_in_both_verifiers() {
+        let k = keys();
+        both(&k, rollback(&k, |_| {}, |_| {}), "").unwrap();
+    }
+
+    #[test]
+    fn v3_a_rollback_from_another_source_than_the_file_pins_is_refused() {
+        let k = keys();
+        let mut line = 0;
+        let r = rollback(
+            &k,
+            |_| {},
+            |r| {
+                let i = position(r, RecordType::SourceVerified);
+                r[i].1["last_line_sha256"] = json!("ab".repeat(32));
+                line = i + 1;
+            },
+        );
+        let (at, problem) = both(
+            &k,
+            r,
+            "not the alias-swap transcript the ceremony file pins",
+        )
+        .unwrap_err();
+        assert_eq!(at, line);
+        assert!(
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("source.last_line_sha256")),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn v3_a_rollback_to_a_key_the_source_did_not_move_from_is_refused() {
+        let k = keys();
+        // The custodians signed a statement moving alias 1 to key p0, and the preflight was
+        // edited to match (re-signed by the audit key): the source says p1.
+        let mut line = 0;
+        let r = rollback(
+            &k,
+            |s| s.targets[1].to_key_arn = PREVIOUS[0].into(),
+            |r| {
+                let i = position(r, RecordType::AliasPreflight) + 1;
+                r[i].1["restore_key_arn"] = json!(PREVIOUS[0]);
+                line = i + 1;
+            },
+        );
+        let (at, problem) =
+            both(&k, r, "not the ones the source moved the alias between").unwrap_err();
+        assert_eq!(at, line);
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 1,
+                why: "alias_preflight's keys are not the ones the source transcript moved the alias between".into()
+            }
+        );
+    }
+
+    #[test]
+    fn v3_a_swap_statement_other_than_the_preflight_says_is_refused() {
+        let k = keys();
+        // The custodians approved moving alias 0 to p1; alias_preflight says p0.
+        let r = rollback(&k, |s| s.targets[0].to_key_arn = PREVIOUS[1].into(), |_| {});
+        let line = position(&r, RecordType::SwapConfirmed) + 1;
+        let (at, problem) =
+            both(&k, r, "swap statement's entry is not what alias_preflight").unwrap_err();
+        assert_eq!(at, line);
+        assert!(
+            matches!(&problem, Problem::BadTarget { index: 0, why } if why.contains("alias_preflight")),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn v3_an_alias_move_needs_the_swap_quorum_and_the_approved_keys() {
+        let k = keys();
+        // Drop C's swap approval: swap_confirmed has one approver.
+        let r = rollback(
+            &k,
+            |_| {},
+            |r| {
+                let i = position(r, RecordType::SwapConfirmed);
+                r.remove(i - 1);
+                r[i - 1].1["approved_by"] = json!(["B"]);
+            },
+        );
+        let line = position(&r, RecordType::SwapConfirmed) + 1;
+        let (at, problem) =
+            both(&k, r, "swap_confirmed is not preceded by 2 approvals").unwrap_err();
+        assert_eq!(at, line);
+        assert!(
+            matches!(
+                problem,
+                Problem::QuorumMissing {
+                    need: 2,
+                    have: 1,
+                    ..
+                }
+            ),
+            "{problem:?}"
+        );
+        // An UpdateAlias to another key than the approved one, re-signed by the audit key.
+        let r = rollback(
+            &k,
+            |_| {},
+            |r| {
+                let i = position(r, RecordType::AliasUpdated);
+                r[i].1["to_key_arn"] = json!(ARNS[1]);
+            },
+        );
+        let line = position(&r, RecordType::AliasUpdated) + 1;
+        let (at, problem) = both(
+            &k,
+            r,
+            "moved an alias between keys the swap statement does not name",
+        )
+        .unwrap_err();
+        assert_eq!(at, line);
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 0,
+                why: "moved an alias between keys the swap statement does not name for it".into()
+            }
+        );
+        // A final outcome rolled_back for a target whose alias_updated was dropped.
+        let r = rollback(
+            &k,
+            |_| {},
+            |r| {
+                let i = r
+                    .iter()
+                    .rposition(|(t, _)| *t == RecordType::AliasUpdated)
+                    .unwrap();
+                r.remove(i + 1);
+                r.remove(i);
+            },
+        );
+        let (_, problem) = both(&k, r, "reported rolled_back, but no such alias move").unwrap_err();
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 1,
+                why: "reported rolled_back, but no such alias move of it is recorded".into()
+            }
+        );
+        // Alias records in a ceremony whose record 0 says kind = import.
+        let r = rollback(&k, |_| {}, |r| r[0].1["kind"] = json!("import"));
+        let (at, problem) = both(&k, r, "").unwrap_err();
+        assert!(at <= 3, "{at}");
+        assert!(
+            matches!(
+                problem,
+                Problem::Misplaced { .. } | Problem::BadPayload { .. }
+            ),
+            "{problem:?}"
+        );
+    }
 }
