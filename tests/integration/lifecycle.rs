@@ -27,6 +27,9 @@ struct Tweaked {
     materials: Option<usize>,
     /// The last listed material waits for rotation (an earlier, interrupted import).
     pending: bool,
+    /// RotateKeyOnDemand is carried out but its answer is lost; the calls are counted.
+    lose_rotate: bool,
+    rotations: std::sync::atomic::AtomicUsize,
 }
 
 impl Kms for Tweaked {
@@ -100,7 +103,19 @@ impl Kms for Tweaked {
         self.real.decrypt(key_arn, ciphertext)
     }
     fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError> {
-        self.real.rotate_key_on_demand(key_arn)
+        self.rotations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.real.rotate_key_on_demand(key_arn)?;
+        if self.lose_rotate {
+            return Err(KmsError {
+                operation: "RotateKeyOnDemand",
+                failure: byok::kms::KmsFailure::NoAnswer,
+                code: None,
+                status: None,
+                message: "timed out after 30 s (test double)".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -207,6 +222,8 @@ fn parameters_that_expire_during_the_import_approval_are_fetched_again_and_appro
         short: Mutex::new(HashSet::new()),
         materials: None,
         pending: false,
+        lose_rotate: false,
+        rotations: Default::default(),
     };
     let mut answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
     answers.extend(approve(&token, "plan", &["Alice", "Bob"]));
@@ -285,6 +302,8 @@ fn a_key_at_the_rotation_limit_is_refused_before_any_approval() {
         short: Mutex::new(HashSet::new()),
         materials: Some(11),
         pending: false,
+        lose_rotate: false,
+        rotations: Default::default(),
     };
     let t = token.path("rotate.jsonl");
     let answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
@@ -317,6 +336,8 @@ fn a_key_with_material_already_waiting_for_rotation_is_refused_before_any_approv
         short: Mutex::new(HashSet::new()),
         materials: Some(2),
         pending: true,
+        lose_rotate: false,
+        rotations: Default::default(),
     };
     let t = token.path("rotate.jsonl");
     let answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
@@ -333,4 +354,52 @@ fn a_key_with_material_already_waiting_for_rotation_is_refused_before_any_approv
     assert_eq!(pre["rotations_so_far"], 0);
     assert!(of(&recs, "approval").is_empty());
     assert_eq!(kms.state(&arn), "Enabled");
+}
+
+#[test]
+fn a_lost_rotate_key_on_demand_answer_is_asked_of_kms_never_resent() {
+    let token = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, file) = imported_then_rotating(&token, &kms);
+    let before = kms.current_material(&arn);
+    let double = Tweaked {
+        real: AwsKms::new("us-east-1").unwrap(),
+        // Parameters of the usual validity: the key counts as already shortened once.
+        short: Mutex::new(HashSet::from([arn.clone()])),
+        materials: None,
+        pending: false,
+        lose_rotate: true,
+        rotations: Default::default(),
+    };
+    let mut answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
+    answers.extend(approve(&token, "plan", &["Alice", "Bob"]));
+    answers.extend(approve(&token, "import", &["Alice", "Carol"]));
+    answers.extend(approve(&token, "rotate", &["Bob", "Carol"]));
+    let t = token.path("rotate.jsonl");
+    let (result, _, recs) = run_in_process(&token, &file, &t, &double, answers);
+    result.unwrap_or_else(|e| panic!("{}", ceremony::chain(&e)));
+    assert_eq!(
+        double.rotations.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "RotateKeyOnDemand is sent once, never again"
+    );
+    let rotated = of(&recs, "key_rotated");
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(rotated[0]["outcome"], "reconciled");
+    let evidence = rotated[0]["evidence"].to_string();
+    assert!(
+        evidence.contains("RotateKeyOnDemand got no answer"),
+        "{evidence}"
+    );
+    assert!(evidence.contains("is the imported material"), "{evidence}");
+    // What KMS says: the imported material is current, and it is not the one before.
+    let imported = of(&recs, "key_imported")[0]["key_material_id"].clone();
+    let now = kms.current_material(&arn);
+    assert_ne!(now, before);
+    assert_eq!(now.as_deref(), imported.as_str());
+    assert_eq!(
+        of(&recs, "rotation_verified")[0]["problems"],
+        serde_json::json!([])
+    );
+    reference_verify(&t, &token.audit_sha256);
 }
