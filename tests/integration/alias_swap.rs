@@ -299,12 +299,33 @@ fn a_rollback_refuses_a_source_it_cannot_trust_and_an_alias_moved_since() {
     let aliases = imported_pair(&hsm);
     let old: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
     let swap_t = hsm.path("swap.jsonl");
+    // This swap also keeps each new key's material on the token (the kept-key rules of an
+    // import apply to an alias swap's imports).
     let file = swap_file(&hsm, "swap.toml", &aliases, &old);
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "audit_key_label = \"byok-audit\"",
+        "audit_key_label = \"byok-audit\"\nkeep_key_label = \"swap-kept-{index}\"",
+    );
+    std::fs::write(&file, text).unwrap();
     let answers = format!("{}{}", hsm.all_answers(), hsm.approve(&["Bob", "Carol"]));
     let out = run(&hsm, &file, &swap_t, &answers);
     assert!(out.status.success(), "{}", stderr(&out));
     let new: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
     let pin = last_line_sha256(&swap_t);
+    for i in 0..2 {
+        let kept = hsm
+            .kept_on_token(&format!("swap-kept-{i}"))
+            .unwrap_or_else(|| panic!("no kept copy of target {i} on the token"));
+        assert!(kept.token && kept.sensitive && kept.wrap_with_trusted, "{kept:?}");
+        assert!(!kept.encrypt && !kept.decrypt && !kept.modifiable, "{kept:?}");
+    }
+    let kept_records = records(&swap_t)
+        .iter()
+        .filter(|r| r["type"] == "key_kept")
+        .map(|r| r["data"]["key_arn"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(kept_records.len(), 2);
+    assert!(kept_records.iter().all(|a| new.contains(a)), "kept for the new keys");
 
     let attempt = |name: &str, source: &Path, pin: &str| {
         let file = rollback_file(&hsm, &format!("{name}.toml"), &aliases, source, pin);
