@@ -316,8 +316,14 @@ fn a_rollback_refuses_a_source_it_cannot_trust_and_an_alias_moved_since() {
         let kept = hsm
             .kept_on_token(&format!("swap-kept-{i}"))
             .unwrap_or_else(|| panic!("no kept copy of target {i} on the token"));
-        assert!(kept.token && kept.sensitive && kept.wrap_with_trusted, "{kept:?}");
-        assert!(!kept.encrypt && !kept.decrypt && !kept.modifiable, "{kept:?}");
+        assert!(
+            kept.token && kept.sensitive && kept.wrap_with_trusted,
+            "{kept:?}"
+        );
+        assert!(
+            !kept.encrypt && !kept.decrypt && !kept.modifiable,
+            "{kept:?}"
+        );
     }
     let kept_records = records(&swap_t)
         .iter()
@@ -325,7 +331,10 @@ fn a_rollback_refuses_a_source_it_cannot_trust_and_an_alias_moved_since() {
         .map(|r| r["data"]["key_arn"].as_str().unwrap().to_string())
         .collect::<Vec<_>>();
     assert_eq!(kept_records.len(), 2);
-    assert!(kept_records.iter().all(|a| new.contains(a)), "kept for the new keys");
+    assert!(
+        kept_records.iter().all(|a| new.contains(a)),
+        "kept for the new keys"
+    );
 
     let attempt = |name: &str, source: &Path, pin: &str| {
         let file = rollback_file(&hsm, &format!("{name}.toml"), &aliases, source, pin);
@@ -613,4 +622,43 @@ fn recs_back_outcome(transcript: &Path, i: usize) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+#[test]
+fn a_dual_controlled_rollback_refuses_a_rehearsal_swap() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let aliases = imported_pair(&hsm);
+    let old: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
+    // A rehearsal swap: the audit key alone signs it, the operator confirms.
+    let file = swap_file(&hsm, "rehearsal.toml", &aliases, &old);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("[dual_control]\n", "[dual_control]\nenabled = false\n");
+    std::fs::write(&file, text).unwrap();
+    let swap_t = hsm.path("rehearsal.jsonl");
+    let out = run(&hsm, &file, &swap_t, &format!("{}\nyes\nyes\n", hsm.pin));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_contains(&stdout(&out), "REHEARSAL");
+    let new: Vec<String> = aliases.iter().map(|a| kms.arn(a)).collect();
+    assert_ne!(new, old, "the rehearsal moved the aliases");
+
+    let file = rollback_file(
+        &hsm,
+        "back.toml",
+        &aliases,
+        &swap_t,
+        &last_line_sha256(&swap_t),
+    );
+    let t = hsm.path("back.jsonl");
+    let out = run(&hsm, &file, &t, &format!("{}\n", hsm.pin));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "is of a rehearsal (dual control off), which the audit key alone signed; a dual-controlled rollback works only from a dual-controlled alias swap",
+    );
+    assert_eq!(count(&records(&t), "approval"), 0);
+    for (a, n) in aliases.iter().zip(&new) {
+        assert_eq!(&kms.arn(a), n, "nothing moved");
+    }
 }
