@@ -132,7 +132,7 @@ pub fn run(
                 "check which key each alias names (DescribeKey), then run a new alias-swap ceremony for the aliases not yet moved, with previous_key as KMS shows it",
             ),
             crate::spec::Kind::Rollback => Some(
-                "check which key each alias names (DescribeKey), then run the rollback again for the aliases not yet moved back",
+                "run the same rollback file again without --resume: an alias already back on its previous key is done and left alone, the others are moved under fresh approvals",
             ),
         };
         if let Some(why) = why {

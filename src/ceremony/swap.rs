@@ -198,11 +198,15 @@ pub(super) fn preflight(run: &mut Run<'_>) -> Result<(), Error> {
             let info = kms.describe_key(&job.alias)?;
             let mut tags = BTreeMap::new();
             let mut restore = None;
-            if info.arn == job.expected {
-                match &job.restore {
-                    Some(arn) => restore = Some(Box::new(kms.describe_key(arn)?)),
-                    None => tags = kms.list_resource_tags(&info.arn)?,
+            match &job.restore {
+                // Rollback: the key to restore (also when the alias names it already).
+                Some(arn) if info.arn == job.expected || info.arn == *arn => {
+                    restore = Some(Box::new(kms.describe_key(arn)?));
                 }
+                None if info.arn == job.expected => {
+                    tags = kms.list_resource_tags(&info.arn)?;
+                }
+                _ => {}
             }
             Ok::<_, KmsError>(PreEvent::Checked {
                 index,
@@ -262,6 +266,20 @@ fn checked(run: &mut Run<'_>, event: PreEvent) -> Result<(), Error> {
         run.fail_at(index);
         Err(refused(why))
     };
+    // A rollback run again after an interruption: an alias already back on the key it came
+    // from is done, and left alone.
+    if let (Kind::Rollback, Some(restore)) = (&c.import.kind, &restore)
+        && info.arn == restore.arn
+    {
+        let t = &mut run.targets[index];
+        t.status = Status::DoneEarlier;
+        t.arn = Some(restore.arn.clone());
+        run.prompter.say(&format!(
+            "  [{index}] {alias}: names {} already, the key the source moved it from: moved back earlier, nothing to do",
+            info.arn
+        ));
+        return Ok(());
+    }
     if info.arn != expected {
         let named = if c.import.kind == Kind::Rollback {
             "the key the source ceremony moved it to"

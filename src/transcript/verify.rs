@@ -1343,7 +1343,12 @@ impl V2State {
         let mut expected: Vec<u64> = if swapping {
             self.imported.iter().copied().collect()
         } else {
-            self.alias_pre.keys().copied().collect()
+            // A rollback run again: an alias already back is done and not moved.
+            self.alias_pre
+                .iter()
+                .filter(|(_, p)| Some(&p.alias_key_arn) != p.restore_key_arn.as_ref())
+                .map(|(i, _)| *i)
+                .collect()
         };
         expected.sort_unstable();
         let listed: Vec<u64> = statement.targets.iter().map(|t| t.target_index).collect();

@@ -613,6 +613,34 @@ fn a_lost_update_alias_answer_is_asked_of_kms_never_resent() {
         assert_eq!(&kms.arn(a), n, "KMS says {a} did not move");
     }
     verify(&hsm, &t);
+
+    // As if a rollback had been cut off after its first UpdateAlias: alias 0 is back already.
+    // The same file, run again, leaves it alone (done) and moves only alias 1.
+    kms.update_alias(&aliases[0], &old[0]);
+    let t = hsm.path("again.jsonl");
+    let answers = format!("{}{}", hsm.through_plan(), hsm.approve(&["Alice", "Carol"]));
+    let out = run(&hsm, &file, &t, &answers);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "moved back earlier, nothing to do");
+    let recs = records(&t);
+    let updated: Vec<_> = recs
+        .iter()
+        .filter(|r| r["type"] == "alias_updated")
+        .map(|r| r["data"]["target_index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(updated, [1], "only the alias not yet back is moved");
+    let outcome: Vec<_> = recs.last().unwrap()["data"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outcome, ["done", "rolled_back"]);
+    for (a, o) in aliases.iter().zip(&old) {
+        assert_eq!(&kms.arn(a), o, "KMS says {a} is back");
+    }
+    verify(&hsm, &t);
+    reference_verify(&t, &hsm.audit_sha256);
 }
 
 /// The key ARN the final record of `transcript` gives target `i`.
