@@ -408,3 +408,32 @@ fn custodian_signature(
         }
     }
 }
+
+/// What an approval point after the import (`rotate`, `swap`) confirms: who approved, whether
+/// dual control was on, the statement and its SHA-256, for the point's `*_confirmed` record.
+pub(super) struct Confirmed {
+    pub approved_by: Vec<String>,
+    pub dual_control: bool,
+    pub statement: serde_json::Value,
+    pub statement_sha256: String,
+}
+
+/// The quorum (or, in a rehearsal, the operator) approves `statement` at `point`, after
+/// seeing `what` (what it means, in words) above the statement in words.
+pub(super) fn confirm<S: serde::Serialize>(
+    run: &mut Run<'_>,
+    point: &'static str,
+    statement: &S,
+    what: &str,
+) -> Result<Confirmed, Error> {
+    let value = quorum::to_value(statement).map_err(|e| refused(e.to_string()))?;
+    let human = format!("{what}\n{}", quorum::describe(&value));
+    let approved_by = approve(run, point, value.clone(), &human)?;
+    let statement_sha256 = quorum::statement_sha256(&value).map_err(|e| refused(e.to_string()))?;
+    Ok(Confirmed {
+        approved_by,
+        dual_control: !matches!(run.ceremony.dual_control, DualControl::Off),
+        statement: value,
+        statement_sha256,
+    })
+}

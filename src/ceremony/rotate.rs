@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use crate::error::Error;
 use crate::kms::{KeyInfo, Kms, KmsError};
 use crate::quorum::{self, RotateStatement, RotateTarget};
-use crate::spec::{DualControl, Kind};
+use crate::spec::Kind;
 use crate::transcript::payload::{KeyRotated, RotateConfirmed, RotationVerified};
 
 use super::target::Status;
@@ -79,18 +79,17 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
         ceremony_id: c.id.clone(),
         targets: entries,
     };
-    let value = quorum::to_value(&statement).map_err(|e| refused(e.to_string()))?;
-    let human = format!(
-        "  What you approve: make the imported material current in these keys (RotateKeyOnDemand).\n  The previous material stays in each key and still decrypts what it encrypted.\n{}",
-        quorum::describe(&value)
-    );
-    let approved_by = super::approve::approve(run, quorum::ROTATE, value.clone(), &human)?;
-    let statement_sha256 = quorum::statement_sha256(&value).map_err(|e| refused(e.to_string()))?;
+    let confirmed = super::approve::confirm(
+        run,
+        quorum::ROTATE,
+        &statement,
+        "  What you approve: make the imported material current in these keys (RotateKeyOnDemand).\n  The previous material stays in each key and still decrypts what it encrypted.",
+    )?;
     run.record(&RotateConfirmed {
-        approved_by,
-        dual_control: !matches!(c.dual_control, DualControl::Off),
-        statement: value,
-        statement_sha256,
+        approved_by: confirmed.approved_by,
+        dual_control: confirmed.dual_control,
+        statement: confirmed.statement,
+        statement_sha256: confirmed.statement_sha256,
     })?;
 
     run.enter(Step::Rotate)?;

@@ -408,18 +408,17 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
         kind: c.import.kind.name().into(),
         targets: entries,
     };
-    let value = quorum::to_value(&statement).map_err(|e| refused(e.to_string()))?;
-    let human = format!(
-        "  What you approve: point each alias at another key (UpdateAlias).\n  The key it leaves stays Enabled and still decrypts what it encrypted; callers that name the alias use the other key from now on.\n{}",
-        quorum::describe(&value)
-    );
-    let approved_by = super::approve::approve(run, quorum::SWAP, value.clone(), &human)?;
-    let statement_sha256 = quorum::statement_sha256(&value).map_err(|e| refused(e.to_string()))?;
+    let confirmed = super::approve::confirm(
+        run,
+        quorum::SWAP,
+        &statement,
+        "  What you approve: point each alias at another key (UpdateAlias).\n  The key it leaves stays Enabled and still decrypts what it encrypted; callers that name the alias use the other key from now on.",
+    )?;
     run.record(&SwapConfirmed {
-        approved_by,
-        dual_control: !matches!(c.dual_control, DualControl::Off),
-        statement: value,
-        statement_sha256,
+        approved_by: confirmed.approved_by,
+        dual_control: confirmed.dual_control,
+        statement: confirmed.statement,
+        statement_sha256: confirmed.statement_sha256,
     })?;
 
     run.enter(Step::Swap)?;
