@@ -19,6 +19,11 @@ pub enum Step {
     Import,
     Verify,
     Keep,
+    /// `kind = "reimport"`: the `[source]` transcript verified and recorded.
+    SourceCheck,
+    /// `kind = "reimport"`: each kept key's KCV computed in the HSM now, before the plan
+    /// approval.
+    KeptKeyCheck,
     /// `kind = "rotate"`: the quorum approves RotateKeyOnDemand.
     ConfirmRotate,
     /// `kind = "rotate"`: RotateKeyOnDemand and its verification.
@@ -44,6 +49,8 @@ impl Step {
             Step::Import => "import",
             Step::Verify => "verify",
             Step::Keep => "keep",
+            Step::SourceCheck => "source_check",
+            Step::KeptKeyCheck => "kept_key_check",
             Step::ConfirmRotate => "confirm_rotate",
             Step::Rotate => "rotate",
             Step::Cleanup => "cleanup",
@@ -69,6 +76,8 @@ impl Step {
             Step::Import => "Import into KMS and verify",
             Step::Verify => "Verify the imports",
             Step::Keep => "Keep the imported material on the token",
+            Step::SourceCheck => "Check the source transcript",
+            Step::KeptKeyCheck => "Check the kept keys in the HSM (KCV now against the source)",
             Step::ConfirmRotate => "Approve the rotation",
             Step::Rotate => "Rotate (RotateKeyOnDemand) and verify",
             Step::Cleanup => "Clean up HSM objects",

@@ -23,7 +23,9 @@ mod pool;
 mod preflight;
 mod prepare;
 mod reconcile;
+mod reimport;
 mod rotate;
+pub mod source;
 mod start;
 pub mod target;
 
@@ -130,6 +132,28 @@ pub fn run(
             ),
         ));
     }
+    if options.resume.is_some() && ceremony.import.kind == crate::spec::Kind::Reimport {
+        return Err(before(
+            Step::Start,
+            refused(
+                "--resume is not supported for kind = \"reimport\" in this version of byok: check each target's state in KMS (DescribeKey: Enabled means its material is back), then run a new reimport ceremony, with a new ceremony.id, listing only the keys still PendingImport (docs/rotation.md)".into(),
+            ),
+        ));
+    }
+    // The source transcript is verified before anyone types a PIN: a wrong file, a wrong
+    // fingerprint or a tampered transcript stops the ceremony here.
+    let source = match &ceremony.source_transcript {
+        Some(s) => Some(
+            source::Source::load(
+                &s.path,
+                &s.as_written,
+                &s.last_line_sha256,
+                &ceremony.hsm.audit_key_sha256,
+            )
+            .map_err(|e| before(Step::SourceCheck, e))?,
+        ),
+        None => None,
+    };
     let writer = TranscriptWriter::create(transcript).map_err(|e| before(Step::Start, e.into()))?;
     let earlier = match &options.resume {
         Some(path) => {
@@ -144,7 +168,7 @@ pub fn run(
         prompter,
         now,
     } = env;
-    let signer = start::open(ceremony, hsm, prompter, earlier.as_ref())
+    let (signer, trusted) = start::open(ceremony, hsm, prompter, earlier.as_ref())
         .map_err(|e| before(Step::OpenHsm, e))?;
     let paced = Paced::new(kms, ceremony.kms.rates.clone(), &ceremony.kms.region);
     let mut run = Run {
@@ -159,7 +183,8 @@ pub fn run(
         step: Step::Start,
         failed_target: None,
         failed_step: None,
-        created: Vec::new(),
+        // The SO's trusted transfer key is destroyed after the kept-key check, or at abort.
+        created: trusted.into_iter().collect(),
         targets: ceremony
             .targets
             .iter()
@@ -169,6 +194,8 @@ pub fn run(
         approvals: Vec::new(),
         concurrency: options.kms_concurrency.max(1),
         earlier,
+        source,
+        trusted,
     };
     match run.steps() {
         Ok(outcome) => Ok(outcome),
@@ -198,6 +225,11 @@ pub(crate) struct Run<'a> {
     approvals: Vec<(String, Vec<String>)>,
     concurrency: usize,
     earlier: Option<reconcile::Earlier>,
+    /// `[source]`, verified before the run started (`kind = "reimport"`).
+    source: Option<source::Source>,
+    /// A reimport's trusted transfer key, made by the Security Officer at `open_hsm`, until
+    /// the kept-key check destroys it.
+    trusted: Option<KeyRef>,
 }
 
 impl Run<'_> {
@@ -208,6 +240,9 @@ impl Run<'_> {
         // What the token and the keys can do is known before anyone approves the plan.
         let test = capability::check(self)?;
         preflight::before_approval(self)?;
+        // kind = "reimport": every kept key's KCV, computed in the HSM now, matches the
+        // source's before anyone approves the plan.
+        reimport::check_kept(self)?;
         approve::plan(self)?;
         // Per target: creation (when asked), import parameters, generate, wrap.
         prepare::targets(self, &test)?;

@@ -36,16 +36,17 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
     };
     let to_import = targets.iter().filter(|t| t.to_import()).count();
     let mut out = format!(
-        "  What you approve (the plan):\n    ceremony       {id}: {desc}\n    operator       {op}\n    targets        {n} ({to_import} to import in this run)\n    algorithm      {alg} with {spec}\n    key material   AES-256 generated in the HSM, {keep}\n    wrap           {wrap}\n    expiry         {expiry}\n    quorum         {quorum}\n",
+        "  What you approve (the plan):\n    ceremony       {id}: {desc}\n    operator       {op}\n    targets        {n} ({to_import} to import in this run)\n    algorithm      {alg} with {spec}\n    key material   {material}\n    wrap           {wrap}\n    expiry         {expiry}\n    quorum         {quorum}\n",
         id = c.id,
         desc = c.description,
         op = c.operator,
         n = c.targets.len(),
         alg = c.import.algorithm,
         spec = c.import.key_spec,
-        keep = match &c.hsm.keep_key_label {
-            Some(l) => format!("a copy kept on the token as {l:?}"),
-            None => "destroyed after the import".to_string(),
+        material = match &c.hsm.keep_key_label {
+            _ if c.import.kind == crate::spec::Kind::Reimport => "none generated: each key's kept copy on the token, checked now (KCV) against the source transcript; its session copy destroyed after the import".to_string(),
+            Some(l) => format!("AES-256 generated in the HSM, a copy kept on the token as {l:?}"),
+            None => "AES-256 generated in the HSM, destroyed after the import".to_string(),
         },
     );
     if let crate::spec::Kind::Rotate {
@@ -55,6 +56,14 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
         out.push_str(&format!(
             "    kind           rotate: new material into Enabled keys (NEW_KEY_MATERIAL, description {key_material_description:?}), then RotateKeyOnDemand after its own approval\n"
         ));
+    }
+    if c.import.kind == crate::spec::Kind::Reimport {
+        if let Some(s) = &c.source_transcript {
+            out.push_str(&format!(
+                "    kind           reimport: kept material back into PendingImport keys (EXISTING_KEY_MATERIAL with the source's KeyMaterialId)\n    source         {} (last line SHA-256 {})\n",
+                s.as_written, s.last_line_sha256
+            ));
+        }
     }
     if let Some(name) = resumes {
         out.push_str(&format!("    resumes        {name}\n"));
@@ -69,6 +78,18 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
                 crate::spec::Kind::Import => {
                     format!("{} (PendingImport)", t.arn.as_deref().unwrap_or("?"))
                 }
+                crate::spec::Kind::Reimport => match &t.reimport {
+                    Some(r) => format!(
+                        "{} (PendingImport; material from kept key {:?}, KCV {} as the source recorded, {} of source target {}; KeyMaterialId {})",
+                        t.arn.as_deref().unwrap_or("?"),
+                        r.label,
+                        r.kcv,
+                        r.relation,
+                        r.source_index,
+                        r.key_material_id
+                    ),
+                    None => format!("{} (PendingImport)", t.arn.as_deref().unwrap_or("?")),
+                },
                 crate::spec::Kind::Rotate { .. } => format!(
                     "{} (Enabled, current material {})",
                     t.arn.as_deref().unwrap_or("?"),
@@ -111,6 +132,7 @@ pub fn render(c: &Ceremony) -> String {
         None => c.import.expiration.model().to_string(),
     };
     let keep = match &c.hsm.keep_key_label {
+        _ if c.import.kind == crate::spec::Kind::Reimport => "none generated: the kept copy named by the [source] transcript, copied by the HSM into a session key (under a trusted key the Security Officer makes at open_hsm), destroyed after the import".to_string(),
         Some(l) => format!(
             "a session object; once KMS holds it, copied to the token as {l:?} (wrap-with-trusted only, not modifiable, no encrypt/decrypt)"
         ),
@@ -120,7 +142,9 @@ pub fn render(c: &Ceremony) -> String {
         crate::spec::DualControl::Off => "OFF — REHEARSAL ONLY: the operator alone confirms the import; no custodian approves anything".to_string(),
         crate::spec::DualControl::Quorum { quorum, custodians } => {
             let points = match c.import.kind {
-                crate::spec::Kind::Import => "the plan and the import",
+                crate::spec::Kind::Import | crate::spec::Kind::Reimport => {
+                    "the plan and the import"
+                }
                 crate::spec::Kind::Rotate { .. } => "the plan, the import and the rotation",
             };
             let mut s = format!("{quorum} of {} custodians approve {points}:", custodians.len());
@@ -144,6 +168,7 @@ pub fn render(c: &Ceremony) -> String {
         "import_parameters, generate, wrap: per target, CreateKey + CreateAlias when create = true (then DescribeKey); GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
         "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
         "import, keep, verify: per target, ImportKeyMaterial (sent once, never retried), the token copy when keep_key_label is set, DescribeKey and an Encrypt/Decrypt round trip",
+        "(kind = \"reimport\") source_check before open_hsm: the [source] transcript verifies under this audit key, ends with ceremony_finished, its last line's SHA-256 is the pinned one; open_hsm asks the Security Officer PIN first (trusted transfer key); kept_key_check after kms_preflight: per target, the source target it matches (same key ARN, or a multi-Region replica), the kept key by its label, its KCV computed now equal to the source's, before any approval",
         "(kind = \"rotate\") confirm_rotate, rotate: the quorum signs the rotate statement (per target, the material that becomes current); RotateKeyOnDemand (sent once), then DescribeKey shows the imported material current, the probe still decrypts, a new round trip works",
         "cleanup: destroy session objects",
         "finish: ceremony_finished; print the last line's SHA-256",
@@ -160,6 +185,13 @@ pub fn render(c: &Ceremony) -> String {
             } => format!(
                 "rotate, strategy new-material (KeyMaterialDescription {key_material_description:?})"
             ),
+            crate::spec::Kind::Reimport => match &c.source_transcript {
+                Some(s) => format!(
+                    "reimport (kept material back into PendingImport keys, EXISTING_KEY_MATERIAL)\n  source          {} (last line SHA-256 {})",
+                    s.as_written, s.last_line_sha256
+                ),
+                None => "reimport".to_string(),
+            },
         },
         op = c.operator,
         token = c.hsm.token,
@@ -183,7 +215,9 @@ pub fn render(c: &Ceremony) -> String {
 fn targets(c: &Ceremony) -> String {
     let mut out = format!("Targets ({}):\n", c.targets.len());
     for t in &c.targets {
-        let calls = if matches!(c.import.kind, crate::spec::Kind::Rotate { .. }) {
+        let calls = if c.import.kind == crate::spec::Kind::Reimport {
+            "DescribeKey (PendingImport), before the plan approval; then GetParametersForImport, ImportKeyMaterial (ImportType EXISTING_KEY_MATERIAL, KeyMaterialId from the source), DescribeKey, Encrypt, Decrypt"
+        } else if matches!(c.import.kind, crate::spec::Kind::Rotate { .. }) {
             "before the plan approval: DescribeKey, ListKeyRotations, Encrypt (a probe under the current material); then GetParametersForImport, ImportKeyMaterial (ImportType NEW_KEY_MATERIAL, KeyMaterialDescription), DescribeKey, Encrypt, Decrypt; after the rotate approval: RotateKeyOnDemand, DescribeKey, Decrypt (the probe), Encrypt, Decrypt"
         } else if t.create.is_some() {
             "DescribeKey (the alias; NotFound), CreateKey, CreateAlias, GetParametersForImport, ImportKeyMaterial, DescribeKey, Encrypt, Decrypt"
@@ -245,7 +279,7 @@ fn pace(c: &Ceremony) -> String {
             (Operation::Encrypt, n),
             (Operation::Decrypt, n),
         ]) + match c.import.kind {
-            crate::spec::Kind::Import => std::time::Duration::ZERO,
+            crate::spec::Kind::Import | crate::spec::Kind::Reimport => std::time::Duration::ZERO,
             // After the rotate approval: RotateKeyOnDemand and its checks.
             crate::spec::Kind::Rotate { .. } => rates.least_time(&[
                 (Operation::RotateKeyOnDemand, n),

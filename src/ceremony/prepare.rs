@@ -133,6 +133,20 @@ fn one(
     let location = c.import.wrap;
     let arn = run.targets[index].arn.clone().unwrap_or_default();
 
+    // A reimport generates nothing: the session copy of the kept key, checked against the
+    // source's KCV before the plan approval, is what gets wrapped.
+    if c.import.kind == crate::spec::Kind::Reimport {
+        let Some(key) = run.targets[index]
+            .key
+            .filter(|_| run.targets[index].reimport.is_some())
+        else {
+            return Err(refused(format!(
+                "target {index} has no checked copy of its kept key; this is a bug in byok"
+            )));
+        };
+        return wrap_key(run, test, index, key, &public, params);
+    }
+
     run.step = Step::Generate;
     let kind = match location {
         WrapLocation::Host => AesKeyKind::Extractable,

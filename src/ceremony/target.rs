@@ -58,6 +58,8 @@ pub struct TargetState {
     pub previous_material: Option<String>,
     /// A rotation: a random probe and its ciphertext under the previous material.
     pub probe: Option<(Vec<u8>, Vec<u8>)>,
+    /// A reimport: the source target, kept key and KeyMaterialId (after the kept-key check).
+    pub reimport: Option<super::reimport::ReimportFrom>,
 }
 
 impl TargetState {
@@ -79,6 +81,7 @@ impl TargetState {
             kept: None,
             previous_material: None,
             probe: None,
+            reimport: None,
         }
     }
 

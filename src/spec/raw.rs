@@ -21,6 +21,17 @@ pub struct RawFile {
     pub custodian: Vec<RawCustodian>,
     /// `[rotation]`, for `kind = "rotate"`.
     pub rotation: Option<RawRotation>,
+    /// `[source]`: an earlier transcript this ceremony builds on (`kind = "reimport"`).
+    pub source: Option<RawSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// Path of the earlier transcript, relative to the ceremony file's directory or absolute.
+    pub transcript: String,
+    /// SHA-256 of its last line: the fingerprint written on paper at its end.
+    pub last_line_sha256: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -47,6 +47,8 @@ payloads! {
     RotateConfirmed => RotateConfirmed,
     KeyRotated => KeyRotated,
     RotationVerified => RotationVerified,
+    SourceVerified => SourceVerified,
+    KeptKeyChecked => KeptKeyChecked,
     ImportConfirmed => ImportConfirmed,
     KeyImported => KeyImported,
     ImportReconciled => ImportReconciled,
@@ -370,6 +372,65 @@ pub struct RotationVerified {
     /// `ok` or `failed`: a new Encrypt/Decrypt round trip.
     pub round_trip: String,
     pub problems: Vec<String>,
+}
+
+/// (v3, reimport) The `[source]` transcript, verified in full under this ceremony's audit key
+/// and pinned by its last line, before anything else happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceVerified {
+    /// `source.transcript` as the ceremony file writes it.
+    pub transcript: String,
+    /// SHA-256 of its last line: equal to `source.last_line_sha256`.
+    pub last_line_sha256: String,
+    /// Its ceremony id and kind (`ceremony_started`), record count and format version.
+    pub ceremony_id: String,
+    pub kind: String,
+    pub records: u64,
+    pub format_version: u64,
+    /// Its targets that kept a key KMS holds: what a reimport may import again.
+    pub kept_targets: Vec<SourceKept>,
+}
+
+/// One target of a source transcript that kept its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceKept {
+    /// The target's index in the source ceremony.
+    pub target_index: u64,
+    pub key_arn: String,
+    pub key_material_id: String,
+    /// The KCV of the kept copy (`key_kept.kcv`).
+    pub kcv: String,
+    pub kept_label: String,
+}
+
+/// (v3, reimport) One target's kept key, checked in the HSM before the plan approval: found by
+/// its label, copied into a session key under the Security Officer's trusted transfer key, and
+/// its KCV computed now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeptKeyChecked {
+    pub target_index: u64,
+    /// The key to import into (from `kms_preflight`).
+    pub key_arn: String,
+    /// The source target it takes the material of: its index, key ARN, and how the two keys
+    /// relate (`same key` or `multi-Region replica`).
+    pub source_target_index: u64,
+    pub source_key_arn: String,
+    pub relation: String,
+    /// The KeyMaterialId the reimport sends (EXISTING_KEY_MATERIAL), from the source.
+    pub key_material_id: String,
+    pub label: String,
+    /// Handles of the kept token object and of its session copy.
+    pub kept_handle: u64,
+    pub session_handle: u64,
+    pub kcv_now: String,
+    pub kcv_source: String,
+    /// `kcv_now == kcv_source`; when false the ceremony stops here.
+    #[serde(rename = "match")]
+    pub matches: bool,
+    pub kcv_method: String,
 }
 
 /// (v3) A custodian could not sign at an approval point. Signed by the audit key only: the

@@ -54,6 +54,11 @@ pub enum RecordType {
     KeyRotated,
     /// (v3, rotate) The new material is current, the old probe decrypts, a new round trip works.
     RotationVerified,
+    /// (v3, reimport) The `[source]` transcript verified and pinned: what it says.
+    SourceVerified,
+    /// (v3, reimport) The kept key found by its label, copied into a session key inside the
+    /// HSM, and its KCV computed now, compared with the source's.
+    KeptKeyChecked,
     /// The import statement was approved (by the quorum, or by the operator in a rehearsal).
     ImportConfirmed,
     /// ImportKeyMaterial succeeded; carries the KeyMaterialId.
@@ -93,6 +98,8 @@ impl RecordType {
             RecordType::RotateConfirmed => "rotate_confirmed",
             RecordType::KeyRotated => "key_rotated",
             RecordType::RotationVerified => "rotation_verified",
+            RecordType::SourceVerified => "source_verified",
+            RecordType::KeptKeyChecked => "kept_key_checked",
             RecordType::ImportConfirmed => "import_confirmed",
             RecordType::KeyImported => "key_imported",
             RecordType::ImportReconciled => "import_reconciled",
@@ -130,6 +137,8 @@ impl RecordType {
                 | RecordType::RotateConfirmed
                 | RecordType::KeyRotated
                 | RecordType::RotationVerified
+                | RecordType::SourceVerified
+                | RecordType::KeptKeyChecked
         )
     }
 
@@ -142,12 +151,14 @@ impl RecordType {
                 | RecordType::RotateConfirmed
                 | RecordType::KeyRotated
                 | RecordType::RotationVerified
+                | RecordType::SourceVerified
+                | RecordType::KeptKeyChecked
         )
     }
 }
 
 /// Every record type, for parsing and documentation tests.
-pub const ALL: [RecordType; 24] = [
+pub const ALL: [RecordType; 26] = [
     RecordType::CeremonyStarted,
     RecordType::HsmOpened,
     RecordType::TargetReconciled,
@@ -164,6 +175,8 @@ pub const ALL: [RecordType; 24] = [
     RecordType::RotateConfirmed,
     RecordType::KeyRotated,
     RecordType::RotationVerified,
+    RecordType::SourceVerified,
+    RecordType::KeptKeyChecked,
     RecordType::ImportConfirmed,
     RecordType::KeyImported,
     RecordType::ImportReconciled,

@@ -668,6 +668,8 @@ struct V2State {
     dual: DualState,
     quorum: Option<usize>,
     operator: String,
+    /// Record 0's ceremony file text (a reimport's `[source]` is pinned there).
+    ceremony_file: String,
     targets: Vec<p::TargetEntry>,
     resumes: Option<p::Resumes>,
     arns: std::collections::HashMap<u64, String>,
@@ -687,6 +689,9 @@ struct V2State {
     new_materials: std::collections::HashMap<u64, Vec<String>>,
     rotate_confirmed: Option<crate::quorum::RotateStatement>,
     rotated: std::collections::HashSet<u64>,
+    /// Reimport: the source transcript's record, and each target's kept-key check.
+    source: Option<p::SourceVerified>,
+    kept_checked: std::collections::HashMap<u64, p::KeptKeyChecked>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Result<T, Problem> {
@@ -713,7 +718,12 @@ impl V2State {
         ) || (self.version >= 3
             && matches!(
                 kind,
-                R::CapabilityChecked | R::KmsPreflight | R::ApprovalFailed | R::RotationPreflight
+                R::CapabilityChecked
+                    | R::KmsPreflight
+                    | R::ApprovalFailed
+                    | R::RotationPreflight
+                    | R::SourceVerified
+                    | R::KeptKeyChecked
             ));
         if !before_plan {
             self.plan_quorum(kind)?;
@@ -762,15 +772,16 @@ impl V2State {
                 }
                 self.kind = match (self.version, s.kind.as_deref()) {
                     (2, None) => "import".into(),
-                    (3.., Some(k @ ("import" | "rotate"))) => k.into(),
+                    (3.., Some(k @ ("import" | "rotate" | "reimport"))) => k.into(),
                     _ => {
                         return Err(Problem::BadPayload {
                             kind: kind.to_string(),
-                            why: "kind is \"import\" or \"rotate\" in version 3, and absent in version 2".into(),
+                            why: "kind is \"import\", \"rotate\" or \"reimport\" in version 3, and absent in version 2".into(),
                         });
                     }
                 };
                 self.operator = s.operator;
+                self.ceremony_file = s.ceremony_file;
                 self.ceremony_id = s.ceremony_id;
                 self.targets = s.targets;
                 self.resumes = s.resumes;
@@ -921,6 +932,83 @@ impl V2State {
                     });
                 }
             }
+            R::SourceVerified => {
+                let r: p::SourceVerified = typed(kind, data)?;
+                self.reimport_only(kind)?;
+                if self.source.is_some() {
+                    return Err(Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "one source_verified per transcript",
+                    });
+                }
+                let pinned = crate::spec::pinned_source(&self.ceremony_file);
+                if pinned.as_ref().map(|(t, h)| (t, h.to_ascii_lowercase()))
+                    != Some((&r.transcript, r.last_line_sha256.clone()))
+                {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "transcript and last_line_sha256 are not the ceremony file's [source]"
+                            .into(),
+                    });
+                }
+                self.source = Some(r);
+            }
+            R::KeptKeyChecked => {
+                let r: p::KeptKeyChecked = typed(kind, data)?;
+                self.reimport_only(kind)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                let from = self
+                    .source
+                    .as_ref()
+                    .ok_or(Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "kept_key_checked must be preceded by source_verified",
+                    })?
+                    .kept_targets
+                    .iter()
+                    .find(|t| t.target_index == r.source_target_index);
+                let Some(from) = from else {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "kept_key_checked names source target {}, which source_verified does not list as kept",
+                            r.source_target_index
+                        ),
+                    });
+                };
+                if from.key_arn != r.source_key_arn
+                    || from.kept_label != r.label
+                    || from.kcv != r.kcv_source
+                    || from.key_material_id != r.key_material_id
+                {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "kept_key_checked's source key, label, KCV or KeyMaterialId is not what source_verified lists".into(),
+                    });
+                }
+                let relation = crate::ceremony::source::same_key_or_replica(&r.source_key_arn, &r.key_arn);
+                if relation != Some(r.relation.as_str()) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "key {} is not the source's key {} nor a multi-Region replica of it (relation {:?})",
+                            r.key_arn, r.source_key_arn, r.relation
+                        ),
+                    });
+                }
+                if r.matches != (r.kcv_now == r.kcv_source) {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "match is not kcv_now == kcv_source".into(),
+                    });
+                }
+                if self.kept_checked.insert(r.target_index, r).is_some() {
+                    return Err(Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "one kept_key_checked per target",
+                    });
+                }
+            }
             R::Declined => {
                 let r: p::Declined = typed(kind, data)?;
                 self.declined(&r)?;
@@ -951,19 +1039,26 @@ impl V2State {
             R::ImportConfirmed => {
                 let r: p::ImportConfirmed = typed(kind, data)?;
                 self.confirm(&r)?;
-                let s = self
-                    .confirmed
-                    .as_ref()
-                    .map(|s| (s.kind.clone(), s.key_material_description.is_some()));
-                let want = if self.kind == "rotate" {
-                    (Some("rotate".to_string()), true)
-                } else {
-                    (None, false)
+                let s = self.confirmed.as_ref().map(|s| {
+                    (
+                        s.kind.clone(),
+                        s.key_material_description.is_some(),
+                        s.source_last_line_sha256.clone(),
+                    )
+                });
+                let want = match self.kind.as_str() {
+                    "rotate" => (Some("rotate".to_string()), true, None),
+                    "reimport" => (
+                        Some("reimport".to_string()),
+                        false,
+                        self.source.as_ref().map(|s| s.last_line_sha256.clone()),
+                    ),
+                    _ => (None, false, None),
                 };
                 if s != Some(want) {
                     return Err(Problem::BadPayload {
                         kind: kind.to_string(),
-                        why: "the import statement's kind and key_material_description do not match the ceremony's kind".into(),
+                        why: "the import statement's kind, key_material_description and source_last_line_sha256 do not match the ceremony's kind and source".into(),
                     });
                 }
             }
@@ -994,6 +1089,36 @@ impl V2State {
                         index: r.target_index,
                         why: "imported with a KeyMaterialDescription other than the approved one"
                             .into(),
+                    });
+                }
+                let approved_id = self.confirmed.as_ref().and_then(|s| {
+                    s.targets
+                        .iter()
+                        .find(|t| t.target_index == r.target_index)
+                        .and_then(|t| t.key_material_id.clone())
+                });
+                let want_type = if approved_id.is_some() {
+                    "EXISTING_KEY_MATERIAL"
+                } else {
+                    "NEW_KEY_MATERIAL"
+                };
+                if r.import_type != want_type {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "imported with ImportType {}, but the approved statement calls for {want_type}",
+                            r.import_type
+                        ),
+                    });
+                }
+                if let (Some(want), Some(got)) = (&approved_id, &r.key_material_id)
+                    && want != got
+                {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "KMS's KeyMaterialId {got} is not the approved {want} of the source"
+                        ),
                     });
                 }
                 if let Some(id) = &r.key_material_id {
@@ -1127,6 +1252,17 @@ impl V2State {
             )));
         }
         Ok(())
+    }
+
+    fn reimport_only(&self, kind: RecordType) -> Result<(), Problem> {
+        if self.kind == "reimport" {
+            Ok(())
+        } else {
+            Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why: "a reimport record in a ceremony that is not kind = \"reimport\"",
+            })
+        }
     }
 
     fn rotation_only(&self, kind: RecordType) -> Result<(), Problem> {
@@ -1326,12 +1462,27 @@ impl V2State {
             serde_json::from_value(r.statement.clone()).map_err(|e| bad(e.to_string()))?;
         let mut expected = Vec::new();
         for (index, w) in &self.wrapped {
-            let (Some(params), Some(generated)) =
-                (self.parameters.get(index), self.generated.get(index))
+            // A reimport wraps the checked copy of a kept key (kept_key_checked, whose KCV
+            // matched the source's); every other kind a generated key (key_generated).
+            let material = if self.kind == "reimport" {
+                self.kept_checked
+                    .get(index)
+                    .filter(|k| k.matches)
+                    .map(|k| (k.kcv_now.clone(), Some(k.key_material_id.clone())))
+            } else {
+                self.generated.get(index).map(|g| (g.kcv.clone(), None))
+            };
+            let (Some(params), Some((kcv, key_material_id))) =
+                (self.parameters.get(index), material)
             else {
                 return Err(Problem::BadTarget {
                     index: *index,
-                    why: "key_wrapped without import_parameters and key_generated".into(),
+                    why: if self.kind == "reimport" {
+                        "key_wrapped without import_parameters and a matching kept_key_checked"
+                            .into()
+                    } else {
+                        "key_wrapped without import_parameters and key_generated".into()
+                    },
                 });
             };
             expected.push(crate::quorum::ImportTarget {
@@ -1342,7 +1493,8 @@ impl V2State {
                 wrapping_public_key_sha256: params.public_key_sha256.clone(),
                 blob_sha256: w.blob_sha256.clone(),
                 import_token_sha256: params.import_token_sha256.clone(),
-                kcv: generated.kcv.clone(),
+                kcv,
+                key_material_id,
             });
         }
         if statement.ceremony_id != self.ceremony_id {

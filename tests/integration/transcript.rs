@@ -887,6 +887,7 @@ mod v2 {
             blob_sha256: format!("{i}b").repeat(32),
             import_token_sha256: format!("{i}c").repeat(32),
             kcv: format!("65092{i}"),
+            key_material_id: None,
         }
     }
 
@@ -929,6 +930,7 @@ mod v2 {
             targets,
             kind: description.map(|_| "rotate".to_string()),
             key_material_description: description.map(str::to_string),
+            source_last_line_sha256: None,
         });
         let (a, b) = (&k.custodians[0].1, &k.custodians[1].1);
         let mut recs: Records = vec![
