@@ -94,7 +94,10 @@ pub(super) fn check_kept(run: &mut Run<'_>) -> Result<(), Error> {
                     from.index
                 )));
             };
-            let kept = run.hsm.find_kept_key(&label).inspect_err(|_| run.fail_at(index))?;
+            let kept = run
+                .hsm
+                .find_kept_key(&label)
+                .inspect_err(|_| run.fail_at(index))?;
             let copy = run
                 .hsm
                 .copy_kept_to_session(trusted, kept)

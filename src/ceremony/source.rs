@@ -79,7 +79,10 @@ impl Source {
                 "the source transcript {as_written} is INVALID at {invalid}; byok builds only on a transcript that verifies under this ceremony's audit key (hsm.audit_key_sha256)"
             ))
         })?;
-        if !report.last_line_sha256.eq_ignore_ascii_case(last_line_sha256) {
+        if !report
+            .last_line_sha256
+            .eq_ignore_ascii_case(last_line_sha256)
+        {
             return Err(refused(format!(
                 "the source transcript {as_written} ends with a line whose SHA-256 is {}, but source.last_line_sha256 pins {}; use the transcript whose fingerprint is on paper",
                 report.last_line_sha256,

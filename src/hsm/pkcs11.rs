@@ -614,9 +614,8 @@ impl Hsm for Pkcs11Hsm {
     }
 
     fn copy_kept_to_session(&self, trusted: KeyRef, kept: KeyRef) -> Result<KeyRef, HsmError> {
-        let (mech, _) = self.kwp_mechanism(
-            "needed to copy the kept key into a session key inside the HSM",
-        )?;
+        let (mech, _) =
+            self.kwp_mechanism("needed to copy the kept key into a session key inside the HSM")?;
         let mut blob = self
             .session
             .wrap_key(&mech, self.handle(trusted)?, self.handle(kept)?)
@@ -640,8 +639,8 @@ impl Hsm for Pkcs11Hsm {
             .session
             .unwrap_key(&mech, self.handle(trusted)?, &blob, &template);
         blob.zeroize();
-        let handle = unwrapped
-            .map_err(|e| pkcs11_error("unwrapping the kept key into a session key", e))?;
+        let handle =
+            unwrapped.map_err(|e| pkcs11_error("unwrapping the kept key into a session key", e))?;
         Ok(self.remember(handle))
     }
 
@@ -971,10 +970,7 @@ pub const TRUSTED_TRANSFER_LABEL: &str = "byok-trusted-transfer";
 impl Pkcs11Hsm {
     /// The RFC 5649 AES key wrap the token offers (`CKM_AES_KEY_WRAP_KWP`, else
     /// `CKM_AES_KEY_WRAP_PAD`), for moving a key inside the token; `why` says what for.
-    fn kwp_mechanism(
-        &self,
-        why: &str,
-    ) -> Result<(Mechanism<'static>, WrapMechanism), HsmError> {
+    fn kwp_mechanism(&self, why: &str) -> Result<(Mechanism<'static>, WrapMechanism), HsmError> {
         let mechanism = [WrapMechanism::AesKeyWrapKwp, WrapMechanism::AesKeyWrapPad]
             .into_iter()
             .find(|m| self.mechanism_support(*m).is_ok())

@@ -986,7 +986,8 @@ impl V2State {
                         why: "kept_key_checked's source key, label, KCV or KeyMaterialId is not what source_verified lists".into(),
                     });
                 }
-                let relation = crate::ceremony::source::same_key_or_replica(&r.source_key_arn, &r.key_arn);
+                let relation =
+                    crate::ceremony::source::same_key_or_replica(&r.source_key_arn, &r.key_arn);
                 if relation != Some(r.relation.as_str()) {
                     return Err(Problem::BadTarget {
                         index: r.target_index,

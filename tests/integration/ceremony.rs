@@ -246,9 +246,10 @@ fn every_ceremony_file_has_an_end_to_end_test() {
             "fleet-product.toml",
             "fleet-rotate.toml",
             "host-wrap-oaep-sha256.toml",
-            "kryoptic-oaep-sha256.toml"
+            "kryoptic-oaep-sha256.toml",
+            "reimport.toml"
         ],
-        "add an end-to-end test for each new file (fleet-product.toml: tests/integration/fleet.rs; fleet-rotate.toml: tests/integration/rotation.rs)"
+        "add an end-to-end test for each new file (fleet-product.toml: tests/integration/fleet.rs; fleet-rotate.toml: tests/integration/rotation.rs; reimport.toml: tests/integration/reimport.rs)"
     );
 }
 
