@@ -57,13 +57,13 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
             "    kind           rotate: new material into Enabled keys (NEW_KEY_MATERIAL, description {key_material_description:?}), then RotateKeyOnDemand after its own approval\n"
         ));
     }
-    if c.import.kind == crate::spec::Kind::Reimport {
-        if let Some(s) = &c.source_transcript {
-            out.push_str(&format!(
-                "    kind           reimport: kept material back into PendingImport keys (EXISTING_KEY_MATERIAL with the source's KeyMaterialId)\n    source         {} (last line SHA-256 {})\n",
-                s.as_written, s.last_line_sha256
-            ));
-        }
+    if c.import.kind == crate::spec::Kind::Reimport
+        && let Some(s) = &c.source_transcript
+    {
+        out.push_str(&format!(
+            "    kind           reimport: kept material back into PendingImport keys (EXISTING_KEY_MATERIAL with the source's KeyMaterialId)\n    source         {} (last line SHA-256 {})\n",
+            s.as_written, s.last_line_sha256
+        ));
     }
     if let Some(name) = resumes {
         out.push_str(&format!("    resumes        {name}\n"));

@@ -120,7 +120,12 @@ fn kinds_rotation_and_valid_for_are_checked() {
     assert_eq!(kind("\"rotate\""), "valid");
     assert_contains(
         &kind("\"rollback\""),
-        "ceremony.kind: \"rollback\" is not implemented in this version of byok; the kinds it runs are \"import\" and \"rotate\"",
+        "ceremony.kind: \"rollback\" is not implemented in this version of byok; the kinds it runs are \"import\", \"rotate\" and \"reimport\"",
+    );
+    // A reimport needs the [source] it builds on.
+    assert_contains(
+        &kind("\"reimport\""),
+        "source: missing: kind = \"reimport\" needs [source] with transcript = \"PATH\"",
     );
     assert_contains(
         &kind("\"shred\""),
