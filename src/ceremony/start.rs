@@ -205,7 +205,13 @@ pub(super) fn record(run: &mut Run<'_>) -> Result<(), Error> {
         token_serial: d.token_serial,
         token_model: d.token_model,
         token_manufacturer: d.token_manufacturer,
-        login: "user".into(),
+        // A reimport: the Security Officer logged in first, made the trusted transfer key and
+        // logged out (open_hsm).
+        login: if run.trusted.is_some() {
+            "security_officer_then_user".into()
+        } else {
+            "user".into()
+        },
         audit_key_sign_only: Some(usage.is_sign_only()),
         audit_key_usage: Some(usage.to_string()),
     })?;
