@@ -168,8 +168,8 @@ pub fn render(c: &Ceremony) -> String {
         "import_parameters, generate, wrap: per target, CreateKey + CreateAlias when create = true (then DescribeKey); GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
         "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
         "import, keep, verify: per target, ImportKeyMaterial (sent once, never retried), the token copy when keep_key_label is set, DescribeKey and an Encrypt/Decrypt round trip",
-        "(kind = \"reimport\") source_check before open_hsm: the [source] transcript verifies under this audit key, ends with ceremony_finished, its last line's SHA-256 is the pinned one; open_hsm asks the Security Officer PIN first (trusted transfer key); kept_key_check after kms_preflight: per target, the source target it matches (same key ARN, or a multi-Region replica), the kept key by its label, its KCV computed now equal to the source's, before any approval",
         "(kind = \"rotate\") confirm_rotate, rotate: the quorum signs the rotate statement (per target, the material that becomes current); RotateKeyOnDemand (sent once), then DescribeKey shows the imported material current, the probe still decrypts, a new round trip works",
+        "(kind = \"reimport\") source_check before open_hsm: the [source] transcript verifies under this audit key, ends with ceremony_finished, its last line's SHA-256 is the pinned one; open_hsm asks the Security Officer PIN first (trusted transfer key); kept_key_check after kms_preflight: per target, the source target it matches (same key ARN, or a multi-Region replica), the kept key by its label, its KCV computed now equal to the source's, before any approval",
         "cleanup: destroy session objects",
         "finish: ceremony_finished; print the last line's SHA-256",
     ];
