@@ -706,3 +706,44 @@ fn an_unset_custodian_module_env_is_named_with_what_to_export() {
         )
     );
 }
+
+#[test]
+fn a_reimport_source_is_read_relative_to_the_ceremony_file() {
+    let reimport = |transcript: &str| {
+        format!(
+            "{}\n[source]\ntranscript = \"{transcript}\"\nlast_line_sha256 = \"{}\"\n",
+            BASE.replace(
+                "operator = \"Alice\"",
+                "operator = \"Alice\"\nkind = \"reimport\""
+            ),
+            "AB".repeat(32)
+        )
+    };
+    let c = byok::spec::parse(
+        Path::new("/ceremonies/2027/reimport.toml"),
+        &reimport("old/keep.jsonl"),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(c.import.kind, byok::spec::Kind::Reimport);
+    let s = c.source_transcript.unwrap();
+    assert_eq!(s.path, Path::new("/ceremonies/2027/old/keep.jsonl"));
+    assert_eq!(s.as_written, "old/keep.jsonl");
+    // Pinned in lower case, as byok prints fingerprints.
+    assert_eq!(s.last_line_sha256, "ab".repeat(32));
+    let c = byok::spec::parse(
+        Path::new("/ceremonies/2027/reimport.toml"),
+        &reimport("/archive/keep.jsonl"),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(
+        c.source_transcript.unwrap().path,
+        Path::new("/archive/keep.jsonl")
+    );
+    // An empty path is refused.
+    assert_contains(
+        &problems(&reimport("")),
+        "source.transcript: must name the earlier transcript's file",
+    );
+}
