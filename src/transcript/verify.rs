@@ -114,6 +114,8 @@ pub struct Report {
     pub quorum: Option<usize>,
     /// Who approved which approval point, in transcript order.
     pub approvals: Vec<(String, Vec<String>)>,
+    /// A reimport's `source_verified` (version 3).
+    pub source: Option<p::SourceVerified>,
 }
 
 /// Reads and verifies a transcript file.
@@ -415,6 +417,7 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
         audit_key_pinned_externally: opts.audit_key_sha256.is_some(),
         quorum,
         approvals,
+        source: v2.source.clone(),
     })
 }
 

@@ -388,6 +388,13 @@ fn reimport_after_delete_puts_the_kept_material_back_as_existing_key_material() 
         .output()
         .unwrap();
     assert!(verify.status.success(), "{}", stderr(&verify));
+    assert_contains(
+        &stdout(&verify),
+        &format!(
+            "  source          keep.transcript.jsonl (ceremony demo-softhsm-oaep-sha1, kind import, 17 records), last line SHA-256 {}",
+            kept.last_line_sha256
+        ),
+    );
 }
 
 #[test]
@@ -541,17 +548,28 @@ fn a_kept_key_whose_kcv_differs_is_refused_before_any_kms_write() {
 }
 
 #[test]
-fn a_wrong_fingerprint_a_tampered_source_and_a_key_the_source_did_not_keep_are_refused() {
+fn refused_an_enabled_key_a_wrong_fingerprint_a_tampered_source_a_key_not_kept() {
     let hsm = SoftHsm::new();
     let kms = TestKms::new();
     let (_arn, alias) = kms.external_key();
     let kept = kept_import(&hsm, &kms, &alias, "us-east-1");
-    delete_material(&kms, &alias);
     let run = |file: &Path, t: &Path, stdin: &str| {
         let mut cmd = hsm.byok();
         cmd.arg("run").arg(file).arg("--transcript").arg(t);
         run_with_stdin(cmd, stdin)
     };
+
+    // A key that holds its material (Enabled): refused at the preflight, before any approval.
+    let file = reimport_file(&hsm, &alias, "us-east-1", &kept, &kept.last_line_sha256);
+    let t = hsm.path("enabled.jsonl");
+    let out = run(&file, &t, &format!("{}\n{}\n", hsm.so_pin, hsm.pin));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "is in state Enabled, expected PendingImport");
+    let recs = records(&t);
+    assert!(of(&recs, "approval").is_empty());
+    assert_eq!(of(&recs, "kms_preflight")[0]["key_state"], "Enabled");
+    assert_eq!(recs.last().unwrap()["data"]["step"], "kms_preflight");
+    delete_material(&kms, &alias);
 
     // A fingerprint other than the transcript's: refused before any PIN is asked.
     let wrong = "ab".repeat(32);
