@@ -32,6 +32,11 @@ enum Event {
 pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
     run.enter(Step::ImportParameters)?;
     let c = run.ceremony;
+    if c.import.kind == crate::spec::Kind::Reimport {
+        run.prompter.say(
+            "  kind = \"reimport\": nothing is generated; each target's checked copy of its kept key is wrapped",
+        );
+    }
     let jobs = preflight::jobs(run);
     let least = c
         .kms
