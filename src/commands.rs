@@ -195,6 +195,12 @@ pub fn verify(path: &Path, audit_key_sha256: Option<&str>) -> Result<i32, Error>
                     r.last_line_sha256
                 ));
             }
+            if let Some(s) = &report.source {
+                out(&format!(
+                    "  source          {} (ceremony {}, kind {}, {} records), last line SHA-256 {}",
+                    s.transcript, s.ceremony_id, s.kind, s.records, s.last_line_sha256
+                ));
+            }
             if report.version == 1 {
                 if report.outcome != crate::transcript::RecordType::CeremonyAborted {
                     out(&format!(

@@ -57,12 +57,16 @@ pub struct ImportStatement {
     pub expiration_model: String,
     pub valid_to: Option<String>,
     pub targets: Vec<ImportTarget>,
-    /// (v3, rotate) `"rotate"`; absent for a first import.
+    /// (v3) `"rotate"` or `"reimport"`; absent for a first import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// (v3, rotate) The KeyMaterialDescription sent with every import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_material_description: Option<String>,
+    /// (v3, reimport) The SHA-256 of the last line of the `[source]` transcript whose kept
+    /// material is imported again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_last_line_sha256: Option<String>,
 }
 
 /// The rotate statement (v3, `kind = "rotate"`): approved after the imports, before
@@ -123,6 +127,9 @@ pub struct ImportTarget {
     pub blob_sha256: String,
     pub import_token_sha256: String,
     pub kcv: String,
+    /// (v3, reimport) The KeyMaterialId sent with ImportType EXISTING_KEY_MATERIAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_material_id: Option<String>,
 }
 
 /// A statement as JSON (what is signed and recorded).

@@ -19,12 +19,15 @@ pub enum Step {
     Import,
     Verify,
     Keep,
+    /// `kind = "reimport"`: the `[source]` transcript verified and recorded.
+    SourceCheck,
+    /// `kind = "reimport"`: each kept key's KCV computed in the HSM now, before the plan
+    /// approval.
+    KeptKeyCheck,
     /// `kind = "rotate"`: the quorum approves RotateKeyOnDemand.
     ConfirmRotate,
     /// `kind = "rotate"`: RotateKeyOnDemand and its verification.
     Rotate,
-    /// `kind = "rollback"`: the `[source]` transcript is verified.
-    Source,
     /// Alias-swap and rollback: the quorum approves UpdateAlias.
     ConfirmSwap,
     /// Alias-swap and rollback: UpdateAlias and its verification.
@@ -50,9 +53,10 @@ impl Step {
             Step::Import => "import",
             Step::Verify => "verify",
             Step::Keep => "keep",
+            Step::SourceCheck => "source_check",
+            Step::KeptKeyCheck => "kept_key_check",
             Step::ConfirmRotate => "confirm_rotate",
             Step::Rotate => "rotate",
-            Step::Source => "source",
             Step::ConfirmSwap => "confirm_swap",
             Step::Swap => "swap",
             Step::Cleanup => "cleanup",
@@ -78,9 +82,10 @@ impl Step {
             Step::Import => "Import into KMS and verify",
             Step::Verify => "Verify the imports",
             Step::Keep => "Keep the imported material on the token",
+            Step::SourceCheck => "Check the source transcript",
+            Step::KeptKeyCheck => "Check the kept keys in the HSM (KCV now against the source)",
             Step::ConfirmRotate => "Approve the rotation",
             Step::Rotate => "Rotate (RotateKeyOnDemand) and verify",
-            Step::Source => "Verify the source transcript",
             Step::ConfirmSwap => "Approve the alias move",
             Step::Swap => "Move the aliases (UpdateAlias) and verify",
             Step::Cleanup => "Clean up HSM objects",

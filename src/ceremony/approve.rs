@@ -123,6 +123,7 @@ fn import_once(run: &mut Run<'_>) -> Result<Option<(Value, Vec<String>)>, Error>
             blob_sha256: blob.clone(),
             import_token_sha256: token.sha256_hex(),
             kcv: kcv.clone(),
+            key_material_id: t.reimport.as_ref().map(|r| r.key_material_id.clone()),
         });
     }
     if targets.is_empty() {
@@ -141,14 +142,20 @@ fn import_once(run: &mut Run<'_>) -> Result<Option<(Value, Vec<String>)>, Error>
             crate::spec::Kind::Rotate { .. } | crate::spec::Kind::AliasSwap { .. } => {
                 Some("rotate".into())
             }
+            crate::spec::Kind::Reimport => Some("reimport".into()),
         },
         key_material_description: c.import.kind.key_material_description().map(str::to_string),
+        source_last_line_sha256: run.source.as_ref().map(|s| s.last_line_sha256.clone()),
     };
     let value = quorum::to_value(&statement).map_err(|e| refused(e.to_string()))?;
-    let human = format!(
-        "  What you approve: import the wrapped key material into these KMS keys\n{}",
-        quorum::describe(&value)
-    );
+    let what = match &run.source {
+        Some(source) => format!(
+            "import the kept key material of ceremony {} (source transcript {}, last line SHA-256 {}) again into these KMS keys, as EXISTING_KEY_MATERIAL with the KeyMaterialId listed per key",
+            source.ceremony_id, source.path_as_written, source.last_line_sha256
+        ),
+        None => "import the wrapped key material into these KMS keys".to_string(),
+    };
+    let human = format!("  What you approve: {what}\n{}", quorum::describe(&value));
     let approved_by = approve(run, quorum::IMPORT, value.clone(), &human)?;
     Ok(Some((value, approved_by)))
 }

@@ -29,6 +29,8 @@ struct Job {
     challenge: Vec<u8>,
     /// A rotation: the material current before it (the key is Enabled already).
     rotating: Option<Option<String>>,
+    /// A reimport: the KeyMaterialId sent with EXISTING_KEY_MATERIAL.
+    existing: Option<String>,
 }
 
 /// What KMS says about an import whose answer was lost.
@@ -105,8 +107,9 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
             // A new-material rotation's import does not make its material current.
             rotating: match c.import.kind {
                 Kind::Rotate { .. } => Some(t.previous_material.clone()),
-                Kind::Import | Kind::AliasSwap { .. } | Kind::Rollback => None,
+                Kind::Import | Kind::AliasSwap { .. } | Kind::Rollback | Kind::Reimport => None,
             },
+            existing: t.reimport.as_ref().map(|r| r.key_material_id.clone()),
         });
     }
     for job in &mut jobs {
@@ -156,12 +159,18 @@ fn import_one(
     tx: &Sender<Event>,
 ) -> bool {
     let index = job.index;
+    let import_type = match &job.existing {
+        Some(id) => ImportType::ExistingKeyMaterial {
+            key_material_id: id,
+        },
+        None => ImportType::NewKeyMaterial,
+    };
     match kms.import_key_material(
         &job.arn,
         &job.token,
         &job.blob,
         expiration,
-        ImportType::NewKeyMaterial,
+        import_type,
         description,
     ) {
         Ok(key_material_id) => {
@@ -301,7 +310,14 @@ fn handle(run: &mut Run<'_>, event: Event) -> Result<(), Error> {
                 target_index: index as u64,
                 key_arn: t.arn.clone().unwrap_or_default(),
                 key_material_id,
-                import_type: ImportType::NewKeyMaterial.name().into(),
+                import_type: match &t.reimport {
+                    Some(r) => ImportType::ExistingKeyMaterial {
+                        key_material_id: &r.key_material_id,
+                    },
+                    None => ImportType::NewKeyMaterial,
+                }
+                .name()
+                .into(),
                 key_material_description: c
                     .import
                     .kind
@@ -531,6 +547,21 @@ fn verified(
     }
     if decrypt_key != arn {
         problems.push(format!("Decrypt used key {decrypt_key}"));
+    }
+    // A reimport: KMS recomputes the KeyMaterialId from the key and the material and must
+    // have found the source's (what it returned, or, after a lost answer, the current one).
+    if let Some(r) = &run.targets[index].reimport {
+        let got = run.targets[index]
+            .key_material_id
+            .clone()
+            .or_else(|| after.current_key_material_id.clone());
+        if got.as_deref() != Some(r.key_material_id.as_str()) {
+            problems.push(format!(
+                "KMS reports KeyMaterialId {}, but the source's is {}",
+                got.as_deref().unwrap_or("(none)"),
+                r.key_material_id
+            ));
+        }
     }
     run.record(&ImportVerified {
         target_index: index as u64,

@@ -23,7 +23,9 @@ mod pool;
 mod preflight;
 mod prepare;
 mod reconcile;
+mod reimport;
 mod rotate;
+pub mod source;
 mod start;
 mod swap;
 pub mod target;
@@ -134,6 +136,9 @@ pub fn run(
             crate::spec::Kind::Rollback => Some(
                 "run the same rollback file again without --resume: an alias already back on its previous key is done and left alone, the others are moved under fresh approvals",
             ),
+            crate::spec::Kind::Reimport => Some(
+                "check each target's state in KMS (DescribeKey: Enabled means its material is back), then run a new reimport ceremony, with a new ceremony.id, listing only the keys still PendingImport",
+            ),
         };
         if let Some(why) = why {
             return Err(before(
@@ -145,6 +150,22 @@ pub fn run(
             ));
         }
     }
+    // The source transcript is verified before anyone types a PIN: a wrong file, a wrong
+    // fingerprint or a tampered transcript stops the ceremony here.
+    let source = match &ceremony.source_transcript {
+        Some(s) => Some(
+            source::Source::load(
+                &s.path,
+                &s.as_written,
+                &s.last_line_sha256,
+                &ceremony.hsm.audit_key_sha256,
+                // An aborted alias swap says which aliases moved: those can be moved back.
+                ceremony.import.kind == crate::spec::Kind::Rollback,
+            )
+            .map_err(|e| before(Step::SourceCheck, e))?,
+        ),
+        None => None,
+    };
     let writer = TranscriptWriter::create(transcript).map_err(|e| before(Step::Start, e.into()))?;
     let earlier = match &options.resume {
         Some(path) => {
@@ -159,7 +180,7 @@ pub fn run(
         prompter,
         now,
     } = env;
-    let signer = start::open(ceremony, hsm, prompter, earlier.as_ref())
+    let (signer, trusted) = start::open(ceremony, hsm, prompter, earlier.as_ref())
         .map_err(|e| before(Step::OpenHsm, e))?;
     let paced = Paced::new(kms, ceremony.kms.rates.clone(), &ceremony.kms.region);
     let mut run = Run {
@@ -174,7 +195,8 @@ pub fn run(
         step: Step::Start,
         failed_target: None,
         failed_step: None,
-        created: Vec::new(),
+        // The SO's trusted transfer key is destroyed after the kept-key check, or at abort.
+        created: trusted.into_iter().collect(),
         targets: ceremony
             .targets
             .iter()
@@ -184,6 +206,8 @@ pub fn run(
         approvals: Vec::new(),
         concurrency: options.kms_concurrency.max(1),
         earlier,
+        source,
+        trusted,
     };
     match run.steps() {
         Ok(outcome) => Ok(outcome),
@@ -213,6 +237,11 @@ pub(crate) struct Run<'a> {
     approvals: Vec<(String, Vec<String>)>,
     concurrency: usize,
     earlier: Option<reconcile::Earlier>,
+    /// `[source]`, verified before the run started (`kind = "reimport"`).
+    source: Option<source::Source>,
+    /// A reimport's trusted transfer key, made by the Security Officer at `open_hsm`, until
+    /// the kept-key check destroys it.
+    trusted: Option<KeyRef>,
 }
 
 impl Run<'_> {
@@ -231,6 +260,9 @@ impl Run<'_> {
             } else {
                 preflight::before_approval(self)?;
             }
+            // kind = "reimport": every kept key's KCV, computed in the HSM now, matches the
+            // source's before anyone approves the plan.
+            reimport::check_kept(self)?;
             approve::plan(self)?;
             // Per target: creation (when asked), import parameters, generate, wrap.
             prepare::targets(self, &test)?;

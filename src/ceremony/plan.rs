@@ -42,13 +42,14 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
         op = c.operator,
         work = if c.import.kind.imports() {
             format!(
-                "    targets        {n} ({to_import} to import in this run)\n    algorithm      {alg} with {spec}\n    key material   AES-256 generated in the HSM, {keep}\n    wrap           {wrap}\n    expiry         {expiry}\n",
+                "    targets        {n} ({to_import} to import in this run)\n    algorithm      {alg} with {spec}\n    key material   {material}\n    wrap           {wrap}\n    expiry         {expiry}\n",
                 n = c.targets.len(),
                 alg = c.import.algorithm,
                 spec = c.import.key_spec,
-                keep = match &c.hsm.keep_key_label {
-                    Some(l) => format!("a copy kept on the token as {l:?}"),
-                    None => "destroyed after the import".to_string(),
+                material = match &c.hsm.keep_key_label {
+                    _ if c.import.kind == crate::spec::Kind::Reimport => "none generated: each key's kept copy on the token, checked now (KCV) against the source transcript; its session copy destroyed after the import".to_string(),
+                    Some(l) => format!("AES-256 generated in the HSM, a copy kept on the token as {l:?}"),
+                    None => "AES-256 generated in the HSM, destroyed after the import".to_string(),
                 },
             )
         } else {
@@ -58,11 +59,7 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
                 source = c
                     .source_transcript
                     .as_ref()
-                    .map(|s| format!(
-                        "{}, last line SHA-256 {}",
-                        s.path.display(),
-                        s.last_line_sha256
-                    ))
+                    .map(|s| format!("{}, last line SHA-256 {}", s.as_written, s.last_line_sha256))
                     .unwrap_or_default()
             )
         },
@@ -81,7 +78,15 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
         crate::spec::Kind::Rollback => out.push_str(
             "    kind           rollback: each alias goes back to the key the source ceremony moved it from (UpdateAlias after its own approval); nothing is generated or imported\n",
         ),
-        crate::spec::Kind::Import => {}
+        crate::spec::Kind::Import | crate::spec::Kind::Reimport => {}
+    }
+    if c.import.kind == crate::spec::Kind::Reimport
+        && let Some(s) = &c.source_transcript
+    {
+        out.push_str(&format!(
+            "    kind           reimport: kept material back into PendingImport keys (EXISTING_KEY_MATERIAL with the source's KeyMaterialId)\n    source         {} (last line SHA-256 {})\n",
+            s.as_written, s.last_line_sha256
+        ));
     }
     if let Some(name) = resumes {
         out.push_str(&format!("    resumes        {name}\n"));
@@ -96,6 +101,18 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
                 crate::spec::Kind::Import => {
                     format!("{} (PendingImport)", t.arn.as_deref().unwrap_or("?"))
                 }
+                crate::spec::Kind::Reimport => match &t.reimport {
+                    Some(r) => format!(
+                        "{} (PendingImport; material from kept key {:?}, KCV {} as the source recorded, {} of source target {}; KeyMaterialId {})",
+                        t.arn.as_deref().unwrap_or("?"),
+                        r.label,
+                        r.kcv,
+                        r.relation,
+                        r.source_index,
+                        r.key_material_id
+                    ),
+                    None => format!("{} (PendingImport)", t.arn.as_deref().unwrap_or("?")),
+                },
                 crate::spec::Kind::Rotate { .. } => format!(
                     "{} (Enabled, current material {})",
                     t.arn.as_deref().unwrap_or("?"),
@@ -165,6 +182,7 @@ pub fn render(c: &Ceremony) -> String {
         None => c.import.expiration.model().to_string(),
     };
     let keep = match &c.hsm.keep_key_label {
+        _ if c.import.kind == crate::spec::Kind::Reimport => "none generated: the kept copy named by the [source] transcript, copied by the HSM into a session key (under a trusted key the Security Officer makes at open_hsm), destroyed after the import".to_string(),
         Some(l) => format!(
             "a session object; once KMS holds it, copied to the token as {l:?} (wrap-with-trusted only, not modifiable, no encrypt/decrypt)"
         ),
@@ -174,7 +192,9 @@ pub fn render(c: &Ceremony) -> String {
         crate::spec::DualControl::Off => "OFF — REHEARSAL ONLY: the operator alone confirms the import; no custodian approves anything".to_string(),
         crate::spec::DualControl::Quorum { quorum, custodians } => {
             let points = match c.import.kind {
-                crate::spec::Kind::Import => "the plan and the import",
+                crate::spec::Kind::Import | crate::spec::Kind::Reimport => {
+                    "the plan and the import"
+                }
                 crate::spec::Kind::Rotate { .. } => "the plan, the import and the rotation",
                 crate::spec::Kind::AliasSwap { .. } => "the plan, the import and the alias move",
                 crate::spec::Kind::Rollback => "the plan and the alias move",
@@ -199,7 +219,7 @@ pub fn render(c: &Ceremony) -> String {
     ];
     match kind {
         Kind::Rollback => steps.extend([
-            "source: verify the [source] transcript under this file's audit key; its last line must have the pinned SHA-256; it must be an alias-swap ceremony that moved every target alias",
+            "source_check before open_hsm: verify the [source] transcript under this file's audit key; its last line must have the pinned SHA-256; it must be an alias-swap ceremony that moved every target alias",
             "kms_preflight: DescribeKey of every alias (read only), before any approval: it must name the key the source moved it to; the key it goes back to must be Enabled",
             "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
         ]),
@@ -211,7 +231,7 @@ pub fn render(c: &Ceremony) -> String {
             "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
             "import, keep, verify: per target, ImportKeyMaterial (NEW_KEY_MATERIAL with the KeyMaterialDescription; sent once, never retried), the token copy when keep_key_label is set, DescribeKey and an Encrypt/Decrypt round trip",
         ]),
-        Kind::Import | Kind::Rotate { .. } => steps.extend([
+        Kind::Import | Kind::Rotate { .. } | Kind::Reimport => steps.extend([
             "capability_check: known-answer test of the wrap on this token (once), before any approval",
             "kms_preflight: DescribeKey of every existing target key (read only), before any approval: EXTERNAL, SYMMETRIC_DEFAULT, PendingImport (kind = \"rotate\": Enabled, its materials counted, a probe encrypted)",
             "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
@@ -226,6 +246,9 @@ pub fn render(c: &Ceremony) -> String {
         ),
         Kind::AliasSwap { .. } | Kind::Rollback => steps.push(
             "confirm_swap, swap: the quorum signs the swap statement (per target, the alias and the keys it moves from and to); per alias DescribeKey (still the approved key), UpdateAlias (sent once), then DescribeKey shows the alias on the new key and both keys Enabled, and an Encrypt through the alias is answered by the new key",
+        ),
+        Kind::Reimport => steps.push(
+            "(kind = \"reimport\") source_check before open_hsm: the [source] transcript verifies under this audit key, ends with ceremony_finished, its last line's SHA-256 is the pinned one; open_hsm asks the Security Officer PIN first (trusted transfer key); kept_key_check after kms_preflight: per target, the source target it matches (same key ARN, or a multi-Region replica), the kept key by its label, its KCV computed now equal to the source's, before any approval",
         ),
         Kind::Import => {}
     }
@@ -261,6 +284,13 @@ pub fn render(c: &Ceremony) -> String {
                     ))
                     .unwrap_or_default()
             ),
+            crate::spec::Kind::Reimport => match &c.source_transcript {
+                Some(s) => format!(
+                    "reimport (kept material back into PendingImport keys, EXISTING_KEY_MATERIAL)\n  source          {} (last line SHA-256 {})",
+                    s.as_written, s.last_line_sha256
+                ),
+                None => "reimport".to_string(),
+            },
         },
         op = c.operator,
         token = c.hsm.token,
@@ -291,7 +321,9 @@ pub fn render(c: &Ceremony) -> String {
 fn targets(c: &Ceremony) -> String {
     let mut out = format!("Targets ({}):\n", c.targets.len());
     for t in &c.targets {
-        let calls = if matches!(c.import.kind, crate::spec::Kind::Rotate { .. }) {
+        let calls = if c.import.kind == crate::spec::Kind::Reimport {
+            "DescribeKey (PendingImport), before the plan approval; then GetParametersForImport, ImportKeyMaterial (ImportType EXISTING_KEY_MATERIAL, KeyMaterialId from the source), DescribeKey, Encrypt, Decrypt"
+        } else if matches!(c.import.kind, crate::spec::Kind::Rotate { .. }) {
             "before the plan approval: DescribeKey, ListKeyRotations, Encrypt (a probe under the current material); then GetParametersForImport, ImportKeyMaterial (ImportType NEW_KEY_MATERIAL, KeyMaterialDescription), DescribeKey, Encrypt, Decrypt; after the rotate approval: RotateKeyOnDemand, DescribeKey, Decrypt (the probe), Encrypt, Decrypt"
         } else if matches!(c.import.kind, crate::spec::Kind::AliasSwap { .. }) {
             "before the plan approval: DescribeKey (the alias), ListResourceTags (the previous key); then CreateKey (Origin EXTERNAL, the previous key's tags), DescribeKey, GetParametersForImport, ImportKeyMaterial (ImportType NEW_KEY_MATERIAL, KeyMaterialDescription), DescribeKey, Encrypt, Decrypt; after the swap approval: DescribeKey (the alias), UpdateAlias, DescribeKey (the alias and both keys), Encrypt (through the alias), Decrypt"
@@ -370,7 +402,7 @@ fn pace(c: &Ceremony) -> String {
             (Operation::Encrypt, imports),
             (Operation::Decrypt, imports),
         ]) + match c.import.kind {
-            crate::spec::Kind::Import => std::time::Duration::ZERO,
+            crate::spec::Kind::Import | crate::spec::Kind::Reimport => std::time::Duration::ZERO,
             crate::spec::Kind::AliasSwap { .. } | crate::spec::Kind::Rollback => {
                 rates.least_time(&[
                     (Operation::UpdateAlias, n),

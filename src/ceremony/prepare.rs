@@ -32,6 +32,11 @@ enum Event {
 pub(super) fn targets(run: &mut Run<'_>, test: &SelfTest) -> Result<(), Error> {
     run.enter(Step::ImportParameters)?;
     let c = run.ceremony;
+    if c.import.kind == crate::spec::Kind::Reimport {
+        run.prompter.say(
+            "  kind = \"reimport\": nothing is generated; each target's checked copy of its kept key is wrapped",
+        );
+    }
     let jobs = preflight::jobs(run);
     let least = c
         .kms
@@ -132,6 +137,20 @@ fn one(
     let c = run.ceremony;
     let location = c.import.wrap;
     let arn = run.targets[index].arn.clone().unwrap_or_default();
+
+    // A reimport generates nothing: the session copy of the kept key, checked against the
+    // source's KCV before the plan approval, is what gets wrapped.
+    if c.import.kind == crate::spec::Kind::Reimport {
+        let Some(key) = run.targets[index]
+            .key
+            .filter(|_| run.targets[index].reimport.is_some())
+        else {
+            return Err(refused(format!(
+                "target {index} has no checked copy of its kept key; this is a bug in byok"
+            )));
+        };
+        return wrap_key(run, test, index, key, &public, params);
+    }
 
     run.step = Step::Generate;
     let kind = match location {

@@ -20,7 +20,7 @@ pub(super) fn open<'h>(
     hsm: &'h dyn Hsm,
     prompter: &mut dyn Prompter,
     earlier: Option<&super::reconcile::Earlier>,
-) -> Result<HsmSigner<'h>, Error> {
+) -> Result<(HsmSigner<'h>, Option<crate::hsm::KeyRef>), Error> {
     prompter.say(&format!("\n== {} ==", Step::OpenHsm.heading()));
     let desc = hsm.description();
     prompter.say(&format!(
@@ -31,7 +31,19 @@ pub(super) fn open<'h>(
         desc.token_label,
         desc.token_serial
     ));
-    login(hsm, prompter, &desc.token_label)?;
+    // A reimport: the Security Officer makes the one key a kept key can be wrapped under
+    // (CKA_TRUSTED), as a public session object, and logs out before the user logs in.
+    let trusted = if ceremony.import.kind == crate::spec::Kind::Reimport {
+        Some(trusted_transfer_key(hsm, prompter, &desc.token_label)?)
+    } else {
+        None
+    };
+    let logged_in = login(hsm, prompter, &desc.token_label);
+    if let (Err(_), Some(key)) = (&logged_in, trusted) {
+        // Not logged in: nothing else will destroy it before the session closes.
+        let _ = hsm.destroy(key);
+    }
+    logged_in?;
     let signer = HsmSigner::open(
         hsm,
         &ceremony.hsm.audit_key_label,
@@ -56,7 +68,35 @@ pub(super) fn open<'h>(
             .into());
         }
     }
-    Ok(signer)
+    Ok((signer, trusted))
+}
+
+/// A reimport: the Security Officer's PIN (asked once; never stored or logged), the SO's
+/// login, the trusted transfer key, and the SO's logout.
+fn trusted_transfer_key(
+    hsm: &dyn Hsm,
+    prompter: &mut dyn Prompter,
+    token: &str,
+) -> Result<crate::hsm::KeyRef, Error> {
+    prompter.say(
+        "  kind = \"reimport\": the token's Security Officer makes a trusted transfer key (CKA_TRUSTED, a session object) so that the kept keys can be copied into session keys inside the HSM",
+    );
+    let pin = prompter.secret(
+        "hsm-so-pin",
+        &format!("Security Officer PIN for HSM token {token:?}"),
+    )?;
+    let result = hsm.login_so(&pin);
+    drop(pin);
+    result?;
+    let key = hsm.generate_trusted_transfer_key();
+    // The SO logs out whatever happened; the user logs in next.
+    let out = hsm.logout();
+    let key = key?;
+    if let Err(e) = out {
+        let _ = hsm.destroy(key);
+        return Err(e.into());
+    }
+    Ok(key)
 }
 
 /// A wrong PIN is asked again only at a terminal: line-protocol answers may be written in
@@ -167,8 +207,30 @@ pub(super) fn record(run: &mut Run<'_>) -> Result<(), Error> {
         token_serial: d.token_serial,
         token_model: d.token_model,
         token_manufacturer: d.token_manufacturer,
-        login: "user".into(),
+        // A reimport: the Security Officer logged in first, made the trusted transfer key and
+        // logged out (open_hsm).
+        login: if run.trusted.is_some() {
+            "security_officer_then_user".into()
+        } else {
+            "user".into()
+        },
         audit_key_sign_only: Some(usage.is_sign_only()),
         audit_key_usage: Some(usage.to_string()),
-    })
+    })?;
+    // kind = "reimport": the source transcript, verified before the run started.
+    if let Some(source) = &run.source {
+        run.step = Step::SourceCheck;
+        let record = source.record();
+        run.prompter.say(&format!(
+            "  source transcript {} (ceremony {}, kind {}, {} records): valid under this audit key, last line SHA-256 {} as pinned; {} kept key(s)",
+            record.transcript,
+            record.ceremony_id,
+            record.kind,
+            record.records,
+            record.last_line_sha256,
+            record.kept_targets.len()
+        ));
+        run.record(&record)?;
+    }
+    Ok(())
 }

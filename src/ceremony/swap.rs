@@ -1,8 +1,8 @@
 //! Alias moves: `kind = "rotate"` with `strategy = "alias-swap"`, and `kind = "rollback"`.
 //!
-//! - [`source`] (rollback): the `[source]` transcript, a closed alias-swap ceremony, is
-//!   verified under this ceremony's audit key and must end with the line whose SHA-256 the
-//!   ceremony file pins; what it says of each alias it moved is recorded (`source_verified`).
+//! - [`source`] (rollback): the `[source]` transcript ([`super::source`], verified before the
+//!   run started and recorded as `source_verified`) must be a dual-controlled alias swap that
+//!   moved every target alias; each goes back to the key the source moved it from.
 //! - [`preflight`] (before the plan approval, read only): DescribeKey of each alias, which must
 //!   name the key the file (`previous_key`) or the source says; the previous key's tags
 //!   (alias-swap, to copy onto the new key) or the state of the key to restore (rollback).
@@ -15,122 +15,58 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc::Sender;
 
-use serde_json::Value;
-
 use crate::error::Error;
 use crate::kms::{KeyInfo, Kms, KmsError};
 use crate::quorum::{self, SwapStatement, SwapTarget};
 use crate::spec::{DualControl, Kind};
-use crate::transcript::RecordType;
-use crate::transcript::payload::{
-    AliasPreflight, AliasUpdated, AliasVerified, SourceSwap, SourceVerified, SwapConfirmed,
-};
-use crate::transcript::verify::{self, VerifyOptions};
+use crate::transcript::payload::{AliasPreflight, AliasUpdated, AliasVerified, SwapConfirmed};
 
 use super::preflight::{CREATED_BY_TAG, created_by, rules_for};
 use super::target::Status;
 use super::{Run, Step, pool, refused};
 
-/// Step `source` (rollback): verifies the `[source]` transcript and records what it moved.
+/// Rollback: what the `[source]` transcript (loaded and verified before the run started,
+/// recorded as `source_verified` after `hsm_opened`) must be, and which key each target alias
+/// goes back to.
 pub(super) fn source(run: &mut Run<'_>) -> Result<(), Error> {
     let c = run.ceremony;
-    let Some(pin) = &c.source_transcript else {
+    if c.import.kind != Kind::Rollback {
         return Ok(());
+    }
+    run.step = Step::SourceCheck;
+    let Some(src) = &run.source else {
+        return Err(refused(
+            "a rollback without a verified [source] transcript; this is a bug in byok".into(),
+        ));
     };
-    run.enter(Step::Source)?;
-    let path = &pin.path;
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        what: format!(
-            "cannot read the source transcript {} ([source] transcript)",
-            path.display()
-        ),
-        source,
-    })?;
-    let opts = VerifyOptions {
-        audit_key_sha256: Some(c.hsm.audit_key_sha256.clone()),
-        allow_truncated: false,
-    };
-    let report = verify::verify_bytes(&bytes, &opts).map_err(|invalid| {
-        refused(format!(
-            "the source transcript {} is INVALID at {invalid}; a rollback works only from a transcript that verifies under this ceremony's audit key (hsm.audit_key_sha256)",
-            path.display()
-        ))
-    })?;
+    let name = &src.path_as_written;
+    if src.kind != "rotate" || src.strategy.as_deref() != Some("alias-swap") {
+        return Err(refused(format!(
+            "the source transcript {name} is of a kind = {:?} ceremony (strategy {}); a rollback undoes a kind = \"rotate\", strategy = \"alias-swap\" ceremony (docs/rotation.md says what to do after a new-material rotation)",
+            src.kind,
+            src.strategy.as_deref().unwrap_or("none")
+        )));
+    }
     // A rehearsal's transcript is signed by the audit key alone: whoever holds the HSM PIN
     // could write one. Only a rehearsal may roll one back.
-    if report.quorum.is_none() && !matches!(c.dual_control, DualControl::Off) {
+    if !src.dual_control && !matches!(c.dual_control, DualControl::Off) {
         return Err(refused(format!(
-            "the source transcript {} is of a rehearsal (dual control off), which the audit key alone signed; a dual-controlled rollback works only from a dual-controlled alias swap",
-            path.display()
+            "the source transcript {name} is of a rehearsal (dual control off), which the audit key alone signed; a dual-controlled rollback works only from a dual-controlled alias swap"
         )));
     }
-    if report.last_line_sha256 != pin.last_line_sha256 {
-        return Err(refused(format!(
-            "the source transcript {}'s last line has SHA-256 {}, but the ceremony file pins {} (source.last_line_sha256); name the transcript whose fingerprint the custodians wrote down",
-            path.display(),
-            report.last_line_sha256,
-            pin.last_line_sha256
-        )));
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let mut kind = String::new();
-    let mut strategy = None;
-    let mut swaps: Vec<SourceSwap> = Vec::new();
-    for line in text.split('\n').take(report.records) {
-        let Ok(record) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let data = &record["data"];
-        match record["type"].as_str().and_then(RecordType::parse) {
-            Some(RecordType::CeremonyStarted) => {
-                kind = data["kind"].as_str().unwrap_or("import").to_string();
-                strategy = data["strategy"].as_str().map(str::to_string);
-            }
-            Some(RecordType::AliasUpdated) => {
-                let field = |name: &str| data[name].as_str().unwrap_or_default().to_string();
-                swaps.push(SourceSwap {
-                    alias: field("alias"),
-                    from_key_arn: field("from_key_arn"),
-                    to_key_arn: field("to_key_arn"),
-                });
-            }
-            _ => {}
-        }
-    }
-    if kind != "rotate" || strategy.as_deref() != Some("alias-swap") {
-        return Err(refused(format!(
-            "the source transcript {} is of a kind = {kind:?} ceremony (strategy {}); a rollback undoes a kind = \"rotate\", strategy = \"alias-swap\" ceremony (docs/rotation.md says what to do after a new-material rotation)",
-            path.display(),
-            strategy.as_deref().unwrap_or("none")
-        )));
-    }
-    run.record(&SourceVerified {
-        transcript_name: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        last_line_sha256: report.last_line_sha256.clone(),
-        records: report.records as u64,
-        ceremony_id: report.ceremony_id.clone(),
-        kind,
-        strategy,
-        swaps: swaps.clone(),
-    })?;
+    let swaps = src.swaps.clone();
+    let ceremony_id = src.ceremony_id.clone();
     run.prompter.say(&format!(
-        "  {}: valid, ceremony {}, {} records, {} alias move(s)",
-        path.display(),
-        report.ceremony_id,
-        report.records,
+        "  {name}: an alias swap (ceremony {ceremony_id}) that moved {} alias(es)",
         swaps.len()
     ));
     // Every target must be an alias the source moved, and it goes back where it came from.
     for t in &mut run.targets {
         let Some(swap) = swaps.iter().find(|s| s.alias == t.spec.key) else {
             return Err(refused(format!(
-                "target {} ({}) is not an alias the source ceremony {} moved; a rollback moves back only the aliases its source moved ({})",
+                "target {} ({}) is not an alias the source ceremony {ceremony_id} moved; a rollback moves back only the aliases its source moved ({})",
                 t.spec.index,
                 t.spec.key,
-                report.ceremony_id,
                 swaps
                     .iter()
                     .map(|s| s.alias.as_str())

@@ -69,6 +69,8 @@ pub struct TargetState {
     /// Alias-swap: the tags the new key is created with (the previous key's, the file's and
     /// byok's own).
     pub swap_tags: Option<std::collections::BTreeMap<String, String>>,
+    /// A reimport: the source target, kept key and KeyMaterialId (after the kept-key check).
+    pub reimport: Option<super::reimport::ReimportFrom>,
 }
 
 impl TargetState {
@@ -93,6 +95,7 @@ impl TargetState {
             alias_from: None,
             alias_to: None,
             swap_tags: None,
+            reimport: None,
         }
     }
 

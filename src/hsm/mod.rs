@@ -206,6 +206,16 @@ pub enum HsmError {
     TokenAmbiguous { selector: TokenSelector },
     #[error("the PIN for token {token:?} is incorrect")]
     PinIncorrect { token: String },
+    #[error("the Security Officer PIN for token {token:?} is incorrect")]
+    SoPinIncorrect { token: String },
+    #[error(
+        "token {token:?} holds {found} AES keys labelled {label:?}; a reimport needs exactly one kept key under the label its source transcript recorded"
+    )]
+    KeptKeyNotFound {
+        label: String,
+        token: String,
+        found: usize,
+    },
     #[error(
         "the PIN for token {token:?} is locked after too many wrong attempts; the token's security officer must unlock it"
     )]
@@ -320,6 +330,22 @@ pub trait Hsm {
     fn keep_copy(&self, key: KeyRef, label: &str) -> Result<KeyRef, HsmError>;
     /// The attributes of a secret key, read from the token.
     fn key_attributes(&self, key: KeyRef) -> Result<KeyAttributes, HsmError>;
+    /// Logs the Security Officer in with `pin` (a reimport, before the user logs in). A login
+    /// the token did not check is an error.
+    fn login_so(&self, pin: &SecretString) -> Result<(), HsmError>;
+    /// As the Security Officer: generates a session AES-256 key with `CKA_TRUSTED` true,
+    /// `CKA_WRAP` and `CKA_UNWRAP` true, not extractable, and `CKA_PRIVATE` false (so that it
+    /// outlives the SO's logout and the user can use it). The only key a kept key
+    /// (`CKA_WRAP_WITH_TRUSTED`) can be wrapped under; never a token object.
+    fn generate_trusted_transfer_key(&self) -> Result<KeyRef, HsmError>;
+    /// The one AES secret key labelled `label` (a kept key); refuses none or several.
+    fn find_kept_key(&self, label: &str) -> Result<KeyRef, HsmError>;
+    /// Copies the kept key `kept` into a new session key inside the token: `C_WrapKey` under
+    /// the trusted transfer key `trusted` (RFC 5649: `CKM_AES_KEY_WRAP_KWP`, else
+    /// `CKM_AES_KEY_WRAP_PAD`), then `C_UnwrapKey` with the template of a generated
+    /// [`AesKeyKind::Sensitive`] key (sensitive, extractable only by wrapping, `CKA_ENCRYPT`
+    /// for the key check value). The wrapped bytes never leave this call and are zeroized.
+    fn copy_kept_to_session(&self, trusted: KeyRef, kept: KeyRef) -> Result<KeyRef, HsmError>;
     /// Destroys an object.
     fn destroy(&self, key: KeyRef) -> Result<(), HsmError>;
     /// True if any object visible to the session carries `label`.

@@ -493,13 +493,8 @@ impl Hsm for Pkcs11Hsm {
         // inside the token: wrapped under a throwaway session AES key, then unwrapped into a
         // token object whose template sets every attribute at once. The throwaway key is
         // destroyed before this returns, whatever happens.
-        let mechanism = [WrapMechanism::AesKeyWrapKwp, WrapMechanism::AesKeyWrapPad]
-            .into_iter()
-            .find(|m| self.mechanism_support(*m).is_ok())
-            .ok_or_else(|| HsmError::MechanismNotOffered {
-                mechanism: "CKM_AES_KEY_WRAP_KWP or CKM_AES_KEY_WRAP_PAD",
-                detail: "needed to move the kept key into a token object inside the HSM".into(),
-            })?;
+        let (mech, mechanism) =
+            self.kwp_mechanism("needed to move the kept key into a token object inside the HSM")?;
         let transfer_template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),
@@ -521,13 +516,6 @@ impl Hsm for Pkcs11Hsm {
         let transfer_ref = self.remember(transfer);
         let result = (|| {
             let mut blob = self.wrap_aes_kwp(mechanism, transfer_ref, key)?;
-            let mech = match mechanism {
-                WrapMechanism::AesKeyWrapPad => Mechanism::AesKeyWrapPad,
-                _ => Mechanism::VendorDefined(VendorDefinedMechanism::new::<()>(
-                    mechanism_type(mechanism),
-                    None,
-                )),
-            };
             let mut template = vec![
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::KeyType(KeyType::AES),
@@ -561,6 +549,98 @@ impl Hsm for Pkcs11Hsm {
         let destroyed = self.destroy(transfer_ref);
         let handle = result?;
         destroyed?;
+        Ok(self.remember(handle))
+    }
+
+    fn login_so(&self, pin: &SecretString) -> Result<(), HsmError> {
+        let token = self.description.token_label.clone();
+        match self.session.login(UserType::So, Some(pin)) {
+            Ok(()) => Ok(()),
+            Err(CkError::Pkcs11(RvError::PinIncorrect | RvError::PinLenRange, _)) => {
+                Err(HsmError::SoPinIncorrect { token })
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(HsmError::PinLocked { token }),
+            // Answered without checking the PIN: never accept it as a login.
+            Err(CkError::Pkcs11(
+                RvError::UserAlreadyLoggedIn | RvError::UserAnotherAlreadyLoggedIn,
+                _,
+            )) => Err(HsmError::AlreadyLoggedIn { token }),
+            Err(e) => Err(pkcs11_error("logging in as Security Officer", e)),
+        }
+    }
+
+    fn generate_trusted_transfer_key(&self) -> Result<KeyRef, HsmError> {
+        // PRIVATE false: C_Logout destroys the private session objects of the application,
+        // and the SO can make public objects only. A session object: it dies with the session.
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(false),
+            Attribute::Private(false),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Trusted(true),
+            Attribute::Wrap(true),
+            Attribute::Unwrap(true),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Label(TRUSTED_TRANSFER_LABEL.as_bytes().to_vec()),
+        ];
+        let handle = self
+            .session
+            .generate_key(&Mechanism::AesKeyGen, &template)
+            .map_err(|e| pkcs11_error("generating the trusted transfer key as SO", e))?;
+        Ok(self.remember(handle))
+    }
+
+    fn find_kept_key(&self, label: &str) -> Result<KeyRef, HsmError> {
+        let found = self
+            .session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+            .map_err(|e| pkcs11_error("searching the kept key", e))?;
+        match found.as_slice() {
+            [one] => Ok(self.remember(*one)),
+            _ => Err(HsmError::KeptKeyNotFound {
+                label: label.to_string(),
+                token: self.description.token_label.clone(),
+                found: found.len(),
+            }),
+        }
+    }
+
+    fn copy_kept_to_session(&self, trusted: KeyRef, kept: KeyRef) -> Result<KeyRef, HsmError> {
+        let (mech, _) =
+            self.kwp_mechanism("needed to copy the kept key into a session key inside the HSM")?;
+        let mut blob = self
+            .session
+            .wrap_key(&mech, self.handle(trusted)?, self.handle(kept)?)
+            .map_err(|e| pkcs11_error("wrapping the kept key under the trusted transfer key", e))?;
+        // The template of a generated `AesKeyKind::Sensitive` key (generate_aes256), so that
+        // the rest of the ceremony treats the copy like one.
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(true),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Label(AesKeyKind::Sensitive.label().as_bytes().to_vec()),
+        ];
+        let unwrapped = self
+            .session
+            .unwrap_key(&mech, self.handle(trusted)?, &blob, &template);
+        blob.zeroize();
+        let handle =
+            unwrapped.map_err(|e| pkcs11_error("unwrapping the kept key into a session key", e))?;
         Ok(self.remember(handle))
     }
 
@@ -884,7 +964,30 @@ const PUBLIC_USAGE: [AttributeType; 5] = [
     AttributeType::Derive,
 ];
 
+/// The label of the Security Officer's trusted transfer key (a reimport's session object).
+pub const TRUSTED_TRANSFER_LABEL: &str = "byok-trusted-transfer";
+
 impl Pkcs11Hsm {
+    /// The RFC 5649 AES key wrap the token offers (`CKM_AES_KEY_WRAP_KWP`, else
+    /// `CKM_AES_KEY_WRAP_PAD`), for moving a key inside the token; `why` says what for.
+    fn kwp_mechanism(&self, why: &str) -> Result<(Mechanism<'static>, WrapMechanism), HsmError> {
+        let mechanism = [WrapMechanism::AesKeyWrapKwp, WrapMechanism::AesKeyWrapPad]
+            .into_iter()
+            .find(|m| self.mechanism_support(*m).is_ok())
+            .ok_or_else(|| HsmError::MechanismNotOffered {
+                mechanism: "CKM_AES_KEY_WRAP_KWP or CKM_AES_KEY_WRAP_PAD",
+                detail: why.to_string(),
+            })?;
+        let mech = match mechanism {
+            WrapMechanism::AesKeyWrapPad => Mechanism::AesKeyWrapPad,
+            _ => Mechanism::VendorDefined(VendorDefinedMechanism::new::<()>(
+                mechanism_type(mechanism),
+                None,
+            )),
+        };
+        Ok((mech, mechanism))
+    }
+
     /// The boolean attributes `asked` of `object`, in order; `None` for one the token does not
     /// report.
     fn usage_flags(

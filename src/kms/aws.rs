@@ -437,7 +437,7 @@ impl Kms for AwsKms {
         token: &ImportToken,
         encrypted_key_material: &[u8],
         expiration: Expiration,
-        import_type: ImportType,
+        import_type: ImportType<'_>,
         description: Option<&str>,
     ) -> Result<Option<String>, KmsError> {
         const OP: &str = "ImportKeyMaterial";
@@ -454,6 +454,9 @@ impl Kms for AwsKms {
         }
         if let Some(d) = description {
             req = req.key_material_description(d);
+        }
+        if let Some(id) = import_type.key_material_id() {
+            req = req.key_material_id(id);
         }
         let out = self
             .runtime

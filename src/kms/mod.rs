@@ -182,18 +182,32 @@ impl KmsError {
 }
 
 /// `ImportType` of ImportKeyMaterial, always sent explicitly (the API defaults to
-/// EXISTING_KEY_MATERIAL).
+/// EXISTING_KEY_MATERIAL). A `KeyMaterialId` goes only with EXISTING_KEY_MATERIAL: the type
+/// makes sending one with NEW_KEY_MATERIAL impossible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImportType {
+pub enum ImportType<'a> {
     /// The first import into a key, or a rotation's new material.
     NewKeyMaterial,
+    /// Material the key held before (after expiry or DeleteImportedKeyMaterial), or its
+    /// multi-Region primary's material into a replica: KMS recomputes the KeyMaterialId from
+    /// the key and the material and refuses the import unless it is `key_material_id`.
+    ExistingKeyMaterial { key_material_id: &'a str },
 }
 
-impl ImportType {
+impl<'a> ImportType<'a> {
     /// The API name.
     pub fn name(self) -> &'static str {
         match self {
             ImportType::NewKeyMaterial => "NEW_KEY_MATERIAL",
+            ImportType::ExistingKeyMaterial { .. } => "EXISTING_KEY_MATERIAL",
+        }
+    }
+
+    /// The `KeyMaterialId` sent with it, if any.
+    pub fn key_material_id(self) -> Option<&'a str> {
+        match self {
+            ImportType::NewKeyMaterial => None,
+            ImportType::ExistingKeyMaterial { key_material_id } => Some(key_material_id),
         }
     }
 }
@@ -245,7 +259,7 @@ pub trait Kms: Sync {
         token: &ImportToken,
         encrypted_key_material: &[u8],
         expiration: Expiration,
-        import_type: ImportType,
+        import_type: ImportType<'_>,
         description: Option<&str>,
     ) -> Result<Option<String>, KmsError>;
     /// RotateKeyOnDemand: makes the key's PENDING_ROTATION material current. Sent exactly

@@ -324,7 +324,7 @@ impl Kms for Paced<'_> {
         token: &ImportToken,
         encrypted_key_material: &[u8],
         expiration: Expiration,
-        import_type: ImportType,
+        import_type: ImportType<'_>,
         description: Option<&str>,
     ) -> Result<Option<String>, KmsError> {
         self.call(key_arn, Operation::ImportKeyMaterial, || {

@@ -31,16 +31,19 @@ pub struct Ceremony {
     pub import: ImportSpec,
     pub dual_control: DualControl,
     pub source: Source,
-    /// `[source]`: the earlier transcript a rollback works from (path resolved against the
-    /// ceremony file's directory).
+    /// `[source]`: the earlier transcript this ceremony builds on (required for
+    /// `kind = "reimport"`, refused for the kinds that do not use one).
     pub source_transcript: Option<SourceTranscript>,
 }
 
-/// `[source]`: an earlier transcript, pinned by the SHA-256 of its last line.
+/// `[source]` of a ceremony file: an earlier transcript, pinned by its last line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceTranscript {
+    /// The path as the file writes it (recorded in `source_verified`).
+    pub as_written: String,
+    /// The path resolved against the ceremony file's directory (or absolute as written).
     pub path: PathBuf,
-    /// Lowercase hex.
+    /// Lowercase hex SHA-256 of the transcript's last line.
     pub last_line_sha256: String,
 }
 
@@ -170,6 +173,10 @@ pub enum Kind {
     /// Points each target alias back to the key a finished alias-swap ceremony (`[source]`)
     /// moved it away from, after its own approval. Imports nothing.
     Rollback,
+    /// Material kept in the HSM by an earlier ceremony (`[source]`), imported again into the
+    /// same key (or a multi-Region replica of it) with ImportType EXISTING_KEY_MATERIAL and
+    /// the earlier KeyMaterialId, after the HSM shows the kept key's KCV unchanged.
+    Reimport,
 }
 
 impl Kind {
@@ -179,6 +186,7 @@ impl Kind {
             Kind::Import => "import",
             Kind::Rotate { .. } | Kind::AliasSwap { .. } => "rotate",
             Kind::Rollback => "rollback",
+            Kind::Reimport => "reimport",
         }
     }
 
@@ -187,7 +195,7 @@ impl Kind {
         match self {
             Kind::Rotate { .. } => Some("new-material"),
             Kind::AliasSwap { .. } => Some("alias-swap"),
-            Kind::Import | Kind::Rollback => None,
+            Kind::Import | Kind::Rollback | Kind::Reimport => None,
         }
     }
 
@@ -200,7 +208,7 @@ impl Kind {
             | Kind::AliasSwap {
                 key_material_description,
             } => Some(key_material_description),
-            Kind::Import | Kind::Rollback => None,
+            Kind::Import | Kind::Rollback | Kind::Reimport => None,
         }
     }
 
@@ -365,17 +373,16 @@ pub fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Ceremony, S
         return Err(invalid(problems));
     }
     match ceremony {
-        Some((id, description, operator, hsm, kms, targets, import, dual_control, from)) => {
-            // A relative [source] path is relative to the ceremony file's directory.
-            let source_transcript = from.map(|f| SourceTranscript {
-                path: match path.parent() {
-                    Some(dir) if f.path.is_relative() => dir.join(&f.path),
-                    _ => f.path,
-                },
-                last_line_sha256: f.last_line_sha256,
+        Some((id, description, operator, hsm, kms, targets, import, dual_control, input)) => {
+            // `[source] transcript` is relative to the ceremony file's directory.
+            let source_transcript = input.map(|mut s| {
+                let written = PathBuf::from(&s.as_written);
+                if written.is_relative() {
+                    s.path = path.parent().unwrap_or(Path::new("")).join(written);
+                }
+                s
             });
             Ok(Ceremony {
-                source_transcript,
                 id,
                 description,
                 operator,
@@ -389,11 +396,23 @@ pub fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Ceremony, S
                     text: text.to_string(),
                     sha256: hex::encode(Sha256::digest(text.as_bytes())),
                 },
+                source_transcript,
             })
         }
         // validate returns None only alongside a problem.
         None => Err(invalid(Vec::new())),
     }
+}
+
+/// `[source] transcript` and `last_line_sha256` as a ceremony file's text writes them, without
+/// validating the rest (for the verifier).
+pub fn pinned_source(text: &str) -> Option<(String, String)> {
+    let table: toml::Table = text.parse().ok()?;
+    let source = table.get("source")?;
+    Some((
+        source.get("transcript")?.as_str()?.to_string(),
+        source.get("last_line_sha256")?.as_str()?.to_string(),
+    ))
 }
 
 /// The audit key fingerprint pinned in a ceremony file's text, without validating the rest
@@ -432,16 +451,6 @@ pub fn pinned_dual_control(text: &str) -> Option<(usize, Vec<(String, String)>)>
         })
         .unwrap_or_default();
     Some((quorum, custodians))
-}
-
-/// `source.last_line_sha256` of a ceremony file's text (lowercase), without validating the rest.
-pub fn pinned_source(text: &str) -> Option<String> {
-    let table: toml::Table = text.parse().ok()?;
-    table
-        .get("source")?
-        .get("last_line_sha256")?
-        .as_str()
-        .map(str::to_ascii_lowercase)
 }
 
 /// `kms.key` of a ceremony file's text.
@@ -618,14 +627,26 @@ fn validate(
             }
             Some(Kind::Rollback)
         }
-        Some(k @ "reimport") => {
-            bad(
-                "ceremony.kind",
-                format!(
-                    "{k:?} is not implemented in this version of byok; the kinds it runs are \"import\", \"rotate\" and \"rollback\""
-                ),
-            );
-            None
+        Some("reimport") => {
+            if raw.rotation.is_some() {
+                bad(
+                    "rotation",
+                    "is for kind = \"rotate\"; remove [rotation] or set kind = \"rotate\"".into(),
+                );
+            }
+            if raw.hsm.keep_key_label.is_some() {
+                bad(
+                    "hsm.keep_key_label",
+                    "a reimport imports material the token keeps already, under the label the [source] transcript recorded (key_kept); remove keep_key_label".into(),
+                );
+            }
+            if raw.import.as_ref().and_then(|i| i.wrap.as_deref()) == Some("host") {
+                bad(
+                    "import.wrap",
+                    "a reimport wraps the kept material inside the HSM only; it never leaves the HSM in plaintext: remove wrap or set wrap = \"hsm\"".into(),
+                );
+            }
+            Some(Kind::Reimport)
         }
         Some(other) => {
             bad(
@@ -639,48 +660,6 @@ fn validate(
     };
     let rollback = matches!(kind, Some(Kind::Rollback));
     let swapping = matches!(kind, Some(Kind::AliasSwap { .. }));
-    let source_transcript = match (&raw.source, &kind) {
-        (Some(src), Some(Kind::Rollback)) => {
-            let fp = src.last_line_sha256.to_ascii_lowercase();
-            if fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()) {
-                bad(
-                    "source.last_line_sha256",
-                    format!(
-                        "expected the 64 hex digits `byok verify` prints as the last line's SHA-256, found {:?}",
-                        src.last_line_sha256
-                    ),
-                );
-            }
-            if src.transcript.trim().is_empty() {
-                bad(
-                    "source.transcript",
-                    "must name the transcript of the alias-swap ceremony to roll back".into(),
-                );
-            }
-            Some(SourceTranscript {
-                path: PathBuf::from(&src.transcript),
-                last_line_sha256: fp,
-            })
-        }
-        (None, Some(Kind::Rollback)) => {
-            bad(
-                "source",
-                "missing: a rollback needs [source] with transcript (the finished alias-swap ceremony's transcript) and last_line_sha256".into(),
-            );
-            None
-        }
-        (Some(_), Some(k)) => {
-            bad(
-                "source",
-                format!(
-                    "is for kind = \"rollback\"; a {:?} ceremony takes no earlier transcript",
-                    k.name()
-                ),
-            );
-            None
-        }
-        _ => None,
-    };
     let raw_import = match raw.import {
         Some(_) if rollback => {
             bad(
@@ -1091,14 +1070,75 @@ fn validate(
         }
     };
 
-    if let (Some(Kind::Rotate { .. }), Some(list)) = (&kind, &targets)
+    // [source]: required where the kind builds on an earlier transcript, refused elsewhere.
+    let input = match (&kind, raw.source) {
+        (Some(Kind::Reimport), None) => {
+            bad(
+                "source",
+                "missing: kind = \"reimport\" needs [source] with transcript = \"PATH\" (the transcript of the ceremony that kept the key) and last_line_sha256 = \"HEX\" (its fingerprint, written on paper)".into(),
+            );
+            None
+        }
+        (Some(Kind::Rollback), None) => {
+            bad(
+                "source",
+                "missing: a rollback needs [source] with transcript = \"PATH\" (the finished alias-swap ceremony's transcript) and last_line_sha256 = \"HEX\" (its fingerprint, written on paper)".into(),
+            );
+            None
+        }
+        (Some(Kind::Reimport | Kind::Rollback), Some(s)) => {
+            let mut ok = true;
+            if s.transcript.trim().is_empty() {
+                bad(
+                    "source.transcript",
+                    "must name the earlier transcript's file".into(),
+                );
+                ok = false;
+            }
+            if s.last_line_sha256.len() != 64
+                || !s.last_line_sha256.chars().all(|c| c.is_ascii_hexdigit())
+            {
+                bad(
+                    "source.last_line_sha256",
+                    format!(
+                        "expected 64 hex digits (the SHA-256 of the transcript's last line, printed by byok run and byok verify), found {:?}",
+                        s.last_line_sha256
+                    ),
+                );
+                ok = false;
+            }
+            ok.then(|| SourceTranscript {
+                path: PathBuf::from(&s.transcript),
+                as_written: s.transcript,
+                last_line_sha256: s.last_line_sha256.to_ascii_lowercase(),
+            })
+        }
+        (Some(k), Some(_)) => {
+            bad(
+                "source",
+                format!(
+                    "is for kind = \"rollback\" or \"reimport\"; remove [source] (this ceremony is kind = {:?})",
+                    k.name()
+                ),
+            );
+            None
+        }
+        (None, _) | (_, None) => None,
+    };
+    if let (Some(Kind::Rotate { .. } | Kind::Reimport), Some(list)) = (&kind, &targets)
         && let Some(t) = list.iter().find(|t| t.create.is_some())
     {
         bad(
             "target.create",
             format!(
-                "target {} ({}) has create = true, but a rotation puts new material into a key that exists and is Enabled; remove create",
-                t.index, t.key
+                "target {} ({}) has create = true, but {}; remove create",
+                t.index,
+                t.key,
+                if kind == Some(Kind::Reimport) {
+                    "a reimport puts material back into the key that held it (or a multi-Region replica of it), which exists"
+                } else {
+                    "a rotation puts new material into a key that exists and is Enabled"
+                }
             ),
         );
         return None;
@@ -1166,7 +1206,7 @@ fn validate(
             kind: kind?,
         },
         dual_control?,
-        source_transcript,
+        input,
     ))
 }
 

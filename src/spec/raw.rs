@@ -22,16 +22,16 @@ pub struct RawFile {
     pub custodian: Vec<RawCustodian>,
     /// `[rotation]`, for `kind = "rotate"`.
     pub rotation: Option<RawRotation>,
-    /// `[source]`: the earlier transcript a `rollback` (or `reimport`) works from.
+    /// `[source]`: an earlier transcript this ceremony builds on (`kind = "reimport"`).
     pub source: Option<RawSource>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
-    /// Path of the earlier transcript, relative to the ceremony file's directory.
+    /// Path of the earlier transcript, relative to the ceremony file's directory or absolute.
     pub transcript: String,
-    /// SHA-256 of its last line, as `byok verify` prints it.
+    /// SHA-256 of its last line: the fingerprint written on paper at its end.
     pub last_line_sha256: String,
 }
 

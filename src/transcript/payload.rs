@@ -52,6 +52,7 @@ payloads! {
     SwapConfirmed => SwapConfirmed,
     AliasUpdated => AliasUpdated,
     AliasVerified => AliasVerified,
+    KeptKeyChecked => KeptKeyChecked,
     ImportConfirmed => ImportConfirmed,
     KeyImported => KeyImported,
     ImportReconciled => ImportReconciled,
@@ -384,21 +385,70 @@ pub struct RotationVerified {
     pub problems: Vec<String>,
 }
 
-/// (v3, rollback) The `[source]` transcript, verified under this ceremony's audit key before
-/// anything else: a finished alias-swap ceremony whose last line has the pinned SHA-256.
+/// (v3, reimport and rollback) The `[source]` transcript, verified in full under this
+/// ceremony's audit key and pinned by its last line, before anything else happens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceVerified {
-    /// File name of the source transcript.
-    pub transcript_name: String,
-    /// SHA-256 of its last line (the ceremony file's `source.last_line_sha256`).
+    /// `source.transcript` as the ceremony file writes it.
+    pub transcript: String,
+    /// SHA-256 of its last line: equal to `source.last_line_sha256`.
     pub last_line_sha256: String,
-    pub records: u64,
+    /// Its ceremony id and kind (`ceremony_started`), record count and format version.
     pub ceremony_id: String,
     pub kind: String,
+    /// Its `ceremony_started.strategy` (a rotation), or null.
     pub strategy: Option<String>,
-    /// What it says of each alias it moved: the alias, and the keys it moved from and to.
+    pub records: u64,
+    pub format_version: u64,
+    /// Whether dual control was on in it (a rehearsal's transcript is signed by the audit
+    /// key alone).
+    pub dual_control: bool,
+    /// Its targets that kept a key KMS holds: what a reimport may import again.
+    pub kept_targets: Vec<SourceKept>,
+    /// Every alias it moved (`alias_updated`), in order: what a rollback may move back.
     pub swaps: Vec<SourceSwap>,
+}
+
+/// One target of a source transcript that kept its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceKept {
+    /// The target's index in the source ceremony.
+    pub target_index: u64,
+    pub key_arn: String,
+    pub key_material_id: String,
+    /// The KCV of the kept copy (`key_kept.kcv`).
+    pub kcv: String,
+    pub kept_label: String,
+}
+
+/// (v3, reimport) One target's kept key, checked in the HSM before the plan approval: found by
+/// its label, copied into a session key under the Security Officer's trusted transfer key, and
+/// its KCV computed now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeptKeyChecked {
+    pub target_index: u64,
+    /// The key to import into (from `kms_preflight`).
+    pub key_arn: String,
+    /// The source target it takes the material of: its index, key ARN, and how the two keys
+    /// relate (`same key` or `multi-Region replica`).
+    pub source_target_index: u64,
+    pub source_key_arn: String,
+    pub relation: String,
+    /// The KeyMaterialId the reimport sends (EXISTING_KEY_MATERIAL), from the source.
+    pub key_material_id: String,
+    pub label: String,
+    /// Handles of the kept token object and of its session copy.
+    pub kept_handle: u64,
+    pub session_handle: u64,
+    pub kcv_now: String,
+    pub kcv_source: String,
+    /// `kcv_now == kcv_source`; when false the ceremony stops here.
+    #[serde(rename = "match")]
+    pub matches: bool,
+    pub kcv_method: String,
 }
 
 /// One alias a source alias-swap ceremony moved.

@@ -54,8 +54,11 @@ pub enum RecordType {
     KeyRotated,
     /// (v3, rotate) The new material is current, the old probe decrypts, a new round trip works.
     RotationVerified,
-    /// (v3, rollback) The `[source]` transcript, verified.
+    /// (v3, reimport and rollback) The `[source]` transcript verified and pinned: what it says.
     SourceVerified,
+    /// (v3, reimport) The kept key found by its label, copied into a session key inside the
+    /// HSM, and its KCV computed now, compared with the source's.
+    KeptKeyChecked,
     /// (v3, alias-swap and rollback) What an alias names before anything moves.
     AliasPreflight,
     /// (v3, alias-swap and rollback) The swap statement, approved.
@@ -104,6 +107,7 @@ impl RecordType {
             RecordType::KeyRotated => "key_rotated",
             RecordType::RotationVerified => "rotation_verified",
             RecordType::SourceVerified => "source_verified",
+            RecordType::KeptKeyChecked => "kept_key_checked",
             RecordType::AliasPreflight => "alias_preflight",
             RecordType::SwapConfirmed => "swap_confirmed",
             RecordType::AliasUpdated => "alias_updated",
@@ -146,6 +150,7 @@ impl RecordType {
                 | RecordType::KeyRotated
                 | RecordType::RotationVerified
                 | RecordType::SourceVerified
+                | RecordType::KeptKeyChecked
                 | RecordType::AliasPreflight
                 | RecordType::SwapConfirmed
                 | RecordType::AliasUpdated
@@ -163,6 +168,7 @@ impl RecordType {
                 | RecordType::KeyRotated
                 | RecordType::RotationVerified
                 | RecordType::SourceVerified
+                | RecordType::KeptKeyChecked
                 | RecordType::AliasPreflight
                 | RecordType::SwapConfirmed
                 | RecordType::AliasUpdated
@@ -172,7 +178,7 @@ impl RecordType {
 }
 
 /// Every record type, for parsing and documentation tests.
-pub const ALL: [RecordType; 29] = [
+pub const ALL: [RecordType; 30] = [
     RecordType::CeremonyStarted,
     RecordType::HsmOpened,
     RecordType::TargetReconciled,
@@ -190,6 +196,7 @@ pub const ALL: [RecordType; 29] = [
     RecordType::KeyRotated,
     RecordType::RotationVerified,
     RecordType::SourceVerified,
+    RecordType::KeptKeyChecked,
     RecordType::AliasPreflight,
     RecordType::SwapConfirmed,
     RecordType::AliasUpdated,

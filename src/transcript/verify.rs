@@ -114,6 +114,8 @@ pub struct Report {
     pub quorum: Option<usize>,
     /// Who approved which approval point, in transcript order.
     pub approvals: Vec<(String, Vec<String>)>,
+    /// A reimport's `source_verified` (version 3).
+    pub source: Option<p::SourceVerified>,
 }
 
 /// Reads and verifies a transcript file.
@@ -415,6 +417,7 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
         audit_key_pinned_externally: opts.audit_key_sha256.is_some(),
         quorum,
         approvals,
+        source: v2.source.clone(),
     })
 }
 
@@ -669,6 +672,8 @@ struct V2State {
     dual: DualState,
     quorum: Option<usize>,
     operator: String,
+    /// Record 0's ceremony file text (a reimport's `[source]` is pinned there).
+    ceremony_file: String,
     targets: Vec<p::TargetEntry>,
     resumes: Option<p::Resumes>,
     arns: std::collections::HashMap<u64, String>,
@@ -690,10 +695,10 @@ struct V2State {
     rotated: std::collections::HashSet<u64>,
     /// `ceremony_started.strategy` of a rotation (`new-material` when absent).
     strategy: String,
-    /// Rollback: `source.last_line_sha256` of the embedded ceremony file, and what the
-    /// verified source transcript moved.
-    source_pin: Option<String>,
+    /// Reimport and rollback: the source transcript's record.
     source: Option<p::SourceVerified>,
+    /// Reimport: each target's kept-key check.
+    kept_checked: std::collections::HashMap<u64, p::KeptKeyChecked>,
     /// Alias moves: each target's `alias_preflight`, the approved swap statement, and the
     /// targets whose alias moved.
     alias_pre: std::collections::HashMap<u64, p::AliasPreflight>,
@@ -731,6 +736,7 @@ impl V2State {
                     | R::RotationPreflight
                     | R::SourceVerified
                     | R::AliasPreflight
+                    | R::KeptKeyChecked
             ));
         if !before_plan {
             self.plan_quorum(kind)?;
@@ -779,11 +785,11 @@ impl V2State {
                 }
                 self.kind = match (self.version, s.kind.as_deref()) {
                     (2, None) => "import".into(),
-                    (3.., Some(k @ ("import" | "rotate" | "rollback"))) => k.into(),
+                    (3.., Some(k @ ("import" | "rotate" | "rollback" | "reimport"))) => k.into(),
                     _ => {
                         return Err(Problem::BadPayload {
                             kind: kind.to_string(),
-                            why: "kind is \"import\", \"rotate\" or \"rollback\" in version 3, and absent in version 2".into(),
+                            why: "kind is \"import\", \"rotate\", \"rollback\" or \"reimport\" in version 3, and absent in version 2".into(),
                         });
                     }
                 };
@@ -809,16 +815,16 @@ impl V2State {
                         why: "previous_key is given for every target of an alias swap, and only there".into(),
                     });
                 }
-                if self.kind == "rollback" {
-                    self.source_pin = crate::spec::pinned_source(&s.ceremony_file);
-                    if self.source_pin.is_none() {
-                        return Err(Problem::BadPayload {
-                            kind: kind.to_string(),
-                            why: "a rollback's ceremony file pins its source transcript ([source] last_line_sha256)".into(),
-                        });
-                    }
+                if matches!(self.kind.as_str(), "rollback" | "reimport")
+                    && crate::spec::pinned_source(&s.ceremony_file).is_none()
+                {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "a rollback's or a reimport's ceremony file pins its source transcript ([source] transcript and last_line_sha256)".into(),
+                    });
                 }
                 self.operator = s.operator;
+                self.ceremony_file = s.ceremony_file;
                 self.ceremony_id = s.ceremony_id;
                 self.targets = s.targets;
                 self.resumes = s.resumes;
@@ -982,6 +988,63 @@ impl V2State {
                 let r: p::SourceVerified = typed(kind, data)?;
                 self.source_verified(r)?;
             }
+            R::KeptKeyChecked => {
+                let r: p::KeptKeyChecked = typed(kind, data)?;
+                self.reimport_only(kind)?;
+                self.target(r.target_index, Some(&r.key_arn))?;
+                let from = self
+                    .source
+                    .as_ref()
+                    .ok_or(Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "kept_key_checked must be preceded by source_verified",
+                    })?
+                    .kept_targets
+                    .iter()
+                    .find(|t| t.target_index == r.source_target_index);
+                let Some(from) = from else {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "kept_key_checked names source target {}, which source_verified does not list as kept",
+                            r.source_target_index
+                        ),
+                    });
+                };
+                if from.key_arn != r.source_key_arn
+                    || from.kept_label != r.label
+                    || from.kcv != r.kcv_source
+                    || from.key_material_id != r.key_material_id
+                {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: "kept_key_checked's source key, label, KCV or KeyMaterialId is not what source_verified lists".into(),
+                    });
+                }
+                let relation =
+                    crate::ceremony::source::same_key_or_replica(&r.source_key_arn, &r.key_arn);
+                if relation != Some(r.relation.as_str()) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "key {} is not the source's key {} nor a multi-Region replica of it (relation {:?})",
+                            r.key_arn, r.source_key_arn, r.relation
+                        ),
+                    });
+                }
+                if r.matches != (r.kcv_now == r.kcv_source) {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "match is not kcv_now == kcv_source".into(),
+                    });
+                }
+                if self.kept_checked.insert(r.target_index, r).is_some() {
+                    return Err(Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "one kept_key_checked per target",
+                    });
+                }
+            }
             R::AliasPreflight => {
                 let r: p::AliasPreflight = typed(kind, data)?;
                 self.alias_preflight(r)?;
@@ -1044,19 +1107,26 @@ impl V2State {
             R::ImportConfirmed => {
                 let r: p::ImportConfirmed = typed(kind, data)?;
                 self.confirm(&r)?;
-                let s = self
-                    .confirmed
-                    .as_ref()
-                    .map(|s| (s.kind.clone(), s.key_material_description.is_some()));
-                let want = if self.kind == "rotate" {
-                    (Some("rotate".to_string()), true)
-                } else {
-                    (None, false)
+                let s = self.confirmed.as_ref().map(|s| {
+                    (
+                        s.kind.clone(),
+                        s.key_material_description.is_some(),
+                        s.source_last_line_sha256.clone(),
+                    )
+                });
+                let want = match self.kind.as_str() {
+                    "rotate" => (Some("rotate".to_string()), true, None),
+                    "reimport" => (
+                        Some("reimport".to_string()),
+                        false,
+                        self.source.as_ref().map(|s| s.last_line_sha256.clone()),
+                    ),
+                    _ => (None, false, None),
                 };
                 if s != Some(want) {
                     return Err(Problem::BadPayload {
                         kind: kind.to_string(),
-                        why: "the import statement's kind and key_material_description do not match the ceremony's kind".into(),
+                        why: "the import statement's kind, key_material_description and source_last_line_sha256 do not match the ceremony's kind and source".into(),
                     });
                 }
             }
@@ -1087,6 +1157,36 @@ impl V2State {
                         index: r.target_index,
                         why: "imported with a KeyMaterialDescription other than the approved one"
                             .into(),
+                    });
+                }
+                let approved_id = self.confirmed.as_ref().and_then(|s| {
+                    s.targets
+                        .iter()
+                        .find(|t| t.target_index == r.target_index)
+                        .and_then(|t| t.key_material_id.clone())
+                });
+                let want_type = if approved_id.is_some() {
+                    "EXISTING_KEY_MATERIAL"
+                } else {
+                    "NEW_KEY_MATERIAL"
+                };
+                if r.import_type != want_type {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "imported with ImportType {}, but the approved statement calls for {want_type}",
+                            r.import_type
+                        ),
+                    });
+                }
+                if let (Some(want), Some(got)) = (&approved_id, &r.key_material_id)
+                    && want != got
+                {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "KMS's KeyMaterialId {got} is not the approved {want} of the source"
+                        ),
                     });
                 }
                 if let Some(id) = &r.key_material_id {
@@ -1247,23 +1347,38 @@ impl V2State {
         }
     }
 
-    /// Rollback: the source transcript, once, before the alias checks, pinned by the
-    /// embedded ceremony file, and an alias swap.
+    /// Reimport and rollback: the source transcript, once, before anything that uses it,
+    /// exactly the ceremony file's `[source]`; a rollback's is a dual-controlled alias swap
+    /// (a rehearsal may roll back a rehearsal).
     fn source_verified(&mut self, r: p::SourceVerified) -> Result<(), Problem> {
         let kind = RecordType::SourceVerified;
-        if self.kind != "rollback" || self.source.is_some() || !self.alias_pre.is_empty() {
+        if !matches!(self.kind.as_str(), "rollback" | "reimport")
+            || self.source.is_some()
+            || !self.alias_pre.is_empty()
+            || !self.kept_checked.is_empty()
+        {
             return Err(Problem::Misplaced {
                 kind: kind.to_string(),
-                why: "one source_verified, in a rollback, before any alias_preflight",
+                why: "one source_verified, in a rollback or a reimport, before the records that use it",
             });
         }
-        if Some(&r.last_line_sha256) != self.source_pin.as_ref()
-            || r.kind != "rotate"
-            || r.strategy.as_deref() != Some("alias-swap")
+        let pinned = crate::spec::pinned_source(&self.ceremony_file);
+        if pinned.as_ref().map(|(t, h)| (t, h.to_ascii_lowercase()))
+            != Some((&r.transcript, r.last_line_sha256.clone()))
         {
             return Err(Problem::BadPayload {
                 kind: kind.to_string(),
-                why: "the source is not the alias-swap transcript the ceremony file pins (source.last_line_sha256)".into(),
+                why: "transcript and last_line_sha256 are not the ceremony file's [source]".into(),
+            });
+        }
+        if self.kind == "rollback"
+            && (r.kind != "rotate"
+                || r.strategy.as_deref() != Some("alias-swap")
+                || (!r.dual_control && self.quorum.is_some()))
+        {
+            return Err(Problem::BadPayload {
+                kind: kind.to_string(),
+                why: "a rollback's source is a dual-controlled alias swap (kind rotate, strategy alias-swap)".into(),
             });
         }
         self.source = Some(r);
@@ -1429,6 +1544,17 @@ impl V2State {
             });
         }
         Ok(())
+    }
+
+    fn reimport_only(&self, kind: RecordType) -> Result<(), Problem> {
+        if self.kind == "reimport" {
+            Ok(())
+        } else {
+            Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why: "a reimport record in a ceremony that is not kind = \"reimport\"",
+            })
+        }
     }
 
     fn rotation_only(&self, kind: RecordType) -> Result<(), Problem> {
@@ -1628,12 +1754,27 @@ impl V2State {
             serde_json::from_value(r.statement.clone()).map_err(|e| bad(e.to_string()))?;
         let mut expected = Vec::new();
         for (index, w) in &self.wrapped {
-            let (Some(params), Some(generated)) =
-                (self.parameters.get(index), self.generated.get(index))
+            // A reimport wraps the checked copy of a kept key (kept_key_checked, whose KCV
+            // matched the source's); every other kind a generated key (key_generated).
+            let material = if self.kind == "reimport" {
+                self.kept_checked
+                    .get(index)
+                    .filter(|k| k.matches)
+                    .map(|k| (k.kcv_now.clone(), Some(k.key_material_id.clone())))
+            } else {
+                self.generated.get(index).map(|g| (g.kcv.clone(), None))
+            };
+            let (Some(params), Some((kcv, key_material_id))) =
+                (self.parameters.get(index), material)
             else {
                 return Err(Problem::BadTarget {
                     index: *index,
-                    why: "key_wrapped without import_parameters and key_generated".into(),
+                    why: if self.kind == "reimport" {
+                        "key_wrapped without import_parameters and a matching kept_key_checked"
+                            .into()
+                    } else {
+                        "key_wrapped without import_parameters and key_generated".into()
+                    },
                 });
             };
             expected.push(crate::quorum::ImportTarget {
@@ -1644,7 +1785,8 @@ impl V2State {
                 wrapping_public_key_sha256: params.public_key_sha256.clone(),
                 blob_sha256: w.blob_sha256.clone(),
                 import_token_sha256: params.import_token_sha256.clone(),
-                kcv: generated.kcv.clone(),
+                kcv,
+                key_material_id,
             });
         }
         if statement.ceremony_id != self.ceremony_id {

@@ -191,6 +191,8 @@ pub struct SoftHsm {
     pub conf: PathBuf,
     pub label: String,
     pub pin: String,
+    /// The Security Officer PIN of `byok-hsm` (a reimport asks for it).
+    pub so_pin: String,
     pub audit_sha256: String,
     /// Alice, Bob and Carol, each with their own token and approval key.
     pub custodians: Vec<Custodian>,
@@ -226,9 +228,10 @@ impl SoftHsm {
             )
             .collect();
         let pins: Vec<String> = labels.iter().map(|_| random_pin()).collect();
+        let so_pins: Vec<String> = labels.iter().map(|_| random_pin()).collect();
         let conf = match kind {
-            TokenKind::SoftHsm => init_softhsm(dir.path(), &labels, &pins),
-            TokenKind::Kryoptic => init_kryoptic(&module, dir.path(), &labels, &pins),
+            TokenKind::SoftHsm => init_softhsm(dir.path(), &labels, &pins, &so_pins),
+            TokenKind::Kryoptic => init_kryoptic(&module, dir.path(), &labels, &pins, &so_pins),
         };
         let mut token = SoftHsm {
             kind,
@@ -236,6 +239,7 @@ impl SoftHsm {
             conf,
             label: "byok-hsm".into(),
             pin: pins[0].clone(),
+            so_pin: so_pins[0].clone(),
             audit_sha256: String::new(),
             custodians: Vec::new(),
         };
@@ -399,7 +403,7 @@ fn random_pin() -> String {
 }
 
 /// A SoftHSM2 store in `dir` with one token per label; returns its `SOFTHSM2_CONF`.
-fn init_softhsm(dir: &Path, labels: &[String], pins: &[String]) -> PathBuf {
+fn init_softhsm(dir: &Path, labels: &[String], pins: &[String], so_pins: &[String]) -> PathBuf {
     let tokens = dir.join("tokens");
     std::fs::create_dir(&tokens).expect("tokens dir");
     let conf = dir.join("softhsm2.conf");
@@ -412,10 +416,10 @@ fn init_softhsm(dir: &Path, labels: &[String], pins: &[String]) -> PathBuf {
     )
     .expect("write conf");
     let util = std::env::var("BYOK_SOFTHSM_UTIL").unwrap_or_else(|_| "softhsm2-util".into());
-    for (label, pin) in labels.iter().zip(pins) {
+    for ((label, pin), so_pin) in labels.iter().zip(pins).zip(so_pins) {
         let out = Command::new(&util)
             .args(["--init-token", "--free", "--label", label, "--pin", pin])
-            .args(["--so-pin", &random_pin()])
+            .args(["--so-pin", so_pin])
             .env("SOFTHSM2_CONF", &conf)
             .output()
             .expect("softhsm2-util must be installed (scripts/testenv install)");
@@ -426,12 +430,19 @@ fn init_softhsm(dir: &Path, labels: &[String], pins: &[String]) -> PathBuf {
 
 /// A kryoptic store in `dir` with one token per label (scripts/kryoptic-tokens); returns its
 /// `KRYOPTIC_CONF`.
-fn init_kryoptic(module: &str, dir: &Path, labels: &[String], pins: &[String]) -> PathBuf {
+fn init_kryoptic(
+    module: &str,
+    dir: &Path,
+    labels: &[String],
+    pins: &[String],
+    so_pins: &[String],
+) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kryoptic-tokens");
     let specs: Vec<String> = labels
         .iter()
         .zip(pins)
-        .map(|(l, p)| format!("{l}:{p}:{}", random_pin()))
+        .zip(so_pins)
+        .map(|((l, p), so)| format!("{l}:{p}:{so}"))
         .collect();
     let store = dir.join("kryoptic");
     let out = Command::new(script)

@@ -98,6 +98,18 @@ impl byok::hsm::Hsm for Liar<'_> {
     fn key_attributes(&self, key: KeyRef) -> Result<byok::hsm::KeyAttributes, HsmError> {
         self.real.key_attributes(key)
     }
+    fn login_so(&self, pin: &SecretString) -> Result<(), HsmError> {
+        self.real.login_so(pin)
+    }
+    fn generate_trusted_transfer_key(&self) -> Result<KeyRef, HsmError> {
+        self.real.generate_trusted_transfer_key()
+    }
+    fn find_kept_key(&self, label: &str) -> Result<KeyRef, HsmError> {
+        self.real.find_kept_key(label)
+    }
+    fn copy_kept_to_session(&self, trusted: KeyRef, kept: KeyRef) -> Result<KeyRef, HsmError> {
+        self.real.copy_kept_to_session(trusted, kept)
+    }
     fn destroy(&self, key: KeyRef) -> Result<(), HsmError> {
         self.real.destroy(key)
     }

@@ -17,6 +17,7 @@ mod liar;
 mod lifecycle;
 mod matrix;
 mod outcome;
+mod reimport;
 mod rotation;
 mod sign_only;
 mod spec;

@@ -122,6 +122,11 @@ fn kinds_rotation_and_valid_for_are_checked() {
         &kind("\"rollback\""),
         "source: missing: a rollback needs [source] with transcript",
     );
+    // A reimport needs the [source] it builds on.
+    assert_contains(
+        &kind("\"reimport\""),
+        "source: missing: kind = \"reimport\" needs [source] with transcript = \"PATH\"",
+    );
     assert_contains(
         &kind("\"shred\""),
         "ceremony.kind: expected \"import\", \"rotate\", \"rollback\" or \"reimport\", found \"shred\"",
@@ -805,7 +810,7 @@ fn alias_swap_and_rollback_files_are_checked() {
     );
     assert_contains(
         &problems(&rollback("").replace("last_line_sha256 = \"", "last_line_sha256 = \"x")),
-        "source.last_line_sha256: expected the 64 hex digits",
+        "source.last_line_sha256: expected 64 hex digits",
     );
     assert_contains(
         &problems(&rollback(
@@ -819,7 +824,7 @@ fn alias_swap_and_rollback_files_are_checked() {
             "{BASE}\n[source]\ntranscript = \"t\"\nlast_line_sha256 = \"{}\"\n",
             "a".repeat(64)
         )),
-        "source: is for kind = \"rollback\"",
+        "source: is for kind = \"rollback\" or \"reimport\"",
     );
 }
 
@@ -849,4 +854,45 @@ fn check_warns_that_expiring_material_can_make_the_whole_key_pending_import() {
     assert_contains(&import, "WARNING: no copy is kept");
     // Material that does not expire needs neither warning.
     assert!(!plan(BASE).contains("WARNING"), "{}", plan(BASE));
+}
+
+#[test]
+fn a_reimport_source_is_read_relative_to_the_ceremony_file() {
+    let reimport = |transcript: &str| {
+        format!(
+            "{}\n[source]\ntranscript = \"{transcript}\"\nlast_line_sha256 = \"{}\"\n",
+            BASE.replace(
+                "operator = \"Alice\"",
+                "operator = \"Alice\"\nkind = \"reimport\""
+            ),
+            "AB".repeat(32)
+        )
+    };
+    let c = byok::spec::parse(
+        Path::new("/ceremonies/2027/reimport.toml"),
+        &reimport("old/keep.jsonl"),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(c.import.kind, byok::spec::Kind::Reimport);
+    let s = c.source_transcript.unwrap();
+    assert_eq!(s.path, Path::new("/ceremonies/2027/old/keep.jsonl"));
+    assert_eq!(s.as_written, "old/keep.jsonl");
+    // Pinned in lower case, as byok prints fingerprints.
+    assert_eq!(s.last_line_sha256, "ab".repeat(32));
+    let c = byok::spec::parse(
+        Path::new("/ceremonies/2027/reimport.toml"),
+        &reimport("/archive/keep.jsonl"),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(
+        c.source_transcript.unwrap().path,
+        Path::new("/archive/keep.jsonl")
+    );
+    // An empty path is refused.
+    assert_contains(
+        &problems(&reimport("")),
+        "source.transcript: must name the earlier transcript's file",
+    );
 }

@@ -889,6 +889,7 @@ mod v2 {
             blob_sha256: format!("{i}b").repeat(32),
             import_token_sha256: format!("{i}c").repeat(32),
             kcv: format!("65092{i}"),
+            key_material_id: None,
         }
     }
 
@@ -912,7 +913,20 @@ mod v2 {
         statement: impl FnOnce(&mut Vec<ImportTarget>),
         edit: impl FnOnce(&mut Records),
     ) -> Records {
-        let file = file(k);
+        records_for(k, &file(k), description, |_| {}, statement, edit)
+    }
+
+    /// [`records_of`] for the ceremony file `file`; `whole` changes the whole import
+    /// statement (after `statement` changed its targets) before the custodians sign it.
+    fn records_for(
+        k: &Keys,
+        file: &str,
+        description: Option<&str>,
+        whole: impl FnOnce(&mut ImportStatement),
+        statement: impl FnOnce(&mut Vec<ImportTarget>),
+        edit: impl FnOnce(&mut Records),
+    ) -> Records {
+        let file = file.to_string();
         let plan = v(&PlanStatement {
             point: "plan".into(),
             ceremony_id: "t".into(),
@@ -923,7 +937,7 @@ mod v2 {
         });
         let mut targets = vec![import_target(0), import_target(1)];
         statement(&mut targets);
-        let import = v(&ImportStatement {
+        let mut whole_statement = ImportStatement {
             point: "import".into(),
             ceremony_id: "t".into(),
             expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
@@ -931,7 +945,10 @@ mod v2 {
             targets,
             kind: description.map(|_| "rotate".to_string()),
             key_material_description: description.map(str::to_string),
-        });
+            source_last_line_sha256: None,
+        };
+        whole(&mut whole_statement);
+        let import = v(&whole_statement);
         let (a, b) = (&k.custodians[0].1, &k.custodians[1].1);
         let mut recs: Records = vec![
             (RecordType::CeremonyStarted, v(&started(&k.audit, &file))),
@@ -1900,13 +1917,285 @@ mod v2 {
         );
     }
 
+    /// The fingerprint a reimport's `[source]` pins, and each target's KeyMaterialId there.
+    const SOURCE: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+
+    fn source_material(i: u64) -> String {
+        format!("{i}d").repeat(32)
+    }
+
+    /// A version-3 reimport of both targets, 2-of-3 at plan and import: `source_verified`,
+    /// a `kept_key_checked` per target (no `key_generated`), an import statement of kind
+    /// reimport naming the source and each KeyMaterialId, and EXISTING_KEY_MATERIAL imports.
+    /// `whole` changes the import statement before the custodians sign it; `edit` changes the
+    /// records before the audit key signs them.
+    fn reimport(
+        k: &Keys,
+        whole: impl FnOnce(&mut ImportStatement),
+        edit: impl FnOnce(&mut Records),
+    ) -> Result<(), (usize, Problem)> {
+        let file = format!(
+            "{}[source]\ntranscript = \"old.jsonl\"\nlast_line_sha256 = \"{SOURCE}\"\n",
+            file(k)
+        );
+        let mut r = records_for(
+            k,
+            &file,
+            None,
+            |s| {
+                s.kind = Some("reimport".into());
+                s.source_last_line_sha256 = Some(SOURCE.into());
+                for t in &mut s.targets {
+                    t.key_material_id = Some(source_material(t.target_index));
+                }
+                whole(s);
+            },
+            |_| {},
+            v3_order,
+        );
+        r[0].1["kind"] = json!("reimport");
+        r.retain(|(t, _)| *t != RecordType::KeyGenerated);
+        let kcv = |i: u64| import_target(i as usize).kcv;
+        r.insert(
+            2,
+            (
+                RecordType::SourceVerified,
+                v(&p::SourceVerified {
+                    transcript: "old.jsonl".into(),
+                    last_line_sha256: SOURCE.into(),
+                    ceremony_id: "old".into(),
+                    kind: "import".into(),
+                    strategy: None,
+                    records: 30,
+                    format_version: 3,
+                    dual_control: true,
+                    kept_targets: (0..2u64)
+                        .map(|i| p::SourceKept {
+                            target_index: i,
+                            key_arn: ARNS[i as usize].into(),
+                            key_material_id: source_material(i),
+                            kcv: kcv(i),
+                            kept_label: format!("kept-{i}"),
+                        })
+                        .collect(),
+                    swaps: vec![],
+                }),
+            ),
+        );
+        for i in 0..2u64 {
+            r.insert(
+                5 + i as usize,
+                (
+                    RecordType::KeptKeyChecked,
+                    v(&p::KeptKeyChecked {
+                        target_index: i,
+                        key_arn: ARNS[i as usize].into(),
+                        source_target_index: i,
+                        source_key_arn: ARNS[i as usize].into(),
+                        relation: "same key".into(),
+                        key_material_id: source_material(i),
+                        label: format!("kept-{i}"),
+                        kept_handle: 20 + i,
+                        session_handle: 10 + i,
+                        kcv_now: kcv(i),
+                        kcv_source: kcv(i),
+                        matches: true,
+                        kcv_method: "AES-ECB of one zero block, first 3 bytes".into(),
+                    }),
+                ),
+            );
+        }
+        for (kind, data) in &mut r {
+            if *kind == RecordType::KeyImported {
+                let i = data["target_index"].as_u64().unwrap();
+                data["import_type"] = json!("EXISTING_KEY_MATERIAL");
+                data["key_material_id"] = json!(source_material(i));
+            }
+        }
+        edit(&mut r);
+        verify_records(k, r, 3)
+    }
+
+    fn at(r: &Records, kind: RecordType) -> usize {
+        r.iter().position(|(t, _)| *t == kind).unwrap()
+    }
+
+    #[test]
+    fn v3_a_reimport_verifies() {
+        let k = keys();
+        reimport(&k, |_| {}, |_| {}).unwrap();
+    }
+
+    #[test]
+    fn v3_a_reimport_sent_as_new_material_or_answered_with_another_id_is_refused() {
+        let k = keys();
+        let (_, problem) = reimport(
+            &k,
+            |_| {},
+            |r| {
+                let i = at(r, RecordType::KeyImported);
+                r[i].1["import_type"] = json!("NEW_KEY_MATERIAL");
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 0,
+                why: "imported with ImportType NEW_KEY_MATERIAL, but the approved statement calls for EXISTING_KEY_MATERIAL".into()
+            }
+        );
+        let other = "ee".repeat(32);
+        let (_, problem) = reimport(
+            &k,
+            |_| {},
+            |r| {
+                let i = at(r, RecordType::KeyImported);
+                r[i].1["key_material_id"] = json!(other);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 0,
+                why: format!(
+                    "KMS's KeyMaterialId {other} is not the approved {} of the source",
+                    source_material(0)
+                )
+            }
+        );
+    }
+
+    #[test]
+    fn v3_a_reimport_statement_that_misstates_the_material_or_the_source_is_refused() {
+        let k = keys();
+        // The custodians approved another KeyMaterialId than the kept-key check found.
+        let (_, problem) = reimport(
+            &k,
+            |s| s.targets[1].key_material_id = Some("ee".repeat(32)),
+            |_| {},
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("is not what the import_parameters")),
+            "{problem:?}"
+        );
+        // ... or another source.
+        let (_, problem) = reimport(
+            &k,
+            |s| s.source_last_line_sha256 = Some("ee".repeat(32)),
+            |_| {},
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("source_last_line_sha256 do not match")),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn v3_a_kept_key_check_that_failed_or_disagrees_with_the_source_is_refused() {
+        let k = keys();
+        // A KCV that did not match: nothing may be wrapped and approved for the target.
+        let (_, problem) = reimport(
+            &k,
+            |_| {},
+            |r| {
+                let i = at(r, RecordType::KeptKeyChecked);
+                r[i].1["kcv_now"] = json!("000000");
+                r[i].1["match"] = json!(false);
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            problem,
+            Problem::BadTarget {
+                index: 0,
+                why: "key_wrapped without import_parameters and a matching kept_key_checked".into()
+            }
+        );
+        // A match claimed for KCVs that differ.
+        let (line, problem) = reimport(
+            &k,
+            |_| {},
+            |r| {
+                let i = at(r, RecordType::KeptKeyChecked);
+                r[i].1["kcv_now"] = json!("000000");
+            },
+        )
+        .unwrap_err();
+        assert_eq!(line, 6);
+        assert!(
+            matches!(&problem, Problem::BadPayload { why, .. } if why == "match is not kcv_now == kcv_source"),
+            "{problem:?}"
+        );
+        // A source KCV other than source_verified lists.
+        let (_, problem) = reimport(
+            &k,
+            |_| {},
+            |r| {
+                let i = at(r, RecordType::KeptKeyChecked);
+                r[i].1["kcv_source"] = json!("000000");
+                r[i].1["kcv_now"] = json!("000000");
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&problem, Problem::BadTarget { index: 0, why } if why.contains("is not what source_verified lists")),
+            "{problem:?}"
+        );
+        // A key that is neither the source's nor a replica of it.
+        let (_, problem) = reimport(
+            &k,
+            |_| {},
+            |r| {
+                let i = at(r, RecordType::KeptKeyChecked);
+                r[i].1["source_target_index"] = json!(1);
+                r[i].1["source_key_arn"] = json!(ARNS[1]);
+                r[i].1["label"] = json!("kept-1");
+                r[i].1["key_material_id"] = json!(source_material(1));
+                r[i].1["kcv_source"] = json!(import_target(1).kcv);
+                r[i].1["kcv_now"] = json!(import_target(1).kcv);
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&problem, Problem::BadTarget { index: 0, why } if why.contains("is not the source's key")),
+            "{problem:?}"
+        );
+    }
+
+    #[test]
+    fn v3_a_source_other_than_the_file_pins_and_reimport_records_elsewhere_are_refused() {
+        let k = keys();
+        let (line, problem) = reimport(
+            &k,
+            |_| {},
+            |r| r[2].1["last_line_sha256"] = json!("ee".repeat(32)),
+        )
+        .unwrap_err();
+        assert_eq!(line, 3);
+        assert!(
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("not the ceremony file's [source]")),
+            "{problem:?}"
+        );
+        // A reimport record in an import ceremony.
+        let (line, problem) =
+            reimport(&k, |_| {}, |r| r[0].1["kind"] = json!("import")).unwrap_err();
+        assert_eq!(line, 3);
+        assert!(
+            matches!(&problem, Problem::Misplaced { kind, .. } if kind == "source_verified"),
+            "{problem:?}"
+        );
+    }
+
     // --- rollback (alias moves)
 
     const PREVIOUS: [&str; 2] = [
         "arn:aws:kms:us-east-1:000000000000:key/p0",
         "arn:aws:kms:us-east-1:000000000000:key/p1",
     ];
-    const SOURCE: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
 
     /// A 2-of-3 rollback of both targets from an alias swap that moved each alias from
     /// PREVIOUS[i] to ARNS[i]. `swap` changes the swap statement before the custodians sign
@@ -1955,12 +2244,15 @@ mod v2 {
             (
                 RecordType::SourceVerified,
                 v(&p::SourceVerified {
-                    transcript_name: "swap.jsonl".into(),
+                    transcript: "swap.jsonl".into(),
                     last_line_sha256: SOURCE.into(),
-                    records: 33,
                     ceremony_id: "s".into(),
                     kind: "rotate".into(),
                     strategy: Some("alias-swap".into()),
+                    records: 33,
+                    format_version: 3,
+                    dual_control: true,
+                    kept_targets: vec![],
                     swaps: (0..2)
                         .map(|i| p::SourceSwap {
                             alias: KEYS[i].into(),
@@ -2102,15 +2394,10 @@ mod v2 {
                 line = i + 1;
             },
         );
-        let (at, problem) = both(
-            &k,
-            r,
-            "not the alias-swap transcript the ceremony file pins",
-        )
-        .unwrap_err();
+        let (at, problem) = both(&k, r, "not the ceremony file's [source]").unwrap_err();
         assert_eq!(at, line);
         assert!(
-            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("source.last_line_sha256")),
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("not the ceremony file's [source]")),
             "{problem:?}"
         );
     }
