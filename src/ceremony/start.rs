@@ -217,18 +217,22 @@ pub(super) fn record(run: &mut Run<'_>) -> Result<(), Error> {
         audit_key_sign_only: Some(usage.is_sign_only()),
         audit_key_usage: Some(usage.to_string()),
     })?;
-    // kind = "reimport": the source transcript, verified before the run started.
+    // kind = "reimport" or "rollback": the source transcript, verified before the run started.
     if let Some(source) = &run.source {
         run.step = Step::SourceCheck;
         let record = source.record();
+        let what = if run.ceremony.import.kind == crate::spec::Kind::Rollback {
+            format!("{} alias move(s)", record.swaps.len())
+        } else {
+            format!("{} kept key(s)", record.kept_targets.len())
+        };
         run.prompter.say(&format!(
-            "  source transcript {} (ceremony {}, kind {}, {} records): valid under this audit key, last line SHA-256 {} as pinned; {} kept key(s)",
+            "  source transcript {} (ceremony {}, kind {}, {} records): valid under this audit key, last line SHA-256 {} as pinned; {what}",
             record.transcript,
             record.ceremony_id,
             record.kind,
             record.records,
             record.last_line_sha256,
-            record.kept_targets.len()
         ));
         run.record(&record)?;
     }

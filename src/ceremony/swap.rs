@@ -56,10 +56,6 @@ pub(super) fn source(run: &mut Run<'_>) -> Result<(), Error> {
     }
     let swaps = src.swaps.clone();
     let ceremony_id = src.ceremony_id.clone();
-    run.prompter.say(&format!(
-        "  {name}: an alias swap (ceremony {ceremony_id}) that moved {} alias(es)",
-        swaps.len()
-    ));
     // Every target must be an alias the source moved, and it goes back where it came from.
     for t in &mut run.targets {
         let Some(swap) = swaps.iter().find(|s| s.alias == t.spec.key) else {
