@@ -9,27 +9,9 @@ use std::path::{Path, PathBuf};
 use sha2::Digest;
 
 use crate::common::{
-    SoftHsm, TestKms, assert_contains, ceremony_pinned_as, rand_u32, reference_verify,
-    run_with_stdin, stderr, stdout,
+    SoftHsm, TestKms, assert_contains, ceremony_pinned_as, count, rand_u32, records,
+    reference_verify, run_ceremony as run, stderr, stdout,
 };
-
-fn run(hsm: &SoftHsm, file: &Path, transcript: &Path, stdin: &str) -> std::process::Output {
-    let mut cmd = hsm.byok();
-    cmd.arg("run").arg(file).arg("--transcript").arg(transcript);
-    run_with_stdin(cmd, stdin)
-}
-
-fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn count(recs: &[serde_json::Value], kind: &str) -> usize {
-    recs.iter().filter(|r| r["type"] == kind).count()
-}
 
 /// SHA-256 of a transcript's last line, computed here.
 fn last_line_sha256(path: &Path) -> String {

@@ -6,17 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::common::{
-    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, reference_verify, run_with_stdin,
-    stderr, stdout,
+    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, records, reference_verify,
+    run_ceremony as run, run_with_stdin, stderr, stdout,
 };
-
-fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 fn types(path: &Path) -> Vec<String> {
     records(path)
@@ -32,12 +24,6 @@ fn verify(hsm: &SoftHsm, transcript: &Path) -> std::process::Output {
         .args(["--audit-key-sha256", &hsm.audit_sha256])
         .output()
         .unwrap()
-}
-
-fn run(hsm: &SoftHsm, file: &Path, transcript: &Path, stdin: &str) -> std::process::Output {
-    let mut cmd = hsm.byok();
-    cmd.arg("run").arg(file).arg("--transcript").arg(transcript);
-    run_with_stdin(cmd, stdin)
 }
 
 /// The records of a successful 2-of-3 ceremony, in order.

@@ -1076,3 +1076,29 @@ pub fn sign_only_usage() -> PairUsage {
     .map(|(n, v)| (n, Some(v)))
     .collect()
 }
+
+/// The records of a transcript file, parsed (the test fails on a line that is not JSON).
+pub fn records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// How many of `recs` are of type `kind`.
+pub fn count(recs: &[serde_json::Value], kind: &str) -> usize {
+    recs.iter().filter(|r| r["type"] == kind).count()
+}
+
+/// `byok run FILE --transcript TRANSCRIPT` on `hsm`'s tokens, with `stdin` as the answers.
+pub fn run_ceremony(
+    hsm: &SoftHsm,
+    file: &Path,
+    transcript: &Path,
+    stdin: &str,
+) -> std::process::Output {
+    let mut cmd = hsm.byok();
+    cmd.arg("run").arg(file).arg("--transcript").arg(transcript);
+    run_with_stdin(cmd, stdin)
+}

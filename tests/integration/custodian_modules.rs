@@ -6,12 +6,12 @@
 //! have the same token labels (`byok-hsm`, `cust-alice`, …), so an approval made through the
 //! wrong module would find the wrong key and be refused by its pin.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use crate::common::{
-    CUSTODIANS, SoftHsm, TestKms, TokenKind, assert_contains, byok, ceremony_for, run_with_stdin,
-    stderr, stdout,
+    CUSTODIANS, SoftHsm, TestKms, TokenKind, assert_contains, byok, ceremony_for, records,
+    run_with_stdin, stderr, stdout,
 };
 
 /// The variable that names `custodian`'s module in these ceremony files.
@@ -115,14 +115,6 @@ impl Mixed {
             self.custodians.approve(&["Alice", "Carol"])
         )
     }
-}
-
-fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// A full 2-of-3 ceremony with the HSM on `hsm_kind` and the custodians on `custodian_kind`.

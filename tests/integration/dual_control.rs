@@ -1,26 +1,10 @@
 //! Dual control through the `byok` binary: custodian tokens of the implementation under test
 //! (SoftHSM, or kryoptic with `BYOK_TEST_TOKEN=kryoptic`), LocalStack KMS.
 
-use std::path::Path;
-
 use crate::common::{
-    SoftHsm, TestKms, TokenKind, assert_contains, byok, ceremony_for, run_with_stdin, stderr,
-    stdout,
+    SoftHsm, TestKms, TokenKind, assert_contains, byok, ceremony_for, records, run_ceremony as run,
+    stderr, stdout,
 };
-
-fn run(hsm: &SoftHsm, file: &Path, transcript: &Path, stdin: &str) -> std::process::Output {
-    let mut cmd = hsm.byok();
-    cmd.arg("run").arg(file).arg("--transcript").arg(transcript);
-    run_with_stdin(cmd, stdin)
-}
-
-fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 fn types(recs: &[serde_json::Value]) -> Vec<&str> {
     recs.iter().map(|r| r["type"].as_str().unwrap()).collect()

@@ -6,21 +6,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
 use crate::common::{
-    KmsProxy, SoftHsm, TestKms, assert_contains, ceremony_pinned, rand_u32, reference_verify,
-    run_with_stdin, stderr, stdout,
+    KmsProxy, SoftHsm, TestKms, assert_contains, ceremony_pinned, count, rand_u32, records,
+    reference_verify, run_with_stdin, stderr, stdout,
 };
-
-fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn count(recs: &[serde_json::Value], kind: &str) -> usize {
-    recs.iter().filter(|r| r["type"] == kind).count()
-}
 
 fn verify(hsm: &SoftHsm, transcript: &Path) -> std::process::Output {
     crate::common::byok()

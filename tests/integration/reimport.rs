@@ -34,8 +34,8 @@ use sha2::Digest as _;
 use time::OffsetDateTime;
 
 use crate::common::{
-    Custodian, SoftHsm, TestKms, assert_contains, ceremony_pinned_as, rand_u32, reference_verify,
-    run_with_stdin, stderr, stdout,
+    Custodian, SoftHsm, TestKms, assert_contains, ceremony_pinned_as, rand_u32, records,
+    reference_verify, run_with_stdin, stderr, stdout,
 };
 
 /// What the double saw of one ImportKeyMaterial: key, ImportType, KeyMaterialId sent, and
@@ -148,14 +148,6 @@ struct Kept {
     label: String,
     kcv: String,
     key_material_id: String,
-}
-
-fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn of<'a>(recs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
