@@ -385,19 +385,19 @@ struct LostUpdate {
 }
 
 impl byok::kms::Kms for LostUpdate {
-    fn describe_key(&self, key: &str) -> Result<byok::kms::KeyInfo, byok::kms::KmsError> {
-        self.real.describe_key(key)
-    }
-    fn create_key(
-        &self,
-        d: &str,
-        t: &std::collections::BTreeMap<String, String>,
-    ) -> Result<byok::kms::KeyInfo, byok::kms::KmsError> {
-        self.real.create_key(d, t)
-    }
-    fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), byok::kms::KmsError> {
-        self.real.create_alias(alias, key_arn)
-    }
+    crate::common::forward_kms!(
+        describe_key,
+        create_key,
+        create_alias,
+        list_resource_tags,
+        find_tagged_keys,
+        get_parameters_for_import,
+        import_key_material,
+        rotate_key_on_demand,
+        list_key_materials,
+        encrypt,
+        decrypt
+    );
     fn update_alias(&self, alias: &str, key_arn: &str) -> Result<(), byok::kms::KmsError> {
         self.updates.lock().unwrap().push(alias.to_string());
         if self.perform {
@@ -410,49 +410,6 @@ impl byok::kms::Kms for LostUpdate {
             status: None,
             message: "timed out after 30 s (test double)".into(),
         })
-    }
-    fn list_resource_tags(
-        &self,
-        key_arn: &str,
-    ) -> Result<std::collections::BTreeMap<String, String>, byok::kms::KmsError> {
-        self.real.list_resource_tags(key_arn)
-    }
-    fn find_tagged_keys(&self, k: &str, v: &str) -> Result<Vec<String>, byok::kms::KmsError> {
-        self.real.find_tagged_keys(k, v)
-    }
-    fn get_parameters_for_import(
-        &self,
-        key_arn: &str,
-        a: byok::wrap::WrappingAlgorithm,
-        s: byok::wrap::WrappingKeySpec,
-    ) -> Result<byok::kms::ImportParameters, byok::kms::KmsError> {
-        self.real.get_parameters_for_import(key_arn, a, s)
-    }
-    fn import_key_material(
-        &self,
-        key_arn: &str,
-        token: &byok::kms::ImportToken,
-        blob: &[u8],
-        e: byok::kms::Expiration,
-        t: byok::kms::ImportType,
-        d: Option<&str>,
-    ) -> Result<Option<String>, byok::kms::KmsError> {
-        self.real.import_key_material(key_arn, token, blob, e, t, d)
-    }
-    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), byok::kms::KmsError> {
-        self.real.rotate_key_on_demand(key_arn)
-    }
-    fn list_key_materials(
-        &self,
-        key_arn: &str,
-    ) -> Result<Vec<byok::kms::KeyMaterialInfo>, byok::kms::KmsError> {
-        self.real.list_key_materials(key_arn)
-    }
-    fn encrypt(&self, key_arn: &str, p: &[u8]) -> Result<Vec<u8>, byok::kms::KmsError> {
-        self.real.encrypt(key_arn, p)
-    }
-    fn decrypt(&self, key_arn: &str, c: &[u8]) -> Result<(Vec<u8>, String), byok::kms::KmsError> {
-        self.real.decrypt(key_arn, c)
     }
 }
 

@@ -1102,3 +1102,103 @@ pub fn run_ceremony(
     cmd.arg("run").arg(file).arg("--transcript").arg(transcript);
     run_with_stdin(cmd, stdin)
 }
+
+/// Inside `impl Kms for X`, where `X` has a field `real` that is a `Kms` (LocalStack): the
+/// named methods, each forwarded to `self.real` unchanged. A test double writes out only the
+/// calls it changes.
+macro_rules! forward_kms {
+    ($($method:ident),* $(,)?) => { $( crate::common::forward_kms!(@one $method); )* };
+    (@one describe_key) => {
+        fn describe_key(&self, key: &str) -> Result<byok::kms::KeyInfo, byok::kms::KmsError> {
+            self.real.describe_key(key)
+        }
+    };
+    (@one create_key) => {
+        fn create_key(
+            &self,
+            description: &str,
+            tags: &std::collections::BTreeMap<String, String>,
+        ) -> Result<byok::kms::KeyInfo, byok::kms::KmsError> {
+            self.real.create_key(description, tags)
+        }
+    };
+    (@one create_alias) => {
+        fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), byok::kms::KmsError> {
+            self.real.create_alias(alias, key_arn)
+        }
+    };
+    (@one update_alias) => {
+        fn update_alias(&self, alias: &str, key_arn: &str) -> Result<(), byok::kms::KmsError> {
+            self.real.update_alias(alias, key_arn)
+        }
+    };
+    (@one list_resource_tags) => {
+        fn list_resource_tags(
+            &self,
+            key_arn: &str,
+        ) -> Result<std::collections::BTreeMap<String, String>, byok::kms::KmsError> {
+            self.real.list_resource_tags(key_arn)
+        }
+    };
+    (@one find_tagged_keys) => {
+        fn find_tagged_keys(
+            &self,
+            key: &str,
+            value: &str,
+        ) -> Result<Vec<String>, byok::kms::KmsError> {
+            self.real.find_tagged_keys(key, value)
+        }
+    };
+    (@one get_parameters_for_import) => {
+        fn get_parameters_for_import(
+            &self,
+            key_arn: &str,
+            algorithm: byok::wrap::WrappingAlgorithm,
+            spec: byok::wrap::WrappingKeySpec,
+        ) -> Result<byok::kms::ImportParameters, byok::kms::KmsError> {
+            self.real.get_parameters_for_import(key_arn, algorithm, spec)
+        }
+    };
+    (@one import_key_material) => {
+        fn import_key_material(
+            &self,
+            key_arn: &str,
+            token: &byok::kms::ImportToken,
+            blob: &[u8],
+            expiration: byok::kms::Expiration,
+            import_type: byok::kms::ImportType,
+            description: Option<&str>,
+        ) -> Result<Option<String>, byok::kms::KmsError> {
+            self.real
+                .import_key_material(key_arn, token, blob, expiration, import_type, description)
+        }
+    };
+    (@one rotate_key_on_demand) => {
+        fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), byok::kms::KmsError> {
+            self.real.rotate_key_on_demand(key_arn)
+        }
+    };
+    (@one list_key_materials) => {
+        fn list_key_materials(
+            &self,
+            key_arn: &str,
+        ) -> Result<Vec<byok::kms::KeyMaterialInfo>, byok::kms::KmsError> {
+            self.real.list_key_materials(key_arn)
+        }
+    };
+    (@one encrypt) => {
+        fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, byok::kms::KmsError> {
+            self.real.encrypt(key_arn, plaintext)
+        }
+    };
+    (@one decrypt) => {
+        fn decrypt(
+            &self,
+            key_arn: &str,
+            ciphertext: &[u8],
+        ) -> Result<(Vec<u8>, String), byok::kms::KmsError> {
+            self.real.decrypt(key_arn, ciphertext)
+        }
+    };
+}
+pub(crate) use forward_kms;

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use byok::ceremony::{self, Env};
 use byok::hsm::{AesKeyKind, CustodianTokens, Hsm, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
-use byok::kms::{AwsKms, Expiration, ImportParameters, ImportToken, KeyInfo, Kms, KmsError};
+use byok::kms::{AwsKms, ImportParameters, Kms, KmsError};
 use byok::prompt::{Answer, ScriptedPrompter};
 use byok::wrap::{OaepHash, WrappingAlgorithm, WrappingKeySpec};
 use secrecy::SecretString;
@@ -31,37 +31,19 @@ where
     F: Fn(&AwsKms, &str, WrappingAlgorithm, WrappingKeySpec) -> Result<ImportParameters, KmsError>
         + Sync,
 {
-    fn describe_key(&self, key: &str) -> Result<KeyInfo, KmsError> {
-        self.real.describe_key(key)
-    }
-    fn create_key(
-        &self,
-        description: &str,
-        tags: &std::collections::BTreeMap<String, String>,
-    ) -> Result<KeyInfo, KmsError> {
-        self.real.create_key(description, tags)
-    }
-    fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
-        self.real.create_alias(alias, key_arn)
-    }
-    fn update_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
-        self.real.update_alias(alias, key_arn)
-    }
-    fn list_resource_tags(
-        &self,
-        key_arn: &str,
-    ) -> Result<std::collections::BTreeMap<String, String>, KmsError> {
-        self.real.list_resource_tags(key_arn)
-    }
-    fn find_tagged_keys(&self, key: &str, value: &str) -> Result<Vec<String>, KmsError> {
-        self.real.find_tagged_keys(key, value)
-    }
-    fn list_key_materials(
-        &self,
-        key_arn: &str,
-    ) -> Result<Vec<byok::kms::KeyMaterialInfo>, KmsError> {
-        self.real.list_key_materials(key_arn)
-    }
+    crate::common::forward_kms!(
+        describe_key,
+        create_key,
+        create_alias,
+        update_alias,
+        list_resource_tags,
+        find_tagged_keys,
+        list_key_materials,
+        import_key_material,
+        rotate_key_on_demand,
+        encrypt,
+        decrypt
+    );
     fn get_parameters_for_import(
         &self,
         key_arn: &str,
@@ -69,26 +51,6 @@ where
         s: WrappingKeySpec,
     ) -> Result<ImportParameters, KmsError> {
         (self.params)(&self.real, key_arn, a, s)
-    }
-    fn import_key_material(
-        &self,
-        key_arn: &str,
-        token: &ImportToken,
-        blob: &[u8],
-        e: Expiration,
-        t: byok::kms::ImportType,
-        d: Option<&str>,
-    ) -> Result<Option<String>, KmsError> {
-        self.real.import_key_material(key_arn, token, blob, e, t, d)
-    }
-    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError> {
-        self.real.rotate_key_on_demand(key_arn)
-    }
-    fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
-        self.real.encrypt(key_arn, plaintext)
-    }
-    fn decrypt(&self, key_arn: &str, ciphertext: &[u8]) -> Result<(Vec<u8>, String), KmsError> {
-        self.real.decrypt(key_arn, ciphertext)
     }
 }
 

@@ -3,16 +3,13 @@
 //! that expire while the custodians deliberate (LocalStack's are valid for 100 days), and a key
 //! at the on-demand rotation limit (LocalStack does not serve ListKeyRotations).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
 use byok::ceremony::{self, Env, RunOptions};
 use byok::hsm::{Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
-use byok::kms::{
-    AwsKms, Expiration, ImportParameters, ImportToken, ImportType, KeyInfo, KeyMaterialInfo, Kms,
-    KmsError,
-};
+use byok::kms::{AwsKms, ImportParameters, KeyMaterialInfo, Kms, KmsError};
 use byok::prompt::{Answer, ScriptedPrompter};
 use byok::wrap::{WrappingAlgorithm, WrappingKeySpec};
 use time::OffsetDateTime;
@@ -33,27 +30,17 @@ struct Tweaked {
 }
 
 impl Kms for Tweaked {
-    fn describe_key(&self, key: &str) -> Result<KeyInfo, KmsError> {
-        self.real.describe_key(key)
-    }
-    fn create_key(&self, d: &str, t: &BTreeMap<String, String>) -> Result<KeyInfo, KmsError> {
-        self.real.create_key(d, t)
-    }
-    fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
-        self.real.create_alias(alias, key_arn)
-    }
-    fn update_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
-        self.real.update_alias(alias, key_arn)
-    }
-    fn list_resource_tags(
-        &self,
-        key_arn: &str,
-    ) -> Result<std::collections::BTreeMap<String, String>, KmsError> {
-        self.real.list_resource_tags(key_arn)
-    }
-    fn find_tagged_keys(&self, key: &str, value: &str) -> Result<Vec<String>, KmsError> {
-        self.real.find_tagged_keys(key, value)
-    }
+    crate::common::forward_kms!(
+        describe_key,
+        create_key,
+        create_alias,
+        update_alias,
+        list_resource_tags,
+        find_tagged_keys,
+        import_key_material,
+        encrypt,
+        decrypt
+    );
     fn get_parameters_for_import(
         &self,
         key_arn: &str,
@@ -65,17 +52,6 @@ impl Kms for Tweaked {
             params.parameters_valid_to = OffsetDateTime::now_utc() + time::Duration::seconds(30);
         }
         Ok(params)
-    }
-    fn import_key_material(
-        &self,
-        key_arn: &str,
-        token: &ImportToken,
-        blob: &[u8],
-        e: Expiration,
-        t: ImportType,
-        d: Option<&str>,
-    ) -> Result<Option<String>, KmsError> {
-        self.real.import_key_material(key_arn, token, blob, e, t, d)
     }
     fn list_key_materials(&self, key_arn: &str) -> Result<Vec<KeyMaterialInfo>, KmsError> {
         match self.materials {
@@ -95,12 +71,6 @@ impl Kms for Tweaked {
                 .collect()),
             None => self.real.list_key_materials(key_arn),
         }
-    }
-    fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
-        self.real.encrypt(key_arn, plaintext)
-    }
-    fn decrypt(&self, key_arn: &str, ciphertext: &[u8]) -> Result<(Vec<u8>, String), KmsError> {
-        self.real.decrypt(key_arn, ciphertext)
     }
     fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError> {
         self.rotations

@@ -4,18 +4,16 @@
 //!
 //! Each test loads the PKCS#11 module in its own process (cargo-nextest).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use byok::ceremony::{self, Env, RunOptions};
 use byok::hsm::{Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
 use byok::kms::{
-    AwsKms, Expiration, ImportParameters, ImportToken, ImportType, KeyInfo, KeyMaterialInfo, Kms,
-    KmsError, KmsFailure,
+    AwsKms, Expiration, ImportToken, ImportType, KeyInfo, KeyMaterialInfo, Kms, KmsError,
+    KmsFailure,
 };
 use byok::prompt::{Answer, ScriptedPrompter};
-use byok::wrap::{WrappingAlgorithm, WrappingKeySpec};
 use time::OffsetDateTime;
 
 use crate::common::{
@@ -51,37 +49,22 @@ fn no_answer(operation: &'static str) -> KmsError {
 }
 
 impl Kms for Double {
+    crate::common::forward_kms!(
+        create_key,
+        create_alias,
+        update_alias,
+        list_resource_tags,
+        find_tagged_keys,
+        get_parameters_for_import,
+        encrypt,
+        decrypt,
+        rotate_key_on_demand
+    );
     fn describe_key(&self, key: &str) -> Result<KeyInfo, KmsError> {
         if self.fault == Fault::LoseAnswerAndKms && self.imported.load(Ordering::SeqCst) {
             return Err(no_answer("DescribeKey"));
         }
         self.real.describe_key(key)
-    }
-    fn create_key(&self, d: &str, t: &BTreeMap<String, String>) -> Result<KeyInfo, KmsError> {
-        self.real.create_key(d, t)
-    }
-    fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
-        self.real.create_alias(alias, key_arn)
-    }
-    fn update_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
-        self.real.update_alias(alias, key_arn)
-    }
-    fn list_resource_tags(
-        &self,
-        key_arn: &str,
-    ) -> Result<std::collections::BTreeMap<String, String>, KmsError> {
-        self.real.list_resource_tags(key_arn)
-    }
-    fn find_tagged_keys(&self, key: &str, value: &str) -> Result<Vec<String>, KmsError> {
-        self.real.find_tagged_keys(key, value)
-    }
-    fn get_parameters_for_import(
-        &self,
-        key_arn: &str,
-        a: WrappingAlgorithm,
-        s: WrappingKeySpec,
-    ) -> Result<ImportParameters, KmsError> {
-        self.real.get_parameters_for_import(key_arn, a, s)
     }
     fn import_key_material(
         &self,
@@ -115,15 +98,6 @@ impl Kms for Double {
             return Err(no_answer("ListKeyRotations"));
         }
         self.real.list_key_materials(key_arn)
-    }
-    fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
-        self.real.encrypt(key_arn, plaintext)
-    }
-    fn decrypt(&self, key_arn: &str, ciphertext: &[u8]) -> Result<(Vec<u8>, String), KmsError> {
-        self.real.decrypt(key_arn, ciphertext)
-    }
-    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError> {
-        self.real.rotate_key_on_demand(key_arn)
     }
 }
 

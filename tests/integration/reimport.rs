@@ -18,18 +18,14 @@
 //!   PendingImport until byok imports into it; everything else, Encrypt and Decrypt included,
 //!   is LocalStack's.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use byok::ceremony::{self, Env, RunOptions};
 use byok::hsm::{Hsm as _, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
-use byok::kms::{
-    AwsKms, Expiration, ImportParameters, ImportToken, ImportType, KeyInfo, KeyMaterialInfo, Kms,
-    KmsError,
-};
+use byok::kms::{AwsKms, Expiration, ImportToken, ImportType, KeyInfo, Kms, KmsError};
 use byok::prompt::{Answer, ScriptedPrompter};
-use byok::wrap::{WrappingAlgorithm, WrappingKeySpec};
 use sha2::Digest as _;
 use time::OffsetDateTime;
 
@@ -66,6 +62,16 @@ impl Double {
 const FAKE: &[u8] = b"in-process double: ";
 
 impl Kms for Double {
+    crate::common::forward_kms!(
+        create_key,
+        create_alias,
+        update_alias,
+        list_resource_tags,
+        find_tagged_keys,
+        get_parameters_for_import,
+        rotate_key_on_demand,
+        list_key_materials
+    );
     fn describe_key(&self, key: &str) -> Result<KeyInfo, KmsError> {
         let mut info = self.real.describe_key(key)?;
         let imported = self.imports.lock().unwrap().iter().any(|s| s.0 == info.arn);
@@ -74,32 +80,6 @@ impl Kms for Double {
             info.enabled = false;
         }
         Ok(info)
-    }
-    fn create_key(&self, d: &str, t: &BTreeMap<String, String>) -> Result<KeyInfo, KmsError> {
-        self.real.create_key(d, t)
-    }
-    fn create_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
-        self.real.create_alias(alias, key_arn)
-    }
-    fn update_alias(&self, alias: &str, key_arn: &str) -> Result<(), KmsError> {
-        self.real.update_alias(alias, key_arn)
-    }
-    fn list_resource_tags(
-        &self,
-        key_arn: &str,
-    ) -> Result<std::collections::BTreeMap<String, String>, KmsError> {
-        self.real.list_resource_tags(key_arn)
-    }
-    fn find_tagged_keys(&self, key: &str, value: &str) -> Result<Vec<String>, KmsError> {
-        self.real.find_tagged_keys(key, value)
-    }
-    fn get_parameters_for_import(
-        &self,
-        key_arn: &str,
-        a: WrappingAlgorithm,
-        s: WrappingKeySpec,
-    ) -> Result<ImportParameters, KmsError> {
-        self.real.get_parameters_for_import(key_arn, a, s)
     }
     fn import_key_material(
         &self,
@@ -118,12 +98,6 @@ impl Kms for Double {
             answer.as_ref().ok().cloned().flatten(),
         ));
         answer
-    }
-    fn rotate_key_on_demand(&self, key_arn: &str) -> Result<(), KmsError> {
-        self.real.rotate_key_on_demand(key_arn)
-    }
-    fn list_key_materials(&self, key_arn: &str) -> Result<Vec<KeyMaterialInfo>, KmsError> {
-        self.real.list_key_materials(key_arn)
     }
     fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, KmsError> {
         if !self.fake_crypto {
