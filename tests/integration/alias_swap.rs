@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use sha2::Digest;
 
 use crate::common::{
-    SoftHsm, TestKms, assert_contains, ceremony_pinned_as, count, rand_u32, records,
-    reference_verify, run_ceremony as run, stderr, stdout,
+    SoftHsm, TestKms, approve_answers, assert_contains, ceremony_pinned_as, count, rand_u32,
+    records, reference_verify, run_ceremony as run, run_in_process, stderr, stdout,
 };
 
 /// SHA-256 of a transcript's last line, computed here.
@@ -413,68 +413,6 @@ impl byok::kms::Kms for LostUpdate {
     }
 }
 
-/// A rollback run in-process against `kms`, approved 2-of-3; returns the result and records.
-fn rollback_in_process(
-    hsm: &SoftHsm,
-    file: &Path,
-    transcript: &Path,
-    kms: &LostUpdate,
-) -> (
-    Result<byok::ceremony::Outcome, byok::Error>,
-    Vec<serde_json::Value>,
-) {
-    use byok::prompt::Answer;
-    hsm.use_in_process();
-    let c = byok::spec::load(file, time::OffsetDateTime::now_utc()).unwrap();
-    let token = byok::hsm::Pkcs11Hsm::open_path(
-        Path::new(&hsm.kind.module()),
-        &byok::hsm::TokenSelector::Label("byok-hsm".into()),
-    )
-    .unwrap();
-    let mut answers = vec![Answer::Secret("hsm-pin", hsm.pin.clone())];
-    for (point, names) in [("plan", ["Alice", "Bob"]), ("swap", ["Alice", "Carol"])] {
-        for n in names {
-            answers.extend([
-                Answer::Select(
-                    if point == "plan" {
-                        "approver-plan"
-                    } else {
-                        "approver-swap"
-                    },
-                    n.to_string(),
-                ),
-                Answer::Confirm(
-                    if point == "plan" {
-                        "approve-plan"
-                    } else {
-                        "approve-swap"
-                    },
-                    true,
-                ),
-                Answer::Secret("custodian-pin", hsm.custodian(n).pin.clone()),
-            ]);
-        }
-    }
-    let mut prompter = byok::prompt::ScriptedPrompter::new(answers);
-    let custodians = byok::hsm::Pkcs11Custodians::for_hsm(&token);
-    let clock = time::OffsetDateTime::now_utc;
-    let result = byok::ceremony::run(
-        &c,
-        byok::ceremony::Env {
-            hsm: &token,
-            kms,
-            custodians: &custodians,
-            prompter: &mut prompter,
-            now: &clock,
-        },
-        transcript,
-        &byok::ceremony::RunOptions::default(),
-    );
-    drop(custodians);
-    drop(token);
-    (result, records(transcript))
-}
-
 #[test]
 fn a_lost_update_alias_answer_is_asked_of_kms_never_resent() {
     let hsm = SoftHsm::new();
@@ -635,4 +573,21 @@ fn a_dual_controlled_rollback_refuses_a_rehearsal_swap() {
     for (a, n) in aliases.iter().zip(&new) {
         assert_eq!(&kms.arn(a), n, "nothing moved");
     }
+}
+
+/// A rollback run in-process against `kms`, approved 2-of-3; returns the result and records.
+fn rollback_in_process(
+    hsm: &SoftHsm,
+    file: &Path,
+    transcript: &Path,
+    kms: &LostUpdate,
+) -> (
+    Result<byok::ceremony::Outcome, byok::Error>,
+    Vec<serde_json::Value>,
+) {
+    let mut answers = vec![byok::prompt::Answer::Secret("hsm-pin", hsm.pin.clone())];
+    answers.extend(approve_answers(hsm, "plan", &["Alice", "Bob"]));
+    answers.extend(approve_answers(hsm, "swap", &["Alice", "Carol"]));
+    let (result, _, recs) = run_in_process(hsm, file, transcript, kms, answers);
+    (result, recs)
 }

@@ -1202,3 +1202,71 @@ macro_rules! forward_kms {
     };
 }
 pub(crate) use forward_kms;
+
+/// The scripted answers of one approval point (`plan`, `import`, `rotate` or `swap`) given by
+/// `names`, in order: each custodian selected, approving, and their PIN.
+pub fn approve_answers(token: &SoftHsm, point: &str, names: &[&str]) -> Vec<byok::prompt::Answer> {
+    use byok::prompt::Answer;
+    let (select, confirm): (&'static str, &'static str) = match point {
+        "plan" => ("approver-plan", "approve-plan"),
+        "import" => ("approver-import", "approve-import"),
+        "rotate" => ("approver-rotate", "approve-rotate"),
+        "swap" => ("approver-swap", "approve-swap"),
+        other => panic!("unknown approval point {other}"),
+    };
+    names
+        .iter()
+        .flat_map(|n| {
+            [
+                Answer::Select(select, n.to_string()),
+                Answer::Confirm(confirm, true),
+                Answer::Secret("custodian-pin", token.custodian(n).pin.clone()),
+            ]
+        })
+        .collect()
+}
+
+/// Runs `file` in-process on `token`'s HSM against `kms`, answering with `answers`; returns
+/// the result, what byok said, and the transcript's records (none when it was never started).
+pub fn run_in_process(
+    token: &SoftHsm,
+    file: &Path,
+    transcript: &Path,
+    kms: &dyn byok::kms::Kms,
+    answers: Vec<byok::prompt::Answer>,
+) -> (
+    Result<byok::ceremony::Outcome, byok::Error>,
+    Vec<String>,
+    Vec<serde_json::Value>,
+) {
+    token.use_in_process();
+    let c = byok::spec::load(file, time::OffsetDateTime::now_utc()).unwrap();
+    let hsm = byok::hsm::Pkcs11Hsm::open_path(
+        Path::new(&token.kind.module()),
+        &byok::hsm::TokenSelector::Label("byok-hsm".into()),
+    )
+    .unwrap();
+    let mut prompter = byok::prompt::ScriptedPrompter::new(answers);
+    let custodians = byok::hsm::Pkcs11Custodians::for_hsm(&hsm);
+    let clock = time::OffsetDateTime::now_utc;
+    let result = byok::ceremony::run(
+        &c,
+        byok::ceremony::Env {
+            hsm: &hsm,
+            kms,
+            custodians: &custodians,
+            prompter: &mut prompter,
+            now: &clock,
+        },
+        transcript,
+        &byok::ceremony::RunOptions::default(),
+    );
+    drop(custodians);
+    drop(hsm);
+    let recs = if transcript.exists() {
+        records(transcript)
+    } else {
+        Vec::new()
+    };
+    (result, prompter.transcript, recs)
+}

@@ -4,17 +4,18 @@
 //! at the on-demand rotation limit (LocalStack does not serve ListKeyRotations).
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Mutex;
 
-use byok::ceremony::{self, Env, RunOptions};
-use byok::hsm::{Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
+use byok::ceremony::{self};
 use byok::kms::{AwsKms, ImportParameters, KeyMaterialInfo, Kms, KmsError};
-use byok::prompt::{Answer, ScriptedPrompter};
+use byok::prompt::Answer;
 use byok::wrap::{WrappingAlgorithm, WrappingKeySpec};
 use time::OffsetDateTime;
 
-use crate::common::{SoftHsm, TestKms, ceremony_for, reference_verify, run_with_stdin, stderr};
+use crate::common::{
+    SoftHsm, TestKms, approve_answers, ceremony_for, reference_verify, run_in_process,
+    run_with_stdin, stderr,
+};
 
 /// LocalStack with two changes: the first GetParametersForImport of each key answers a
 /// ParametersValidTo 30 s ahead; ListKeyRotations answers `materials` materials when set.
@@ -89,69 +90,6 @@ impl Kms for Tweaked {
     }
 }
 
-/// One approval point's answers.
-fn approve(token: &SoftHsm, point: &'static str, names: &[&str]) -> Vec<Answer> {
-    let (select, confirm) = match point {
-        "plan" => ("approver-plan", "approve-plan"),
-        "import" => ("approver-import", "approve-import"),
-        _ => ("approver-rotate", "approve-rotate"),
-    };
-    names
-        .iter()
-        .flat_map(|n| {
-            [
-                Answer::Select(select, n.to_string()),
-                Answer::Confirm(confirm, true),
-                Answer::Secret("custodian-pin", token.custodian(n).pin.clone()),
-            ]
-        })
-        .collect()
-}
-
-/// Runs `file` in-process against `kms`; returns the result, what was said, and the records.
-fn run_in_process(
-    token: &SoftHsm,
-    file: &Path,
-    transcript: &Path,
-    kms: &Tweaked,
-    answers: Vec<Answer>,
-) -> (
-    Result<ceremony::Outcome, byok::Error>,
-    Vec<String>,
-    Vec<serde_json::Value>,
-) {
-    token.use_in_process();
-    let c = byok::spec::load(file, OffsetDateTime::now_utc()).unwrap();
-    let hsm = Pkcs11Hsm::open_path(
-        Path::new(&token.kind.module()),
-        &TokenSelector::Label("byok-hsm".into()),
-    )
-    .unwrap();
-    let mut prompter = ScriptedPrompter::new(answers);
-    let custodians = Pkcs11Custodians::for_hsm(&hsm);
-    let clock = OffsetDateTime::now_utc;
-    let result = ceremony::run(
-        &c,
-        Env {
-            hsm: &hsm,
-            kms,
-            custodians: &custodians,
-            prompter: &mut prompter,
-            now: &clock,
-        },
-        transcript,
-        &RunOptions::default(),
-    );
-    drop(custodians);
-    drop(hsm);
-    let recs = std::fs::read_to_string(transcript)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (result, prompter.transcript, recs)
-}
-
 /// A key whose first material byok imported (a real 2-of-3 ceremony), and a rotate ceremony
 /// file for it. Returns the key ARN and the file.
 fn imported_then_rotating(token: &SoftHsm, kms: &TestKms) -> (String, std::path::PathBuf) {
@@ -196,10 +134,10 @@ fn parameters_that_expire_during_the_import_approval_are_fetched_again_and_appro
         rotations: Default::default(),
     };
     let mut answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
-    answers.extend(approve(&token, "plan", &["Alice", "Bob"]));
-    answers.extend(approve(&token, "import", &["Alice", "Carol"]));
+    answers.extend(approve_answers(&token, "plan", &["Alice", "Bob"]));
+    answers.extend(approve_answers(&token, "import", &["Alice", "Carol"]));
     // The first import approval is of parameters that are about to expire: asked again.
-    answers.extend(approve(&token, "import", &["Bob", "Carol"]));
+    answers.extend(approve_answers(&token, "import", &["Bob", "Carol"]));
     let (result, said, recs) = run_in_process(&token, &file, &t, &double, answers);
     let outcome = result.unwrap_or_else(|e| panic!("{}", ceremony::chain(&e)));
     assert!(
@@ -342,9 +280,9 @@ fn a_lost_rotate_key_on_demand_answer_is_asked_of_kms_never_resent() {
         rotations: Default::default(),
     };
     let mut answers = vec![Answer::Secret("hsm-pin", token.pin.clone())];
-    answers.extend(approve(&token, "plan", &["Alice", "Bob"]));
-    answers.extend(approve(&token, "import", &["Alice", "Carol"]));
-    answers.extend(approve(&token, "rotate", &["Bob", "Carol"]));
+    answers.extend(approve_answers(&token, "plan", &["Alice", "Bob"]));
+    answers.extend(approve_answers(&token, "import", &["Alice", "Carol"]));
+    answers.extend(approve_answers(&token, "rotate", &["Bob", "Carol"]));
     let t = token.path("rotate.jsonl");
     let (result, _, recs) = run_in_process(&token, &file, &t, &double, answers);
     result.unwrap_or_else(|e| panic!("{}", ceremony::chain(&e)));

@@ -22,16 +22,14 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use byok::ceremony::{self, Env, RunOptions};
-use byok::hsm::{Hsm as _, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
+use byok::hsm::Hsm as _;
 use byok::kms::{AwsKms, Expiration, ImportToken, ImportType, KeyInfo, Kms, KmsError};
-use byok::prompt::{Answer, ScriptedPrompter};
+use byok::prompt::Answer;
 use sha2::Digest as _;
-use time::OffsetDateTime;
 
 use crate::common::{
-    Custodian, SoftHsm, TestKms, assert_contains, ceremony_pinned_as, rand_u32, records,
-    reference_verify, run_with_stdin, stderr, stdout,
+    Custodian, SoftHsm, TestKms, approve_answers, assert_contains, ceremony_pinned_as, rand_u32,
+    records, reference_verify, run_in_process, run_with_stdin, stderr, stdout,
 };
 
 /// What the double saw of one ImportKeyMaterial: key, ImportType, KeyMaterialId sent, and
@@ -194,24 +192,6 @@ fn reimport_file(hsm: &SoftHsm, key: &str, region: &str, kept: &Kept, pin: &str)
     )
 }
 
-/// One approval point's answers (in-process).
-fn approve(token: &SoftHsm, point: &'static str, names: &[&str]) -> Vec<Answer> {
-    let (select, confirm) = match point {
-        "plan" => ("approver-plan", "approve-plan"),
-        _ => ("approver-import", "approve-import"),
-    };
-    names
-        .iter()
-        .flat_map(|n| {
-            [
-                Answer::Select(select, n.to_string()),
-                Answer::Confirm(confirm, true),
-                Answer::Secret("custodian-pin", token.custodian(n).pin.clone()),
-            ]
-        })
-        .collect()
-}
-
 /// Every answer of a 2-of-3 reimport, in-process: the SO PIN, the user PIN, the plan (Alice
 /// and Bob), the import (Alice and Carol).
 fn answers(token: &SoftHsm) -> Vec<Answer> {
@@ -219,53 +199,9 @@ fn answers(token: &SoftHsm) -> Vec<Answer> {
         Answer::Secret("hsm-so-pin", token.so_pin.clone()),
         Answer::Secret("hsm-pin", token.pin.clone()),
     ];
-    a.extend(approve(token, "plan", &["Alice", "Bob"]));
-    a.extend(approve(token, "import", &["Alice", "Carol"]));
+    a.extend(approve_answers(token, "plan", &["Alice", "Bob"]));
+    a.extend(approve_answers(token, "import", &["Alice", "Carol"]));
     a
-}
-
-/// Runs `file` in-process against `kms`; returns the result, what was said, and the records.
-fn run_in_process(
-    token: &SoftHsm,
-    file: &Path,
-    transcript: &Path,
-    kms: &Double,
-    answers: Vec<Answer>,
-) -> (
-    Result<ceremony::Outcome, byok::Error>,
-    Vec<String>,
-    Vec<serde_json::Value>,
-) {
-    token.use_in_process();
-    let c = byok::spec::load(file, OffsetDateTime::now_utc()).unwrap();
-    let hsm = Pkcs11Hsm::open_path(
-        Path::new(&token.kind.module()),
-        &TokenSelector::Label("byok-hsm".into()),
-    )
-    .unwrap();
-    let mut prompter = ScriptedPrompter::new(answers);
-    let custodians = Pkcs11Custodians::for_hsm(&hsm);
-    let clock = OffsetDateTime::now_utc;
-    let result = ceremony::run(
-        &c,
-        Env {
-            hsm: &hsm,
-            kms,
-            custodians: &custodians,
-            prompter: &mut prompter,
-            now: &clock,
-        },
-        transcript,
-        &RunOptions::default(),
-    );
-    drop(custodians);
-    drop(hsm);
-    let recs = if transcript.exists() {
-        records(transcript)
-    } else {
-        Vec::new()
-    };
-    (result, prompter.transcript, recs)
 }
 
 fn delete_material(kms: &TestKms, key: &str) {
