@@ -39,13 +39,27 @@ pub enum Command {
               value_parser = clap::value_parser!(u16).range(1..=64))]
         kms_concurrency: u16,
     },
-    /// Verify a transcript offline. Exit 0 valid, 1 invalid.
+    /// Verify a transcript offline. Exit 0 valid and pinned, 1 invalid, 8 valid but the
+    /// audit key was not pinned from outside the transcript.
     Verify {
         /// The transcript (JSON Lines).
         transcript: PathBuf,
-        /// The audit key's SPKI SHA-256 from a source you trust (e.g. the paper record).
-        #[arg(long, value_name = "HEX")]
-        audit_key_sha256: Option<String>,
+        #[command(flatten)]
+        pins: PinArgs,
+    },
+    /// Verify a transcript and show it for people (HTML) or machines (JSON). Same pins and
+    /// exit codes as `verify`.
+    Report {
+        /// The transcript (JSON Lines).
+        transcript: PathBuf,
+        #[command(flatten)]
+        pins: PinArgs,
+        /// Write one self-contained HTML page (no JavaScript, no network; prints on A4).
+        #[arg(long, value_name = "OUT")]
+        html: Option<PathBuf>,
+        /// Print the report as JSON (schema in docs/transcript.md) on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Report which wrapping algorithms a token can do inside the HSM, and why not.
     Probe {
@@ -87,6 +101,28 @@ pub enum AuditKeyCommand {
         #[arg(long, default_value = "byok-audit")]
         label: String,
     },
+}
+
+/// What an auditor pins from outside the transcript (the paper record): `verify` and `report`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PinArgs {
+    /// The audit key's SPKI SHA-256 from a source you trust (e.g. the paper record).
+    #[arg(long, value_name = "HEX")]
+    pub audit_key_sha256: Option<String>,
+    /// A TOML pin file (format in docs/transcript.md): audit key, ceremony file SHA-256,
+    /// custodians and quorum, as written on the paper record.
+    #[arg(long, value_name = "FILE", alias = "pins")]
+    pub pin_file: Option<PathBuf>,
+    /// The approved ceremony file: the one embedded in the transcript must be byte-identical.
+    #[arg(long, value_name = "FILE")]
+    pub ceremony_file: Option<PathBuf>,
+    /// A custodian's approval-key SPKI SHA-256, `NAME=HEX` (repeatable): the transcript's
+    /// ceremony file must pin exactly this key for NAME.
+    #[arg(long, value_name = "NAME=HEX")]
+    pub custodian: Vec<String>,
+    /// The smallest quorum the auditor accepts: a rehearsal or a smaller quorum is invalid.
+    #[arg(long, value_name = "M")]
+    pub require_quorum: Option<usize>,
 }
 
 /// Which module and token.

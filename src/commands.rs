@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::ceremony::{self, Env, RunOptions};
-use crate::cli::TokenArgs;
+use crate::cli::{PinArgs, TokenArgs};
 use crate::error::{Error, exit};
 use crate::hsm::pkcs11::{HSM_MODULE_SETTING, Modules};
 use crate::hsm::{Hsm, ModuleSource, Pkcs11Custodians, Pkcs11Hsm, TokenSelector};
@@ -153,7 +153,8 @@ pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Resu
 }
 
 /// `byok verify TRANSCRIPT [--audit-key-sha256 HEX]`.
-pub fn verify(path: &Path, audit_key_sha256: Option<&str>) -> Result<i32, Error> {
+pub fn verify(path: &Path, pins: &PinArgs) -> Result<i32, Error> {
+    let audit_key_sha256 = pins.audit_key_sha256.as_deref();
     if let Some(fp) = audit_key_sha256
         && (fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()))
     {
@@ -254,6 +255,14 @@ pub fn verify(path: &Path, audit_key_sha256: Option<&str>) -> Result<i32, Error>
             Ok(exit::INVALID_TRANSCRIPT)
         }
     }
+}
+
+/// `byok report TRANSCRIPT [pins] [--html OUT] [--json]`: not built yet (issue 11).
+pub fn report(path: &Path, pins: &PinArgs, html: Option<&Path>, json: bool) -> Result<i32, Error> {
+    let _ = (pins, html, json);
+    Err(Error::Usage {
+        message: format!("byok report {}: not built yet", path.display()),
+    })
 }
 
 fn open_token(args: &TokenArgs) -> Result<Pkcs11Hsm, Error> {

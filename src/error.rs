@@ -25,6 +25,10 @@ pub mod exit {
     pub const ABORTED: i32 = 6;
     /// The transcript or another file could not be written.
     pub const IO: i32 = 7;
+    /// `verify` and `report`: the transcript is valid in itself, but no audit key was pinned
+    /// from outside it (`--audit-key-sha256` or `--pin-file`), so it proves nothing about
+    /// who wrote it.
+    pub const NOT_PINNED: i32 = 8;
 }
 
 /// Which kind of failure: recorded in `ceremony_aborted` and mapped to an exit code.

@@ -26,6 +26,7 @@ pub mod rfc3339;
 pub mod secure;
 pub mod spec;
 pub mod step;
+pub mod text;
 pub mod transcript;
 pub mod wrap;
 

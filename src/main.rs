@@ -28,10 +28,13 @@ fn main() -> ExitCode {
                 resume: resume.clone(),
             },
         ),
-        Command::Verify {
+        Command::Verify { transcript, pins } => commands::verify(transcript, pins),
+        Command::Report {
             transcript,
-            audit_key_sha256,
-        } => commands::verify(transcript, audit_key_sha256.as_deref()),
+            pins,
+            html,
+            json,
+        } => commands::report(transcript, pins, html.as_deref(), *json),
         Command::Probe { token } => commands::probe(token),
         Command::AuditKey(AuditKeyCommand::Create { token, label }) => {
             commands::audit_key_create(token, label)
