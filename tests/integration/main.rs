@@ -18,6 +18,7 @@ mod lifecycle;
 mod matrix;
 mod outcome;
 mod reimport;
+mod report;
 mod rotation;
 mod sign_only;
 mod spec;
