@@ -244,6 +244,10 @@ fn verdict(o: &mut String, r: &Report) {
                 h(fp)
             ),
             (_, true) => "<span class=\"good\">pinned and matching</span>".into(),
+            (Some(fp), false) if r.verdict.status == "invalid" => format!(
+                "given (<span class=\"mono\">{}</span>); <span class=\"bad\">the transcript is INVALID</span>, see above",
+                h(fp)
+            ),
             (Some(fp), false) => format!(
                 "given (<span class=\"mono\">{}</span>) but not in effect",
                 h(fp)

@@ -916,6 +916,142 @@ fn targets(recs: &[Rec], d0: &Value, report: &verify::Report) -> Vec<Target> {
 mod tests {
     use super::*;
 
+    fn rec(seq: u64, ms: u64, kind: &str, data: Value) -> Rec {
+        Rec {
+            seq,
+            time: format!("2026-01-01T00:00:{:02}.{:03}Z", ms / 1000, ms % 1000),
+            kind: kind.into(),
+            data,
+        }
+    }
+
+    #[test]
+    fn steps_group_consecutive_records_and_time_each_from_the_step_before() {
+        use serde_json::json;
+        let recs = [
+            rec(0, 0, "ceremony_started", json!({})),
+            rec(1, 100, "hsm_opened", json!({})),
+            rec(2, 400, "capability_checked", json!({})),
+            rec(3, 500, "kms_preflight", json!({"target_index": 0})),
+            rec(4, 2_000, "approval", json!({"point": "plan"})),
+            rec(5, 2_500, "approval", json!({"point": "plan"})),
+            rec(6, 3_000, "kms_preflight", json!({"target_index": 1})),
+            rec(7, 3_100, "import_parameters", json!({"target_index": 1})),
+            rec(8, 9_000, "approval", json!({"point": "import"})),
+            rec(
+                9,
+                9_100,
+                "ceremony_aborted",
+                json!({"step": "confirm_import"}),
+            ),
+        ];
+        let spans = steps(&recs);
+        let got: Vec<(&str, u64, u64, Option<i64>)> = spans
+            .iter()
+            .map(|s| (s.step, s.first_seq, s.last_seq, s.duration_ms))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("start", 0, 1, Some(100)),
+                ("capability_check", 2, 2, Some(300)),
+                ("kms_preflight", 3, 3, Some(100)),
+                ("approve_plan", 4, 5, Some(2_000)),
+                // A key checked after the plan approval belongs to the pipelined phase.
+                ("prepare", 6, 7, Some(600)),
+                ("confirm_import", 8, 8, Some(5_900)),
+                ("aborted", 9, 9, Some(100)),
+            ]
+        );
+        let t = timeline(&recs);
+        assert_eq!(t[8].elapsed_ms, Some(9_000));
+        assert_eq!(t[3].target_index, Some(0));
+    }
+
+    #[test]
+    fn approvals_group_by_statement_and_confirmations_find_theirs() {
+        use serde_json::json;
+        let stale = json!({"point": "import", "n": 1});
+        let fresh = json!({"point": "import", "n": 2});
+        let a = |seq, who: &str, point: &str, st: &Value, digest: &str| {
+            rec(
+                seq,
+                seq * 10,
+                "approval",
+                json!({"point": point, "custodian": who, "statement": st,
+                       "statement_sha256": digest, "public_key_sha256": "k"}),
+            )
+        };
+        let plan = json!({"point": "plan"});
+        let recs = [
+            a(1, "Alice", "plan", &plan, "p"),
+            a(2, "Bob", "plan", &plan, "p"),
+            a(3, "Alice", "import", &stale, "s"),
+            a(4, "Bob", "import", &stale, "s"),
+            // The parameters expired: a new statement, a failed signer, then the quorum.
+            a(5, "Alice", "import", &fresh, "f"),
+            rec(
+                6,
+                60,
+                "approval_failed",
+                json!({"point": "import", "custodian": "Bob", "action": "approve",
+                       "error": "PIN locked"}),
+            ),
+            a(7, "Carol", "import", &fresh, "f"),
+            rec(
+                8,
+                80,
+                "import_confirmed",
+                json!({"statement": fresh, "statement_sha256": "f",
+                       "approved_by": ["Alice", "Carol"], "dual_control": true}),
+            ),
+        ];
+        let points = approval_points(&recs);
+        let shape: Vec<(&str, Option<&str>, usize, usize, bool)> = points
+            .iter()
+            .map(|p| {
+                (
+                    p.point.as_str(),
+                    p.statement_sha256.as_deref(),
+                    p.approvals.len(),
+                    p.failed.len(),
+                    p.confirmed.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("plan", Some("p"), 2, 0, false),
+                ("import", Some("s"), 2, 0, false),
+                ("import", Some("f"), 2, 1, true),
+            ]
+        );
+        assert_eq!(points[2].statement.as_ref(), Some(&fresh));
+        assert_eq!(points[2].failed[0].error, "PIN locked");
+        assert_eq!(
+            points[2].confirmed.as_ref().map(|c| c.approved_by.clone()),
+            Some(vec!["Alice".to_string(), "Carol".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_rehearsal_confirmation_is_its_own_point_without_approvals() {
+        let recs = [rec(
+            5,
+            50,
+            "import_confirmed",
+            serde_json::json!({"statement": {"point": "import"}, "statement_sha256": "d",
+                               "approved_by": ["Operator"], "dual_control": false}),
+        )];
+        let points = approval_points(&recs);
+        assert_eq!(points.len(), 1);
+        assert!(points[0].approvals.is_empty());
+        let confirmed = points[0].confirmed.as_ref().unwrap();
+        assert!(!confirmed.dual_control);
+        assert_eq!(confirmed.approved_by, ["Operator"]);
+    }
+
     fn hostile_ceremony() -> Ceremony {
         let name = "<script>alert(1)</script>\u{1b}[2K\r\nAlice".to_string();
         Ceremony {
