@@ -471,3 +471,112 @@ fn a_hostile_custodian_name_renders_as_text() {
     let text = text_of(&dom);
     assert_contains(&text, NAME);
 }
+
+#[test]
+fn a_fleet_rotation_reports_every_target_and_all_three_statements() {
+    let hsm = SoftHsm::new();
+    let key = format!(
+        "\"alias/{:08x}-{{service}}-{{environment}}\"",
+        crate::common::rand_u32()
+    );
+    let import = crate::common::ceremony_pinned_as(
+        &hsm,
+        "fleet-product.toml",
+        "import.toml",
+        &[("targets.key", key.as_str())],
+    );
+    let first = hsm.path("import.jsonl");
+    let out = run_ceremony(&hsm, &import, &first, &hsm.all_answers());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rotate = crate::common::ceremony_pinned_as(
+        &hsm,
+        "fleet-rotate.toml",
+        "rotate.toml",
+        &[("targets.key", key.as_str())],
+    );
+    let t = hsm.path("rotate.jsonl");
+    let answers = format!("{}{}", hsm.all_answers(), hsm.approve(&["Bob", "Carol"]));
+    let out = run_ceremony(&hsm, &rotate, &t, &answers);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let recs = records(&t);
+    let out = report(&t, &["--json", "--audit-key-sha256", &hsm.audit_sha256]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let j: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let cer = &j["ceremony"];
+    assert_eq!(cer["kind"], "rotate");
+    let targets = cer["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 6);
+    // Each target's ARN and KCV as its own records give them.
+    for (i, target) in targets.iter().enumerate() {
+        assert_eq!(target["index"], i);
+        assert_eq!(target["status"], "rotated", "{target}");
+        let generated = recs
+            .iter()
+            .find(|r| r["type"] == "key_generated" && r["data"]["target_index"] == i)
+            .unwrap();
+        assert_eq!(target["kcv"], generated["data"]["kcv"]);
+        assert_eq!(target["key_arn"], generated["data"]["key_arn"]);
+        let rotated = recs
+            .iter()
+            .find(|r| r["type"] == "key_rotated" && r["data"]["target_index"] == i)
+            .unwrap();
+        assert_eq!(
+            target["key_material_id"],
+            rotated["data"]["key_material_id"]
+        );
+    }
+    let points: Vec<(&str, &str)> = cer["approval_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["point"].as_str().unwrap(),
+                p["confirmed"]["type"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        points,
+        [
+            ("plan", "-"),
+            ("import", "import_confirmed"),
+            ("rotate", "rotate_confirmed")
+        ]
+    );
+    let steps: Vec<&str> = cer["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    for step in [
+        "approve_plan",
+        "prepare",
+        "confirm_import",
+        "import",
+        "confirm_rotate",
+        "rotate",
+    ] {
+        assert!(steps.contains(&step), "no step {step} in {steps:?}");
+    }
+
+    let page = hsm.path("rotate.html");
+    let out = report(
+        &t,
+        &[
+            "--audit-key-sha256",
+            &hsm.audit_sha256,
+            "--html",
+            page.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = text_of(&dom(&page));
+    assert_contains(&text, "The rotate statement");
+    for target in targets {
+        assert_contains(&text, target["key_arn"].as_str().unwrap());
+        assert_contains(&text, target["kcv"].as_str().unwrap());
+    }
+}
