@@ -363,6 +363,12 @@ fn overview(o: &mut String, c: &Ceremony) {
             ),
         );
     }
+    if let Some(m) = &c.kms_where {
+        row(
+            "KMS (where it ran)",
+            value_inline(&Value::Object(m.clone())),
+        );
+    }
     row(
         "Records",
         format!(
@@ -744,6 +750,13 @@ fn paper(o: &mut String, r: &Report, c: &Ceremony) {
         }
         if let Some(id) = &t.key_material_id {
             row(format!("Target {} key material id", t.index), id);
+        }
+    }
+    if let Some(m) = &c.kms_where {
+        for (k, v) in m {
+            if let Some(v) = v.as_str() {
+                row(format!("KMS {}", h(k)), v);
+            }
         }
     }
     row(

@@ -160,6 +160,9 @@ pub struct Ceremony {
     pub dual_control: DualControl,
     /// `hsm_opened`'s data as recorded (module and token identity).
     pub hsm: Option<Map<String, Value>>,
+    /// Where KMS ran, as the first `kms_preflight` records it: its members whose name
+    /// contains `endpoint`, `account` or `caller` (format version 4), else `None`.
+    pub kms_where: Option<Map<String, Value>>,
     pub resumes: Option<Value>,
     pub source: Option<Value>,
     /// For a ceremony that stopped: where and why.
@@ -494,6 +497,7 @@ fn ceremony(bytes: &[u8], report: &verify::Report) -> Ceremony {
             },
         },
         hsm,
+        kms_where: kms_where(&recs),
         resumes: d0.get("resumes").filter(|v| !v.is_null()).cloned(),
         source: recs
             .iter()
@@ -505,6 +509,25 @@ fn ceremony(bytes: &[u8], report: &verify::Report) -> Ceremony {
         approval_points: approval_points(&recs),
         targets: targets(&recs, d0, report),
     }
+}
+
+/// Where KMS ran, from the first `kms_preflight`: the members that name the endpoint, the
+/// account or the caller (format version 4), whatever their exact names.
+fn kms_where(recs: &[Rec]) -> Option<Map<String, Value>> {
+    recs.iter()
+        .find(|r| r.kind == "kms_preflight")
+        .and_then(|r| r.data.as_object())
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| {
+                    ["endpoint", "account", "caller"]
+                        .iter()
+                        .any(|w| k.contains(w))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Map<String, Value>>()
+        })
+        .filter(|m| !m.is_empty())
 }
 
 /// The step a record belongs to, and the step's title.
@@ -1052,6 +1075,31 @@ mod tests {
         assert_eq!(confirmed.approved_by, ["Operator"]);
     }
 
+    #[test]
+    fn where_kms_ran_shows_whatever_a_later_format_records() {
+        use serde_json::json;
+        let v3 = [rec(
+            3,
+            0,
+            "kms_preflight",
+            json!({"key_arn": "a", "origin": "EXTERNAL"}),
+        )];
+        assert_eq!(kms_where(&v3), None);
+        let v4 = [rec(
+            3,
+            0,
+            "kms_preflight",
+            json!({"key_arn": "a", "endpoint_url": "http://127.0.0.1:4566",
+                   "endpoint_overridden": true, "caller_account": "000000000000"}),
+        )];
+        let m = kms_where(&v4).unwrap();
+        let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["caller_account", "endpoint_overridden", "endpoint_url"]
+        );
+    }
+
     fn hostile_ceremony() -> Ceremony {
         let name = "<script>alert(1)</script>\u{1b}[2K\r\nAlice".to_string();
         Ceremony {
@@ -1081,6 +1129,7 @@ mod tests {
                 }],
             },
             hsm: None,
+            kms_where: None,
             resumes: None,
             source: None,
             stopped: None,
