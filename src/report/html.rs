@@ -75,7 +75,8 @@ h3 { font-size: 11.5pt; margin: 4mm 0 1.5mm; break-after: avoid; page-break-afte
 .mono, code, pre { font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; font-size: 9pt; }
 .mono { word-break: break-all; }
 table { border-collapse: collapse; width: 100%; margin: 1mm 0 3mm; }
-th, td { border: 0.75pt solid #bbb; padding: 1mm 1.5mm; text-align: left; vertical-align: top; overflow-wrap: anywhere; }
+th, td { border: 0.75pt solid #bbb; padding: 1mm 1.5mm; text-align: left; vertical-align: top; }
+td.wrap { overflow-wrap: anywhere; }
 th { background: #eee; font-weight: bold; }
 table.kv th { width: 34%; background: #f4f4f4; font-weight: normal; color: #333; }
 tr { break-inside: avoid; page-break-inside: avoid; }
@@ -94,6 +95,8 @@ tr { break-inside: avoid; page-break-inside: avoid; }
 .good { color: #1b7a2f; font-weight: bold; }
 .card { border: 0.75pt solid #999; border-radius: 1.5mm; padding: 2mm 3mm; margin: 2mm 0 4mm; break-inside: avoid; page-break-inside: avoid; }
 pre { background: #f6f6f6; border: 0.75pt solid #ccc; padding: 2mm; white-space: pre-wrap; word-break: break-all; margin: 1mm 0; }
+code { white-space: nowrap; }
+pre code { white-space: pre-wrap; }
 .paper { break-before: page; page-break-before: always; }
 .sign td { height: 13mm; }
 .nw { white-space: nowrap; }
@@ -228,6 +231,18 @@ fn verdict(o: &mut String, r: &Report) {
                 "<p>That line as found (untrusted, at most 600 characters):</p><pre>{}</pre>",
                 h(text)
             );
+        }
+    }
+    if let Some(c) = &r.ceremony {
+        if let Some(stop) = &c.stopped {
+            let _ = write!(
+                o,
+                "<p class=\"bad\">The transcript is sound, but the ceremony it records did not finish: it STOPPED at step <code>{}</code> (see below).</p>",
+                h(&stop.step)
+            );
+        }
+        if c.dual_control.quorum.is_none() {
+            o.push_str("<p class=\"bad\">REHEARSAL: dual control was OFF; no custodian approved anything.</p>");
         }
     }
     let _ = writeln!(o, "<p>Exit code {}.</p></div>", r.verdict.exit_code);
@@ -441,7 +456,7 @@ fn seqs(first: u64, last: u64) -> String {
 fn timeline(o: &mut String, c: &Ceremony) {
     let _ = write!(
         o,
-        "<h2>Timeline</h2>\n<p>Times are UTC on {} unless a date is shown.</p><h3>Steps</h3>\n<table><tr><th>Step</th><th>Records</th><th>Started</th><th>Ended</th><th>Took</th></tr>",
+        "<h2>Timeline</h2>\n<p>Times are UTC on {} unless a date is shown.</p><h3>Steps</h3>\n<table><tr><th>Step</th><th>Records (#)</th><th>Started</th><th>Ended</th><th>Took</th></tr>",
         h(c.started.split_once('T').map_or("", |(day, _)| day))
     );
     for s in &c.steps {
@@ -461,11 +476,11 @@ fn timeline(o: &mut String, c: &Ceremony) {
             duration(s.duration_ms)
         );
     }
-    o.push_str("</table>\n<h3>Every record</h3>\n<table><tr><th>Seq</th><th>Time</th><th>+</th><th>Record</th><th>Target</th><th>What it says</th></tr>");
+    o.push_str("</table>\n<h3>Every record</h3>\n<table><tr><th>#</th><th>Time</th><th>+</th><th>Record</th><th>Target</th><th>What it says</th></tr>");
     for e in &c.timeline {
         let _ = write!(
             o,
-            "<tr><td>{}</td><td class=\"nw\">{}</td><td class=\"nw\">{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"nw\">{}</td><td class=\"nw\">{}</td><td><code>{}</code></td><td>{}</td><td class=\"wrap\">{}</td></tr>",
             e.seq,
             h(clock(&e.time, c)),
             duration(e.elapsed_ms),
@@ -497,13 +512,13 @@ fn approval_point(o: &mut String, c: &Ceremony, p: &ApprovalPoint) {
     if p.approvals.is_empty() && p.declined.is_empty() && p.failed.is_empty() {
         o.push_str("<p>No custodian signed this statement.</p>");
     } else {
-        o.push_str("<table><tr><th>Custodian</th><th>Did</th><th>When</th><th>Seq</th><th>Approval key SHA-256</th></tr>");
+        o.push_str("<table><tr><th>Custodian</th><th>Did</th><th>When</th><th>#</th><th>Approval key SHA-256</th></tr>");
         let mut rows: Vec<(u64, String)> = Vec::new();
         for s in &p.approvals {
             rows.push((
                 s.seq,
                 format!(
-                    "<tr><td>{}</td><td class=\"good\">approved</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td class=\"good\">approved</td><td class=\"nw\">{}</td><td>{}</td><td>{}</td></tr>",
                     h(&s.custodian),
                     h(clock(&s.time, c)),
                     s.seq,
@@ -515,7 +530,7 @@ fn approval_point(o: &mut String, c: &Ceremony, p: &ApprovalPoint) {
             rows.push((
                 s.seq,
                 format!(
-                    "<tr><td>{}</td><td class=\"bad\">DECLINED</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td class=\"bad\">DECLINED</td><td class=\"nw\">{}</td><td>{}</td><td>{}</td></tr>",
                     h(&s.custodian),
                     h(clock(&s.time, c)),
                     s.seq,
@@ -527,7 +542,7 @@ fn approval_point(o: &mut String, c: &Ceremony, p: &ApprovalPoint) {
             rows.push((
                 f.seq,
                 format!(
-                    "<tr><td>{}</td><td class=\"warn\">could not sign ({})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td class=\"warn\">could not sign ({})</td><td class=\"nw\">{}</td><td>{}</td><td>{}</td></tr>",
                     h(&f.custodian),
                     h(&f.action),
                     h(clock(&f.time, c)),
