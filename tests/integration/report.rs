@@ -199,7 +199,13 @@ fn the_html_report_of_a_real_ceremony_renders_in_chromium_with_the_facts() {
     assert_contains(&stdout(&out), "valid (pinned)");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(!html.contains("<script"), "the page has no script");
-    assert!(!html.contains("http://") && !html.contains("https://"));
+    // Nothing to fetch: no URL, no link, no source, no CSS url().
+    for needle in ["http://", "https://", "src=", "href=", "url(", "@import"] {
+        assert!(
+            !html.contains(needle),
+            "the page refers to something outside: {needle}"
+        );
+    }
 
     let text = text_of(&dom(&page));
     for fact in [
