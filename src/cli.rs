@@ -57,7 +57,7 @@ pub enum Command {
         /// Write one self-contained HTML page (no JavaScript, no network; prints on A4).
         #[arg(long, value_name = "OUT")]
         html: Option<PathBuf>,
-        /// Print the report as JSON (schema in docs/transcript.md) on stdout.
+        /// Print the report as JSON (schema in docs/report.md) on stdout.
         #[arg(long)]
         json: bool,
     },

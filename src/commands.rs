@@ -257,12 +257,61 @@ pub fn verify(path: &Path, pins: &PinArgs) -> Result<i32, Error> {
     }
 }
 
-/// `byok report TRANSCRIPT [pins] [--html OUT] [--json]`: not built yet (issue 11).
-pub fn report(path: &Path, pins: &PinArgs, html: Option<&Path>, json: bool) -> Result<i32, Error> {
-    let _ = (pins, html, json);
-    Err(Error::Usage {
-        message: format!("byok report {}: not built yet", path.display()),
+/// The verifier's options from the auditor's pins. Only `--audit-key-sha256` takes effect
+/// here; the other pins are refused until the verifier checks them (issue 11).
+pub fn verify_options(pins: &PinArgs) -> Result<VerifyOptions, Error> {
+    let audit_key_sha256 = pins.audit_key_sha256.as_deref();
+    if let Some(fp) = audit_key_sha256
+        && (fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(Error::Usage {
+            message: format!(
+                "--audit-key-sha256 must be 64 hex digits (the SHA-256 printed by `byok audit-key create`), found {:?}",
+                crate::text::escape(fp)
+            ),
+        });
+    }
+    if pins.pin_file.is_some()
+        || pins.ceremony_file.is_some()
+        || !pins.custodian.is_empty()
+        || pins.require_quorum.is_some()
+    {
+        return Err(Error::Usage {
+            message: "--pin-file, --ceremony-file, --custodian and --require-quorum are not checked by this build yet; pin the audit key with --audit-key-sha256".into(),
+        });
+    }
+    Ok(VerifyOptions {
+        audit_key_sha256: audit_key_sha256.map(str::to_ascii_lowercase),
+        allow_truncated: false,
     })
+}
+
+/// `byok report TRANSCRIPT [pins] [--html OUT] [--json]`: the verdict (exit codes as
+/// `verify`) and what the transcript says, as text, one HTML page, or JSON (docs/report.md).
+pub fn report(path: &Path, pins: &PinArgs, html: Option<&Path>, json: bool) -> Result<i32, Error> {
+    let opts = verify_options(pins)?;
+    let bytes = std::fs::read(path).map_err(|source| crate::report::ReportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let report = crate::report::build(
+        &bytes,
+        &path.display().to_string(),
+        &opts,
+        crate::report::Pins::from_args(pins),
+    );
+    if let Some(out_path) = html {
+        crate::report::html::write(&report, out_path)?;
+    }
+    if json {
+        out(&crate::report::to_json(&report));
+    } else {
+        out(&crate::report::text::summary(&report));
+        if let Some(out_path) = html {
+            out(&format!("  html report     {}", out_path.display()));
+        }
+    }
+    Ok(report.verdict.exit_code)
 }
 
 fn open_token(args: &TokenArgs) -> Result<Pkcs11Hsm, Error> {

@@ -83,6 +83,8 @@ pub enum Error {
     Transcript(#[from] crate::transcript::TranscriptError),
     #[error(transparent)]
     Prompt(#[from] crate::prompt::PromptError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     /// A bad command-line value.
     #[error("{message}")]
     Usage { message: String },
@@ -150,6 +152,10 @@ impl Error {
             },
             Error::Prompt(p) => match p {
                 crate::prompt::PromptError::Cancelled { .. } => ErrorClass::Aborted,
+                _ => ErrorClass::Input,
+            },
+            Error::Report(r) => match r {
+                crate::report::ReportError::Write { .. } => ErrorClass::Io,
                 _ => ErrorClass::Input,
             },
             Error::Usage { .. } => ErrorClass::Input,

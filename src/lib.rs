@@ -22,6 +22,7 @@ pub mod jcs;
 pub mod kms;
 pub mod prompt;
 pub mod quorum;
+pub mod report;
 pub mod rfc3339;
 pub mod secure;
 pub mod spec;

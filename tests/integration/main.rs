@@ -20,6 +20,7 @@ mod matrix;
 mod mutations;
 mod outcome;
 mod reimport;
+mod report;
 mod rotation;
 mod sign_only;
 mod spec;
