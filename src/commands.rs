@@ -299,7 +299,9 @@ pub fn probe(args: &TokenArgs) -> Result<i32, Error> {
         d.token_serial,
         d.token_model
     ));
-    let lines = wrap::probe(&hsm);
+    // The ceremony file's default wrapping key size: the largest, the one a token is most
+    // likely to refuse.
+    let lines = wrap::probe(&hsm, wrap::WrappingKeySpec::Rsa4096);
     for line in &lines {
         out(&line.to_string());
     }
