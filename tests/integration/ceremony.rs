@@ -276,6 +276,46 @@ fn last_data(recs: &[serde_json::Value]) -> &serde_json::Value {
     &recs.last().unwrap()["data"]
 }
 
+/// The disk fills up while the wrap is recorded, so the `ceremony_aborted` record cannot be
+/// written either: the error must say the transcript was started and is unfinished, not that
+/// the ceremony stopped "before a transcript was started".
+#[test]
+fn a_full_disk_during_a_record_write_names_the_started_transcript() {
+    let hsm = SoftHsm::new();
+    let kms = TestKms::new();
+    let (arn, alias) = kms.external_key();
+    let file = ceremony_for(&hsm, "demo-softhsm.toml", &alias, &[]);
+    let t = hsm.path("full.jsonl");
+    let mut cmd = hsm.byok();
+    cmd.arg("run")
+        .arg(&file)
+        .arg("--transcript")
+        .arg(&t)
+        .env("BYOK_FAILPOINT", "full:key_wrapped:1");
+    let out = run_with_stdin(cmd, &hsm.all_answers());
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_contains(
+        &err,
+        &format!(
+            "ceremony stopped at step `wrap`; transcript {} was started but has no ceremony_aborted record, because writing it failed too (cannot write record ",
+            t.display()
+        ),
+    );
+    assert_contains(&err, "No space left on device");
+    assert!(!err.contains("before a transcript was started"), "{err}");
+    // The transcript holds every record written before the disk filled, and no terminal one.
+    let types = record_types(&records(&t))
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    assert_eq!(types.last().map(String::as_str), Some("key_generated"));
+    assert!(!types.iter().any(|t| t == "ceremony_aborted"), "{types:?}");
+    // Nothing was imported and nothing is left on the token.
+    assert_eq!(kms.state(&arn), "PendingImport");
+    assert_eq!(hsm.token_object_labels(), ["byok-audit", "byok-audit"]);
+}
+
 #[test]
 fn key_not_external_is_refused_at_preflight() {
     let hsm = SoftHsm::new();
@@ -623,10 +663,32 @@ fn in_hsm_oaep_sha256_on_softhsm_is_refused_with_alternatives() {
         ["ceremony_started", "hsm_opened", "ceremony_aborted"]
     );
     assert!(!stderr(&out).contains("approver-plan"), "{}", stderr(&out));
+    // Only what the token proved it can do is offered: SoftHSM cannot do
+    // RSA_AES_KEY_WRAP_SHA_256 either (its OAEP part needs SHA-256 too).
     assert_contains(
         &stderr(&out),
-        "the token cannot do RSAES_OAEP_SHA_256 inside the HSM: C_WrapKey returned CKR_ARGUMENTS_BAD with OAEP SHA-256; alternatives: RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256, RSA_AES_KEY_WRAP_SHA_1 (run `byok probe` to see which this token can do), or wrap = \"host\"",
+        "the token cannot do RSAES_OAEP_SHA_256 inside the HSM: C_WrapKey returned CKR_ARGUMENTS_BAD with OAEP SHA-256; alternatives that passed the known-answer test inside this token: RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_1, or wrap = \"host\"",
     );
+    // And each one offered is one `byok probe` says yes to, the others no.
+    let mut cmd = hsm.byok();
+    cmd.args(["probe", "--token-label", "byok-hsm"]);
+    let probe = stdout(&run_with_stdin(cmd, &format!("{}\n", hsm.pin)));
+    for (algorithm, offered) in [
+        ("RSAES_OAEP_SHA_256", false),
+        ("RSAES_OAEP_SHA_1", true),
+        ("RSA_AES_KEY_WRAP_SHA_256", false),
+        ("RSA_AES_KEY_WRAP_SHA_1", true),
+    ] {
+        let line = probe
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(algorithm))
+            .unwrap_or_else(|| panic!("no probe line for {algorithm}: {probe}"));
+        assert_eq!(
+            line.contains("inside HSM: yes"),
+            offered,
+            "{algorithm}: {line}"
+        );
+    }
 }
 
 #[test]
