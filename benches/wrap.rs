@@ -9,6 +9,12 @@
 //! `BYOK_BENCH_PIN` (user PIN of token `byok-hsm`), `BYOK_BENCH_SPKI` (path of an RSA-4096
 //! SPKI DER), `BYOK_BENCH_RUNS` (default 200), and the module's own configuration variable.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark stops loudly on a broken setup"
+)]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

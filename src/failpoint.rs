@@ -9,6 +9,11 @@
 //! on (every later write fails with ENOSPC, as on a real full disk). `n` defaults to 1. Release
 //! builds ignore the variable: nothing here can be triggered in production.
 
+#![allow(
+    unsafe_code,
+    reason = "kill(2) of this process at a crash point (debug builds only)"
+)]
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 

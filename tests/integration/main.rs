@@ -3,7 +3,15 @@
 //! Needs the environment of `scripts/testenv up` (SoftHSM, LocalStack); `scripts/test` provides
 //! it and runs the suite under cargo-nextest (one process per test).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking, with the value it did not expect"
+)]
+#![allow(
+    unsafe_code,
+    reason = "tests signal child processes (kill) and set the token config variable (set_var) before the module is loaded; each block says why it is sound"
+)]
 
 mod alias_swap;
 mod ceremony;
