@@ -29,6 +29,8 @@ fn out(text: &str) {
 pub fn check(file: &Path) -> Result<i32, Error> {
     let c = crate::spec::load(file, OffsetDateTime::now_utc())?;
     out(&ceremony::plan::render(&c));
+    // The value record 0 carries as `ceremony_file_sha256`, for the paper record.
+    out(&format!("ceremony file SHA-256: {}", c.source.sha256));
     out(&format!("{}: valid", file.display()));
     Ok(exit::OK)
 }

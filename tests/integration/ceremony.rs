@@ -131,6 +131,16 @@ fn full_ceremony_on(
         first(&recs, "ceremony_finished")["data"]["targets"][0]["kcv"]
     );
     assert_eq!(first(&recs, "import_verified")["data"]["round_trip"], "ok");
+    // `byok check` prints the SHA-256 that record 0 carries, for the paper record.
+    let check = hsm.byok().arg("check").arg(&file).output().unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert_contains(
+        &stdout(&check),
+        &format!(
+            "ceremony file SHA-256: {}",
+            recs[0]["data"]["ceremony_file_sha256"].as_str().unwrap()
+        ),
+    );
     assert_eq!(
         first(&recs, "ceremony_started")["data"]["dual_control"]["enabled"],
         !rehearsal
