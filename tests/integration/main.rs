@@ -25,6 +25,7 @@ mod liar;
 mod lifecycle;
 mod matrix;
 mod outcome;
+mod procedures;
 mod reimport;
 mod rotation;
 mod sign_only;
