@@ -126,10 +126,8 @@ fn full_ceremony_on(
         first(&recs, "capability_checked")["data"]["known_answer_test"],
         "pass"
     );
-    assert_eq!(
-        first(&recs, "key_generated")["data"]["kcv"],
-        first(&recs, "ceremony_finished")["data"]["targets"][0]["kcv"]
-    );
+    // The KCV is checked against the token's own AES-ECB in token_truth.rs (both fields
+    // here come from byok, so comparing them with each other would prove nothing).
     assert_eq!(first(&recs, "import_verified")["data"]["round_trip"], "ok");
     // `byok check` prints the SHA-256 that record 0 carries, for the paper record.
     let check = hsm.byok().arg("check").arg(&file).output().unwrap();
@@ -173,6 +171,11 @@ fn full_ceremony_on(
     // hex or base64 value other than documented hashes (checked by field names).
     let text = std::fs::read_to_string(&t).unwrap();
     assert!(!text.contains(&hsm.pin));
+    let stray = values_of_32_bytes_outside_hash_fields(&recs);
+    assert!(
+        stray.is_empty(),
+        "32-byte values in undocumented fields: {stray:?}"
+    );
 
     // No HSM objects left behind: only the audit key pair.
     assert_eq!(hsm.token_object_labels(), ["byok-audit", "byok-audit"]);
@@ -185,6 +188,91 @@ fn full_ceremony_on(
     std::fs::write(&edited, bytes).unwrap();
     assert_eq!(verify(&hsm, &edited).status.code(), Some(1));
     recs
+}
+
+/// Whether `s` is, or holds, 32 bytes written as hex (64 digits) or base64 (43 or 44 chars).
+fn holds_32_bytes(s: &str) -> bool {
+    use base64::Engine as _;
+    let hex_run = s
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .any(|w| w.len() == 64);
+    let b64 = s
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "+/=-_".contains(c)))
+        .any(|w| {
+            let w = w.trim_end_matches('=');
+            (w.len() == 43)
+                && (base64::engine::general_purpose::STANDARD_NO_PAD
+                    .decode(w)
+                    .is_ok_and(|b| b.len() == 32)
+                    || base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(w)
+                        .is_ok_and(|b| b.len() == 32))
+        });
+    hex_run || b64
+}
+
+/// Every string in the records that holds a 32-byte value (the size of the key material)
+/// under a field that is not a documented hash or identifier, as `path: value`.
+fn values_of_32_bytes_outside_hash_fields(recs: &[serde_json::Value]) -> Vec<String> {
+    /// Fields documented in docs/transcript.md as holding 32-byte hashes or identifiers.
+    fn documented(field: &str) -> bool {
+        // KMS's KeyMaterialIds are 64 hex (a hash of key id and material, computed by KMS).
+        field.ends_with("sha256")
+            || field.ends_with("key_material_id")
+            || ["prev", "key_materials", "run_id"].contains(&field)
+            // Record 0 embeds the ceremony file, whose pins are SHA-256 fingerprints.
+            || field == "ceremony_file"
+    }
+    fn walk(v: &serde_json::Value, path: &str, field: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) if !documented(field) && holds_32_bytes(s) => {
+                out.push(format!("{path}: {s}"));
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &format!("{path}[{i}]"), field, out);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, item) in map {
+                    walk(item, &format!("{path}.{k}"), k, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        walk(r, &format!("line {}", i + 1), "", &mut out);
+    }
+    out
+}
+
+#[test]
+fn the_32_byte_scan_finds_material_in_an_undocumented_field() {
+    let material = [0x5au8; 32];
+    use base64::Engine as _;
+    for leaked in [
+        hex::encode(material),
+        base64::engine::general_purpose::STANDARD.encode(material),
+        format!("note {} end", hex::encode(material)),
+    ] {
+        let recs = [
+            serde_json::json!({"type": "x", "data": {"note": leaked, "blob_sha256": hex::encode(material)}}),
+        ];
+        assert_eq!(
+            values_of_32_bytes_outside_hash_fields(&recs),
+            [format!("line 1.data.note: {leaked}")]
+        );
+    }
+    // A documented hash field, a 16-byte value and a 33-byte value are not reported.
+    let recs = [serde_json::json!({"data": {
+        "blob_sha256": hex::encode(material),
+        "kcv": "abcdef",
+        "id": hex::encode([1u8; 16]),
+        "other": hex::encode([1u8; 33]),
+    }})];
+    assert!(values_of_32_bytes_outside_hash_fields(&recs).is_empty());
 }
 
 #[test]
@@ -213,8 +301,8 @@ fn kryoptic_ceremony_oaep_sha256_rsa_4096_wraps_inside_the_hsm_and_imports() {
     assert_eq!(checked["mechanism"], "CKM_RSA_PKCS_OAEP");
     let opened = &first(&recs, "hsm_opened")["data"];
     assert_eq!(opened["module_manufacturer"], "Kryoptic");
-    // The material never left the HSM in plaintext: sensitive, wrapped by the token.
-    assert_eq!(first(&recs, "key_generated")["data"]["sensitive"], true);
+    // The material never left the HSM in plaintext: wrapped by the token (that the token
+    // holds the key as sensitive is read from the token itself in token_truth.rs).
     let wrapped = &first(&recs, "key_wrapped")["data"];
     assert_eq!(wrapped["mechanism"], "CKM_RSA_PKCS_OAEP");
     assert_eq!(wrapped["oaep_hash"], "SHA-256");

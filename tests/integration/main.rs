@@ -31,4 +31,5 @@ mod rotation;
 mod sign_only;
 mod spec;
 mod terminal;
+mod token_truth;
 mod transcript;
