@@ -4,6 +4,12 @@
 //! HSM-signed one), then times `verify_bytes` over it on one thread. Prints records per second
 //! for the median of several runs. Figures are kept in docs/performance.md.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark stops loudly on a broken setup"
+)]
+
 use std::time::Instant;
 
 use base64::Engine as _;

@@ -1,13 +1,19 @@
 //! `benches/wrap.sh` runs this: time per wrapping algorithm inside a real token.
 //!
 //! For each algorithm the token can do inside the HSM, it times (a) the known-answer test
-//! (`wrap::self_test`, which includes the software RSA-2048 unwrap) and (b) the real work of a
+//! (`wrap::self_test`, which includes the software RSA-4096 unwrap) and (b) the real work of a
 //! ceremony's wrap step: generate AES-256 in the token, its key check value, `wrap_in_hsm`
 //! under an RSA-4096 public key, and destroying the key. It prints the median of the runs.
 //!
 //! Environment (set by `benches/wrap.sh`): `BYOK_BENCH_MODULE` (PKCS#11 module),
 //! `BYOK_BENCH_PIN` (user PIN of token `byok-hsm`), `BYOK_BENCH_SPKI` (path of an RSA-4096
 //! SPKI DER), `BYOK_BENCH_RUNS` (default 200), and the module's own configuration variable.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark stops loudly on a broken setup"
+)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -46,19 +52,21 @@ fn main() {
         d.module_manufacturer, d.module_version, d.module_description
     );
     for algorithm in WrappingAlgorithm::ALL {
-        let test = match wrap::self_test(&hsm, algorithm, WrapLocation::Hsm) {
-            Ok(t) => t,
-            Err(e) => {
-                println!("{:<24} not inside this HSM ({e})", algorithm.kms_name());
-                continue;
-            }
-        };
+        let test =
+            match wrap::self_test(&hsm, algorithm, WrapLocation::Hsm, WrappingKeySpec::Rsa4096) {
+                Ok(t) => t,
+                Err(e) => {
+                    println!("{:<24} not inside this HSM ({e})", algorithm.kms_name());
+                    continue;
+                }
+            };
         let Some(plan) = test.plan else { continue };
         let kat = median(
             (0..runs.min(50))
                 .map(|_| {
                     let t = Instant::now();
-                    wrap::self_test(&hsm, algorithm, WrapLocation::Hsm).expect("self test");
+                    wrap::self_test(&hsm, algorithm, WrapLocation::Hsm, WrappingKeySpec::Rsa4096)
+                        .expect("self test");
                     t.elapsed()
                 })
                 .collect(),

@@ -3,6 +3,11 @@
 //! Before that exit, the terminal's mode as it was at start is put back, so a second Ctrl-C in
 //! the middle of a hidden PIN prompt does not leave the operator's terminal without echo.
 
+#![allow(
+    unsafe_code,
+    reason = "tcgetattr/tcsetattr to restore the terminal on Ctrl-C; each block says why it is sound"
+)]
+
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};

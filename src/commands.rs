@@ -29,6 +29,8 @@ fn out(text: &str) {
 pub fn check(file: &Path) -> Result<i32, Error> {
     let c = crate::spec::load(file, OffsetDateTime::now_utc())?;
     out(&ceremony::plan::render(&c));
+    // The value record 0 carries as `ceremony_file_sha256`, for the paper record.
+    out(&format!("ceremony file SHA-256: {}", c.source.sha256));
     out(&format!("{}: valid", file.display()));
     Ok(exit::OK)
 }
@@ -348,7 +350,9 @@ pub fn probe(args: &TokenArgs) -> Result<i32, Error> {
         d.token_serial,
         d.token_model
     ));
-    let lines = wrap::probe(&hsm);
+    // The ceremony file's default wrapping key size: the largest, the one a token is most
+    // likely to refuse.
+    let lines = wrap::probe(&hsm, wrap::WrappingKeySpec::Rsa4096);
     for line in &lines {
         out(&line.to_string());
     }

@@ -102,6 +102,22 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A ceremony step failed after the transcript started, and its `ceremony_aborted` record
+    /// could not be written either (e.g. a full disk): the transcript has no terminal record.
+    #[error(
+        "ceremony stopped at step `{}`; transcript {} was started but has no ceremony_aborted record, because writing it failed too ({record_error}): free space where the transcript is, keep the file as it is (`byok verify` reports it unfinished), and check each target's key state in KMS before running again",
+        step.name(),
+        transcript.display()
+    )]
+    StepUnrecorded {
+        step: Step,
+        transcript: PathBuf,
+        /// Why the `ceremony_aborted` record could not be written (the whole error chain).
+        record_error: String,
+        /// Why the step failed.
+        #[source]
+        source: Box<Error>,
+    },
     #[error("{what}")]
     Io {
         what: String,
@@ -140,7 +156,9 @@ impl Error {
             },
             Error::Wrap(w) => match w {
                 WrapError::Unsupported { .. } => ErrorClass::Precondition,
-                WrapError::BadPublicKey(_) | WrapError::WrongKeySize { .. } => ErrorClass::Kms,
+                WrapError::BadPublicKey(_)
+                | WrapError::NotRsa { .. }
+                | WrapError::WrongKeySize { .. } => ErrorClass::Kms,
                 WrapError::Mismatch { .. } | WrapError::HostWrap { .. } | WrapError::Hsm(_) => {
                     ErrorClass::Hsm
                 }
@@ -162,6 +180,8 @@ impl Error {
             Error::Refused { .. } => ErrorClass::Precondition,
             Error::Declined { .. } => ErrorClass::Aborted,
             Error::Step { source, .. } => source.class(),
+            // The transcript is incomplete: that is what the operator must see first.
+            Error::StepUnrecorded { .. } => ErrorClass::Io,
             Error::Io { .. } => ErrorClass::Io,
         }
     }

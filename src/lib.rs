@@ -6,7 +6,8 @@
 //! ceremony engine ([`ceremony`]) talks to the HSM ([`hsm`]), KMS ([`kms`]) and the people at
 //! the terminal ([`prompt`]) through narrow traits.
 
-#![deny(clippy::unwrap_used, clippy::expect_used)]
+// unwrap_used and expect_used are denied for the library and the binary in Cargo.toml's
+// [lints]; unit tests may panic on an unexpected value.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit;

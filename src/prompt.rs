@@ -14,6 +14,11 @@
 //! [`crate::cancel`]), which returns [`PromptError::Cancelled`] so the ceremony can record its
 //! abort.
 
+#![allow(
+    unsafe_code,
+    reason = "termios, poll and read(2) on the terminal for hidden PIN entry; each block says why it is sound"
+)]
+
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};

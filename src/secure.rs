@@ -5,6 +5,11 @@
 //! the bytes in a heap page locked against swapping (where the OS allows) and wipes them on drop.
 //! Nothing here implements `Debug` or `Display` for the material.
 
+#![allow(
+    unsafe_code,
+    reason = "setrlimit, prctl and mlock/munlock have no safe wrapper in std; each block says why it is sound"
+)]
+
 use zeroize::Zeroize;
 
 /// What hardening achieved, for the transcript.
@@ -119,6 +124,7 @@ mod tests {
             rlim_cur: 1,
             rlim_max: 1,
         };
+        // SAFETY: getrlimit writes one `rlimit` into `cur`, which is valid and writable.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut cur) }, 0);
         assert_eq!(cur.rlim_cur, 0);
         assert_eq!(hardening_state(), h);

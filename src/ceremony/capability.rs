@@ -28,7 +28,7 @@ pub(super) fn check(run: &mut Run<'_>) -> Result<SelfTest, Error> {
             "wrap = \"host\" needs core dumps off and the process not dumpable, and the kernel refused one of them; run on a host that allows setrlimit(RLIMIT_CORE) and prctl(PR_SET_DUMPABLE)".into(),
         ));
     }
-    let test = wrap::self_test(run.hsm, algorithm, location)?;
+    let test = wrap::self_test(run.hsm, algorithm, location, run.ceremony.import.key_spec)?;
     // A kept copy is moved inside the token under a throwaway AES key: find out now, before
     // any import, whether the token can, not after KMS holds material with no copy.
     if run

@@ -107,24 +107,19 @@ impl Run<'_> {
         }
         self.prompter
             .say(&format!("  targets: {}", summary.join("; ")));
-        let transcript = (!self.writer.is_empty()).then(|| self.writer.path().to_path_buf());
-        let wrapped = Error::Step {
-            step,
-            transcript,
-            source: Box::new(error),
-        };
         match recorded {
-            Ok(()) => wrapped,
-            // The abort itself could not be recorded: report that, with the original cause.
-            Err(e) => Error::Step {
+            Ok(()) => Error::Step {
                 step,
-                transcript: None,
-                source: Box::new(Error::Io {
-                    what: format!(
-                        "{wrapped}; and the ceremony_aborted record could not be written: {e}"
-                    ),
-                    source: std::io::Error::other("transcript not closed"),
-                }),
+                transcript: (!self.writer.is_empty()).then(|| self.writer.path().to_path_buf()),
+                source: Box::new(error),
+            },
+            // The abort itself could not be recorded: say so, with the original cause. The
+            // transcript was started (no record is attempted before record 0).
+            Err(e) => Error::StepUnrecorded {
+                step,
+                transcript: self.writer.path().to_path_buf(),
+                record_error: chain(&e),
+                source: Box::new(error),
             },
         }
     }

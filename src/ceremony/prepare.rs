@@ -166,6 +166,19 @@ fn one(
             "the HSM generated a {length}-byte key; KMS SYMMETRIC_DEFAULT needs exactly 32 bytes"
         )));
     }
+    // What the token says about the new key, not what byok asked for: a token that ignored
+    // CKA_SENSITIVE (or made a token object) is refused before anything is wrapped.
+    let attributes = run.hsm.key_attributes(key)?;
+    if kind == AesKeyKind::Sensitive && !attributes.sensitive {
+        return Err(refused(
+            "the HSM generated the ceremony key without CKA_SENSITIVE although byok asked for it, so its value could be read out of the token; use a token that honours CKA_SENSITIVE".into(),
+        ));
+    }
+    if attributes.token {
+        return Err(refused(
+            "the HSM generated the ceremony key as a token object although byok asked for a session object; use a token that honours CKA_TOKEN".into(),
+        ));
+    }
     let kcv = hex::encode(run.hsm.key_check_value(key)?);
     run.record(&KeyGenerated {
         target_index: index as u64,
@@ -174,8 +187,8 @@ fn one(
         label: kind.label().into(),
         key_type: "AES".into(),
         value_length: length as u64,
-        token_object: false,
-        sensitive: kind != AesKeyKind::Extractable,
+        token_object: attributes.token,
+        sensitive: attributes.sensitive,
         kcv: kcv.clone(),
         kcv_method: "AES-ECB of one zero block, first 3 bytes".into(),
     })?;

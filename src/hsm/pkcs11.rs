@@ -1071,6 +1071,10 @@ const _: () = assert!(
 /// cryptoki 0.12 has no constant for the standard `CKM_AES_KEY_WRAP_KWP` (0x210B) and
 /// `CKM_RSA_AES_KEY_WRAP` (0x1054), refuses values below `CKM_VENDOR_DEFINED` in
 /// `new_vendor_defined`, and drops mechanisms it does not know from `get_mechanism_list`.
+#[allow(
+    unsafe_code,
+    reason = "the only way to name a mechanism cryptoki 0.12 has no constant for"
+)]
 fn mechanism_type(mechanism: WrapMechanism) -> MechanismType {
     match mechanism {
         WrapMechanism::RsaPkcsOaep => MechanismType::RSA_PKCS_OAEP,

@@ -171,6 +171,9 @@ impl TranscriptWriter {
         };
         match &mut self.file {
             Some(file) => {
+                if let Some(full) = crate::failpoint::disk_full(kind.as_str()) {
+                    return Err(write_err(full));
+                }
                 file.write_all(&bytes).map_err(write_err)?;
                 file.sync_data().map_err(write_err)?;
             }

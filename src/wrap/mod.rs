@@ -117,15 +117,6 @@ impl WrappingAlgorithm {
             rsa
         }
     }
-
-    /// The other algorithms, for "use one of these instead" messages.
-    pub fn alternatives(self) -> Vec<&'static str> {
-        Self::ALL
-            .iter()
-            .filter(|a| **a != self)
-            .map(|a| a.kms_name())
-            .collect()
-    }
 }
 
 impl std::fmt::Display for WrappingAlgorithm {
@@ -311,12 +302,13 @@ pub fn wrap_in_hsm(
 #[derive(Debug, thiserror::Error)]
 pub enum WrapError {
     #[error(
-        "the token cannot do {algorithm} inside the HSM: {reason}; alternatives: {} (run `byok probe` to see which this token can do), or wrap = \"host\" in the ceremony file",
-        alternatives.join(", ")
+        "the token cannot do {algorithm} inside the HSM: {reason}; {}, or wrap = \"host\" in the ceremony file",
+        alternatives_text(alternatives)
     )]
     Unsupported {
         algorithm: WrappingAlgorithm,
         reason: String,
+        /// Algorithms whose known-answer test passed inside this token (not merely offered).
         alternatives: Vec<&'static str>,
     },
     #[error(
@@ -329,6 +321,14 @@ pub enum WrapError {
     },
     #[error("the wrapping public key is not a usable RSA public key: {0}")]
     BadPublicKey(String),
+    /// GetParametersForImport answered a key of another algorithm (what was received is named).
+    #[error(
+        "the wrapping public key from KMS is not an RSA key: its SubjectPublicKeyInfo algorithm is {received}, expected {RSA_ENCRYPTION_OID} (rsaEncryption); KMS import wrapping keys are RSA_2048, RSA_3072 or RSA_4096, so check that AWS_ENDPOINT_URL_KMS (or the ceremony file's endpoint) names a real KMS"
+    )]
+    NotRsa {
+        /// The algorithm OID with its name when known, and for EC keys the curve.
+        received: String,
+    },
     #[error("the wrapping public key is RSA-{found}, but the ceremony asked KMS for {expected}")]
     WrongKeySize {
         expected: WrappingKeySpec,
@@ -343,6 +343,71 @@ pub enum WrapError {
     Hsm(#[from] HsmError),
 }
 
+/// The "use this instead" part of [`WrapError::Unsupported`].
+fn alternatives_text(alternatives: &[&str]) -> String {
+    if alternatives.is_empty() {
+        "no other algorithm passed the known-answer test inside this token".into()
+    } else {
+        format!(
+            "alternatives that passed the known-answer test inside this token: {}",
+            alternatives.join(", ")
+        )
+    }
+}
+
+/// The rsaEncryption OID every KMS import wrapping key has.
+const RSA_ENCRYPTION_OID: &str = "1.2.840.113549.1.1.1";
+
+/// A readable name for a few public-key algorithm and curve OIDs.
+fn oid_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "1.2.840.10045.2.1" => "id-ecPublicKey",
+        "1.2.840.10045.3.1.7" => "P-256",
+        "1.3.132.0.34" => "P-384",
+        "1.3.132.0.35" => "P-521",
+        "1.3.132.0.10" => "secp256k1",
+        "1.2.156.10197.1.301" => "SM2",
+        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
+        "1.3.101.110" => "X25519",
+        "1.3.101.112" => "Ed25519",
+        _ => return None,
+    })
+}
+
+/// "OID (name)" or just "OID".
+fn describe_oid(oid: &str) -> String {
+    match oid_name(oid) {
+        Some(name) => format!("{oid} ({name})"),
+        None => oid.to_string(),
+    }
+}
+
+/// What a DER SubjectPublicKeyInfo that is not rsaEncryption holds: its algorithm OID and, for
+/// an EC key, the named curve. `None` for rsaEncryption or for DER that is not an SPKI at all.
+fn non_rsa_algorithm(der: &[u8]) -> Option<String> {
+    use rsa::pkcs8::der::Decode as _;
+    use rsa::pkcs8::der::asn1::ObjectIdentifier;
+    let spki = rsa::pkcs8::spki::SubjectPublicKeyInfoRef::from_der(der).ok()?;
+    let oid = spki.algorithm.oid.to_string();
+    if oid == RSA_ENCRYPTION_OID {
+        return None;
+    }
+    let curve = spki
+        .algorithm
+        .parameters
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    Some(match curve {
+        Some(curve) if oid == "1.2.840.10045.2.1" => {
+            format!(
+                "{} on curve {}",
+                describe_oid(&oid),
+                describe_oid(&curve.to_string())
+            )
+        }
+        _ => describe_oid(&oid),
+    })
+}
+
 /// An RSA wrapping public key from KMS, checked for size.
 pub struct WrappingPublicKey {
     key: RsaPublicKey,
@@ -351,6 +416,10 @@ pub struct WrappingPublicKey {
 impl WrappingPublicKey {
     /// Parses the DER SPKI from GetParametersForImport and checks its size.
     pub fn from_spki_der(der: &[u8], expected: WrappingKeySpec) -> Result<Self, WrapError> {
+        // Name what was received: the rsa crate alone would report the OID it expected.
+        if let Some(received) = non_rsa_algorithm(der) {
+            return Err(WrapError::NotRsa { received });
+        }
         let key = RsaPublicKey::from_public_key_der(der)
             .map_err(|e| WrapError::BadPublicKey(e.to_string()))?;
         let bits = key.n().bits();
@@ -450,6 +519,27 @@ pub fn software_kcv(key: &[u8]) -> Option<[u8; 3]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A P-256 SubjectPublicKeyInfo (made with `openssl ecparam -name prime256v1 -genkey`).
+    const P256_SPKI: &str = "3059301306072a8648ce3d020106082a8648ce3d030107034200041048cf9bcea39e43d7dcce6c6557dde3a8b52a352d422fbed837f8dec2b98f24260c7e5fab0c1804946d59b1426d5074fd0a264483804927896dc8a571b9ac5d";
+
+    #[test]
+    fn an_ec_wrapping_key_names_what_was_received() {
+        let der = hex::decode(P256_SPKI).unwrap();
+        let err = WrappingPublicKey::from_spki_der(&der, WrappingKeySpec::Rsa4096)
+            .err()
+            .unwrap();
+        assert!(matches!(err, WrapError::NotRsa { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "the wrapping public key from KMS is not an RSA key: its SubjectPublicKeyInfo algorithm is 1.2.840.10045.2.1 (id-ecPublicKey) on curve 1.2.840.10045.3.1.7 (P-256), expected 1.2.840.113549.1.1.1 (rsaEncryption); KMS import wrapping keys are RSA_2048, RSA_3072 or RSA_4096, so check that AWS_ENDPOINT_URL_KMS (or the ceremony file's endpoint) names a real KMS"
+        );
+        // Not an SPKI at all is still the rsa crate's message.
+        let err = WrappingPublicKey::from_spki_der(b"junk", WrappingKeySpec::Rsa4096)
+            .err()
+            .unwrap();
+        assert!(matches!(err, WrapError::BadPublicKey(_)), "{err}");
+    }
 
     #[test]
     fn algorithm_names_round_trip_and_refusals_explain() {

@@ -1,7 +1,11 @@
 //! The known-answer test that proves a wrap before it is used, and `byok probe`.
 //!
-//! The test wraps a throwaway AES key under a fixed RSA key pair whose private half is compiled
-//! into byok (`kat-rsa-2048.pem`, a public test vector that protects nothing), unwraps it here
+//! The test wraps a throwaway AES key under a fixed RSA key pair of the ceremony's wrapping key
+//! size whose private half is compiled into byok (`kat-rsa-2048.pem`, `kat-rsa-3072.pem`,
+//! `kat-rsa-4096.pem`: public test vectors that protect nothing; the 3072- and 4096-bit ones were
+//! made once with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:N` (OpenSSL 3.0.19)
+//! for issue 11, so that a token that cannot wrap under the size KMS will hand out fails here,
+//! before any approval), unwraps it here
 //! with exactly the parameters KMS will use (OAEP hash and MGF1, and for RSA-AES the RFC 5649
 //! unwrap under the recovered ephemeral key), and compares key check values. A token that pads
 //! differently from what it was asked (SoftHSM 2.7's `CKM_RSA_AES_KEY_WRAP` silently uses SHA-1)
@@ -14,8 +18,8 @@ use rsa::pkcs8::DecodePrivateKey;
 use zeroize::Zeroizing;
 
 use super::{
-    HsmWrapPlan, WrapError, WrapLocation, WrappingAlgorithm, WrappingPublicKey, aes_kwp_unwrap,
-    host_wrap, software_kcv, wrap_in_hsm,
+    HsmWrapPlan, WrapError, WrapLocation, WrappingAlgorithm, WrappingKeySpec, WrappingPublicKey,
+    aes_kwp_unwrap, host_wrap, software_kcv, wrap_in_hsm,
 };
 use crate::hsm::{AesKeyKind, Hsm, KeyRef};
 
@@ -34,31 +38,82 @@ pub struct SelfTest {
     pub rejected: Vec<String>,
 }
 
-/// The compiled-in known-answer key pair (a public test vector).
-fn kat_private_key() -> Result<RsaPrivateKey, WrapError> {
-    RsaPrivateKey::from_pkcs8_pem(include_str!("kat-rsa-2048.pem"))
-        .map_err(|e| WrapError::BadPublicKey(format!("built-in known-answer key: {e}")))
+/// The compiled-in known-answer key pair of size `spec` (a public test vector).
+fn kat_private_key(spec: WrappingKeySpec) -> Result<RsaPrivateKey, WrapError> {
+    let pem = match spec {
+        WrappingKeySpec::Rsa2048 => include_str!("kat-rsa-2048.pem"),
+        WrappingKeySpec::Rsa3072 => include_str!("kat-rsa-3072.pem"),
+        WrappingKeySpec::Rsa4096 => include_str!("kat-rsa-4096.pem"),
+    };
+    let key = RsaPrivateKey::from_pkcs8_pem(pem)
+        .map_err(|e| WrapError::BadPublicKey(format!("built-in {spec} known-answer key: {e}")))?;
+    let bits = rsa::traits::PublicKeyParts::n(&key).bits();
+    if bits != spec.bits() {
+        return Err(WrapError::BadPublicKey(format!(
+            "built-in {spec} known-answer key has {bits} bits"
+        )));
+    }
+    Ok(key)
 }
 
-/// Proves that `algorithm` works as KMS expects at `location` on this token, or says why not.
+/// Proves that `algorithm` works as KMS expects at `location` on this token, under an RSA key
+/// of size `spec` (the ceremony's wrapping key spec), or says why not.
 ///
 /// Inside the HSM every plan the token offers is tried in order of preference
 /// ([`HsmWrapPlan::candidates`]); the first that passes is returned, so the ceremony's real wrap
 /// uses exactly what was proven. When none passes, a mismatch (a token that does not do what it
 /// claims) wins over a plain refusal.
+///
+/// When the token cannot do it, the error's alternatives are the algorithms whose known-answer
+/// test passed inside this token under the same key size (proven, not assumed), so nobody is
+/// sent to an algorithm the token cannot do either.
 pub fn self_test(
     hsm: &dyn Hsm,
     algorithm: WrappingAlgorithm,
     location: WrapLocation,
+    spec: WrappingKeySpec,
 ) -> Result<SelfTest, WrapError> {
-    let private = kat_private_key()?;
+    match prove(hsm, algorithm, location, spec) {
+        Err(WrapError::Unsupported {
+            algorithm, reason, ..
+        }) => Err(WrapError::Unsupported {
+            algorithm,
+            reason,
+            alternatives: proven_alternatives(hsm, algorithm, spec),
+        }),
+        other => other,
+    }
+}
+
+/// The other algorithms whose known-answer test passes inside `hsm` under a `spec` key.
+fn proven_alternatives(
+    hsm: &dyn Hsm,
+    algorithm: WrappingAlgorithm,
+    spec: WrappingKeySpec,
+) -> Vec<&'static str> {
+    WrappingAlgorithm::ALL
+        .into_iter()
+        .filter(|a| *a != algorithm)
+        .filter(|a| prove(hsm, *a, WrapLocation::Hsm, spec).is_ok())
+        .map(WrappingAlgorithm::kms_name)
+        .collect()
+}
+
+/// [`self_test`] without looking for alternatives (an `Unsupported` error has none).
+fn prove(
+    hsm: &dyn Hsm,
+    algorithm: WrappingAlgorithm,
+    location: WrapLocation,
+    spec: WrappingKeySpec,
+) -> Result<SelfTest, WrapError> {
+    let private = kat_private_key(spec)?;
     let public = WrappingPublicKey {
         key: private.to_public_key(),
     };
     let unsupported = |reason: String| WrapError::Unsupported {
         algorithm,
         reason,
-        alternatives: algorithm.alternatives(),
+        alternatives: Vec::new(),
     };
     let plans = match location {
         WrapLocation::Host => vec![None],
@@ -155,7 +210,7 @@ fn one_test(
                                 plan.mechanism()
                             ),
                         },
-                        alternatives: algorithm.alternatives(),
+                        alternatives: Vec::new(),
                     },
                     None => WrapError::Hsm(e),
                 })?;
@@ -246,13 +301,13 @@ pub enum ProbeOutcome {
     Error { reason: String },
 }
 
-/// Runs the known-answer test of every algorithm inside the HSM.
-pub fn probe(hsm: &dyn Hsm) -> Vec<ProbeLine> {
+/// Runs the known-answer test of every algorithm inside the HSM under a `spec` key.
+pub fn probe(hsm: &dyn Hsm, spec: WrappingKeySpec) -> Vec<ProbeLine> {
     WrappingAlgorithm::ALL
         .into_iter()
         .map(|algorithm| ProbeLine {
             algorithm,
-            outcome: match self_test(hsm, algorithm, WrapLocation::Hsm) {
+            outcome: match prove(hsm, algorithm, WrapLocation::Hsm, spec) {
                 Ok(t) => ProbeOutcome::Yes {
                     mechanism: t.mechanism,
                     rejected: t.rejected,
@@ -302,7 +357,11 @@ mod tests {
     use crate::secure::KeyMaterial;
 
     fn kat_public() -> (RsaPrivateKey, WrappingPublicKey) {
-        let private = kat_private_key().unwrap();
+        kat_public_of(WrappingKeySpec::Rsa2048)
+    }
+
+    fn kat_public_of(spec: WrappingKeySpec) -> (RsaPrivateKey, WrappingPublicKey) {
+        let private = kat_private_key(spec).unwrap();
         let public = WrappingPublicKey {
             key: private.to_public_key(),
         };
@@ -310,14 +369,28 @@ mod tests {
     }
 
     #[test]
-    fn host_wrap_of_every_algorithm_unwraps_with_the_kat_key() {
-        let (private, public) = kat_public();
+    fn each_wrapping_key_spec_has_a_known_answer_key_of_its_size() {
+        let mut moduli = Vec::new();
+        for spec in WrappingKeySpec::ALL {
+            let (_, public) = kat_public_of(spec);
+            assert_eq!(public.bits(), spec.bits(), "{spec}");
+            moduli.push(public.modulus());
+        }
+        moduli.dedup();
+        assert_eq!(moduli.len(), 3, "three distinct key pairs");
+    }
+
+    #[test]
+    fn host_wrap_of_every_algorithm_unwraps_with_the_kat_key_of_every_size() {
         let material = KeyMaterial::from_slice(&[7u8; 32]).unwrap();
-        for alg in WrappingAlgorithm::ALL {
-            let blob = host_wrap(&material, &public, alg).unwrap();
-            assert_eq!(blob.len(), alg.blob_len(2048), "{alg}");
-            let back = unwrap_known_answer(&private, alg, &blob).unwrap();
-            assert_eq!(back.as_slice(), [7u8; 32].as_slice(), "{alg}");
+        for spec in WrappingKeySpec::ALL {
+            let (private, public) = kat_public_of(spec);
+            for alg in WrappingAlgorithm::ALL {
+                let blob = host_wrap(&material, &public, alg).unwrap();
+                assert_eq!(blob.len(), alg.blob_len(spec.bits()), "{alg} {spec}");
+                let back = unwrap_known_answer(&private, alg, &blob).unwrap();
+                assert_eq!(back.as_slice(), [7u8; 32].as_slice(), "{alg} {spec}");
+            }
         }
     }
 

@@ -344,7 +344,7 @@ impl SoftHsm {
 
     /// Points this process at the token store (for in-process PKCS#11 tests, one per process).
     pub fn use_in_process(&self) {
-        // SAFETY (edition 2024 `set_var`): nextest runs each test in its own process and this
+        // SAFETY: (edition 2024 `set_var`) nextest runs each test in its own process and this
         // is called before any thread that reads the environment starts.
         unsafe { std::env::set_var(self.kind.conf_var(), &self.conf) };
     }

@@ -322,6 +322,39 @@ fn a_token_whose_key_does_not_match_the_pin_is_refused() {
     );
 }
 
+/// `lines` with `edit` applied to the data of record `i`, and record `i` and every later one
+/// re-signed with the real audit key on the token and re-chained, as the holder of the HSM PIN
+/// could: the forgery passes every record signature and the hash chain, so only the approval
+/// rule can catch it.
+fn resigned(c: &Case, lines: &[&str], i: usize, edit: impl Fn(&mut serde_json::Value)) -> String {
+    use sha2::Digest as _;
+    let hsm = c.hsm.open_logged_in();
+    let signer = byok::audit::HsmSigner::open(&hsm, "byok-audit", &c.hsm.audit_sha256).unwrap();
+    let mut out: Vec<String> = lines[..i].iter().map(|l| l.to_string()).collect();
+    for (seq, line) in lines.iter().enumerate().skip(i) {
+        let mut r: serde_json::Value = serde_json::from_str(line).unwrap();
+        if seq == i {
+            edit(&mut r["data"]);
+        }
+        let prev = hex::encode(sha2::Sha256::digest(out[seq - 1].as_bytes()));
+        let kind: byok::transcript::record::RecordType =
+            serde_json::from_value(r["type"].clone()).unwrap();
+        out.push(
+            byok::transcript::encode_record_version(
+                &signer,
+                r["v"].as_u64().unwrap(),
+                seq as u64,
+                &prev,
+                r["time"].as_str().unwrap(),
+                kind,
+                r["data"].clone(),
+            )
+            .unwrap(),
+        );
+    }
+    out.join("\n") + "\n"
+}
+
 #[test]
 fn editing_an_approval_in_a_real_transcript_is_detected_on_its_line() {
     let c = case(&[]);
@@ -333,18 +366,54 @@ fn editing_an_approval_in_a_real_transcript_is_detected_on_its_line() {
         .iter()
         .position(|l| l.contains("\"type\":\"approval\"") && l.contains("\"point\":\"import\""))
         .unwrap();
-    for (from, to) in [
-        ("\"custodian\":\"Alice\"", "\"custodian\":\"Carol\""),
-        ("\"signature\":\"ME", "\"signature\":\"MF"),
-    ] {
-        let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-        assert!(edited[i].contains(from), "{}", edited[i]);
-        edited[i] = edited[i].replacen(from, to, 1);
+    // The real transcript re-signed unchanged verifies: the re-signing itself is sound.
+    let path = c.hsm.path("resigned.jsonl");
+    std::fs::write(&path, resigned(&c, &lines, i, |_| {})).unwrap();
+    let v = byok()
+        .arg("verify")
+        .arg(&path)
+        .args(["--audit-key-sha256", &c.hsm.audit_sha256])
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: [(&str, &str, Edit); 2] = [
+        (
+            "Alice's approval claimed for Carol",
+            "approval: the approval key on Carol's token has SHA-256",
+            Box::new(|d| {
+                assert_eq!(d["custodian"], "Alice");
+                d["custodian"] = "Carol".into();
+            }),
+        ),
+        (
+            "Alice's approval signature altered",
+            "approval: Alice's signature does not verify under the pinned key",
+            Box::new(|d| {
+                let sig = d["signature"].as_str().unwrap().to_string();
+                assert!(sig.starts_with("ME"), "{sig}");
+                d["signature"] = sig.replacen("ME", "MF", 1).into();
+            }),
+        ),
+    ];
+    for (what, rule, edit) in edits {
         let path = c.hsm.path("edited.jsonl");
         let _ = std::fs::remove_file(&path);
-        std::fs::write(&path, edited.join("\n") + "\n").unwrap();
-        let v = byok().arg("verify").arg(&path).output().unwrap();
-        assert_eq!(v.status.code(), Some(1));
-        assert_contains(&stdout(&v), &format!("INVALID at line {}:", i + 1));
+        std::fs::write(&path, resigned(&c, &lines, i, edit)).unwrap();
+        let v = byok()
+            .arg("verify")
+            .arg(&path)
+            .args(["--audit-key-sha256", &c.hsm.audit_sha256])
+            .output()
+            .unwrap();
+        assert_eq!(v.status.code(), Some(1), "{what}: {}", stdout(&v));
+        let said = stdout(&v);
+        assert_contains(&said, &format!("INVALID at line {}:", i + 1));
+        // Rejected by the approval rule, not by the record signature or the chain.
+        assert!(
+            !said.contains("bad signature: the record was not signed"),
+            "{what}: {said}"
+        );
+        assert_contains(&said, rule);
     }
 }

@@ -138,6 +138,33 @@ fn wrapping_key_of_the_wrong_size_is_refused() {
     assert_eq!(last["data"]["step"], "import_parameters");
 }
 
+/// `not-rsa`: KMS (or something posing as it) answers GetParametersForImport with an EC P-256
+/// key. The message names what was received, not only the RSA OID byok expected.
+#[test]
+fn an_ec_wrapping_key_is_refused_naming_its_algorithm_and_curve() {
+    let (err, recs, _) = run_altered(|real, arn, a, s| {
+        let mut p = real.get_parameters_for_import(arn, a, s)?;
+        // `openssl ecparam -name prime256v1 -genkey | openssl ec -pubout -outform DER`
+        p.public_key_der = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200041048cf9bcea39e43d7dcce6c6557dde3a8b52a352d422fbed837f8dec2b98f24260c7e5fab0c1804946d59b1426d5074fd0a264483804927896dc8a571b9ac5d").unwrap();
+        Ok(p)
+    });
+    assert_eq!(err.exit_code(), byok::error::exit::KMS);
+    let text = chain(&err);
+    assert!(
+        text.contains(
+            "the wrapping public key from KMS is not an RSA key: its SubjectPublicKeyInfo algorithm is 1.2.840.10045.2.1 (id-ecPublicKey) on curve 1.2.840.10045.3.1.7 (P-256), expected 1.2.840.113549.1.1.1 (rsaEncryption)"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("unknown/unsupported algorithm OID"),
+        "{text}"
+    );
+    let last = recs.last().unwrap();
+    assert_eq!(last["type"], "ceremony_aborted");
+    assert_eq!(last["data"]["step"], "import_parameters");
+}
+
 #[test]
 fn expired_import_parameters_are_refused() {
     let (err, recs, _) = run_altered(|real, arn, a, s| {

@@ -12,7 +12,7 @@ use byok::hsm::{
 use byok::kms::AwsKms;
 use byok::prompt::{Answer, ScriptedPrompter};
 use byok::secure::KeyMaterial;
-use byok::wrap::{self, HsmWrapPlan, OaepHash, ProbeOutcome, WrappingAlgorithm};
+use byok::wrap::{self, HsmWrapPlan, OaepHash, ProbeOutcome, WrappingAlgorithm, WrappingKeySpec};
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
@@ -144,7 +144,7 @@ fn probe_flags_a_token_whose_wrap_does_not_unwrap_as_requested() {
         real: &real,
         only_native: false,
     };
-    let lines = wrap::probe(&liar);
+    let lines = wrap::probe(&liar, WrappingKeySpec::Rsa2048);
     let outcome = |a: WrappingAlgorithm| {
         lines
             .iter()
@@ -221,6 +221,7 @@ fn a_lying_native_rsa_aes_wrap_is_rejected_and_an_honest_one_used() {
         &liar,
         WrappingAlgorithm::RsaAesKeyWrapSha256,
         wrap::WrapLocation::Hsm,
+        WrappingKeySpec::Rsa2048,
     );
     let native_lie = "CKM_RSA_AES_KEY_WRAP: mismatch: the RSA part does not unwrap with OAEP SHA-256 and MGF1 SHA-256: decryption error";
     match token.kind {
@@ -238,7 +239,7 @@ fn a_lying_native_rsa_aes_wrap_is_rejected_and_an_honest_one_used() {
                     kwp: WrapMechanism::AesKeyWrapKwp
                 })
             );
-            let line = wrap::probe(&liar)
+            let line = wrap::probe(&liar, WrappingKeySpec::Rsa2048)
                 .into_iter()
                 .find(|l| l.algorithm == WrappingAlgorithm::RsaAesKeyWrapSha256)
                 .unwrap()
@@ -269,6 +270,7 @@ fn a_lying_native_rsa_aes_wrap_is_rejected_and_an_honest_one_used() {
         &liar,
         WrappingAlgorithm::RsaAesKeyWrapSha1,
         wrap::WrapLocation::Hsm,
+        WrappingKeySpec::Rsa2048,
     )
     .unwrap();
     assert_eq!(sha1.mechanism, "CKM_RSA_AES_KEY_WRAP");

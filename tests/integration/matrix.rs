@@ -19,7 +19,7 @@ use byok::hsm::{AesKeyKind, Hsm};
 use byok::wrap::{self, WrapError, WrapLocation, WrappingAlgorithm, WrappingKeySpec};
 
 use crate::common::{
-    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, openssl, reference_verify,
+    SoftHsm, TestKms, TokenKind, assert_contains, ceremony_for, openssl, records, reference_verify,
     require_env, run_with_stdin, stderr, stdout,
 };
 
@@ -157,12 +157,13 @@ fn matrix(algorithm: WrappingAlgorithm) {
 
     // 1. Inside the HSM: the plan the known-answer test proves, or a clear refusal.
     let location = if inside(kind, algorithm) {
-        let test = wrap::self_test(&hsm, algorithm, WrapLocation::Hsm)
+        let test = wrap::self_test(&hsm, algorithm, WrapLocation::Hsm, WrappingKeySpec::Rsa4096)
             .unwrap_or_else(|e| panic!("{kind:?} must do {algorithm} inside the HSM: {e}"));
         assert_eq!(test.mechanism, expected_mechanism(kind, algorithm));
         WrapLocation::Hsm
     } else {
-        let err = wrap::self_test(&hsm, algorithm, WrapLocation::Hsm).unwrap_err();
+        let err = wrap::self_test(&hsm, algorithm, WrapLocation::Hsm, WrappingKeySpec::Rsa4096)
+            .unwrap_err();
         assert!(
             matches!(err, WrapError::Unsupported { .. }),
             "{kind:?} {algorithm}: expected a refusal, got {err}"
@@ -176,11 +177,16 @@ fn matrix(algorithm: WrappingAlgorithm) {
         assert_contains(&err.to_string(), "or wrap = \"host\" in the ceremony file");
         WrapLocation::Host
     };
-    let test = wrap::self_test(&hsm, algorithm, location).unwrap();
 
-    // 2. Every key spec, unwrapped by OpenSSL (and Python for the AES part).
+    // 2. Every key spec, unwrapped by OpenSSL (and Python for the AES part), after a
+    // known-answer test under a key of that spec's size.
     for spec in WrappingKeySpec::ALL {
         let bits = spec.bits();
+        let test = wrap::self_test(&hsm, algorithm, location, spec).unwrap();
+        assert_eq!(
+            test.kat_key_bits, bits,
+            "{kind:?} {algorithm} {spec}: the known-answer test used another key size"
+        );
         let (pem, der) = openssl_rsa(token.dir.path(), bits);
         let public = wrap::WrappingPublicKey::from_spki_der(&der, spec).unwrap();
         let kind_of_key = match location {
@@ -263,6 +269,16 @@ fn matrix(algorithm: WrappingAlgorithm) {
             .find(|r| r["type"] == "key_wrapped")
             .unwrap();
         assert_eq!(wrapped["data"]["wrapping_algorithm"], algorithm.kms_name());
+        // The capability check proved the wrap under a key of the ceremony's size.
+        let checked = records(&transcript)
+            .into_iter()
+            .find(|r| r["type"] == "capability_checked")
+            .unwrap();
+        assert_eq!(
+            checked["data"]["known_answer_key_bits"],
+            spec.bits(),
+            "{algorithm} {spec}"
+        );
         assert_eq!(
             wrapped["data"]["blob_length"],
             algorithm.blob_len(spec.bits())

@@ -468,6 +468,15 @@ fn every_file_in_ceremonies_passes_check() {
         let out = byok().arg("check").arg(&path).output().unwrap();
         assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
         assert!(stdout(&out).contains(": valid"), "{}", stdout(&out));
+        // The file's SHA-256 for the paper record, computed here independently.
+        use sha2::Digest as _;
+        let sha = hex::encode(sha2::Sha256::digest(std::fs::read(&path).unwrap()));
+        assert!(
+            stdout(&out).contains(&format!("\nceremony file SHA-256: {sha}\n")),
+            "{}: {}",
+            path.display(),
+            stdout(&out)
+        );
     }
     assert!(n >= 2, "expected the example ceremonies, found {n}");
 }
