@@ -37,6 +37,8 @@ pub fn check(file: &Path) -> Result<i32, Error> {
 pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Result<i32, Error> {
     let now = OffsetDateTime::now_utc();
     let c = crate::spec::load(file, now)?;
+    // An endpoint left in the environment stops the run before anything is asked.
+    crate::kms::endpoint::from_env(c.kms.endpoint.as_deref())?;
     let transcript = match transcript {
         Some(p) => p.to_path_buf(),
         None => ceremony::default_transcript_path(&c, now),
@@ -100,7 +102,7 @@ pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Resu
         }
         custodian_tokens = custodian_tokens.with_module(source, loaded);
     }
-    let kms = AwsKms::with_timeout(&c.kms.region, c.kms.call_timeout)
+    let kms = AwsKms::for_ceremony(&c.kms.region, c.kms.call_timeout, c.kms.endpoint.as_deref())
         .map_err(|e| stop(Step::KmsPreflight, e.into()))?;
     let clock = OffsetDateTime::now_utc;
     let outcome = ceremony::run(

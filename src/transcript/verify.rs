@@ -76,6 +76,9 @@ pub enum Problem {
     BadPayload { kind: String, why: String },
     #[error("target {index}: {why}")]
     BadTarget { index: u64, why: String },
+    /// `kms_identity` missing, or disagreeing with the ceremony file's `[kms]` pins.
+    #[error("kms_identity: {0}")]
+    Whereabouts(String),
 }
 
 /// The first invalid line of a transcript.
@@ -309,6 +312,15 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
                 Problem::Misplaced {
                     kind: kind.to_string(),
                     why: "this record type exists only from format version 2 on",
+                },
+            ));
+        }
+        if version < 4 && kind.is_v4_only() {
+            return Err(bad(
+                n,
+                Problem::Misplaced {
+                    kind: kind.to_string(),
+                    why: "this record type exists only from format version 4 on",
                 },
             ));
         }
@@ -704,6 +716,13 @@ struct V2State {
     alias_pre: std::collections::HashMap<u64, p::AliasPreflight>,
     swap_confirmed: Option<crate::quorum::SwapStatement>,
     moved: std::collections::HashSet<u64>,
+    /// (v4) Where the ceremony ran: its `kms_identity`.
+    identity: Option<p::KmsIdentity>,
+}
+
+/// An optional pin as printed: `"VALUE"` (escaped) or `none`.
+fn shown(v: Option<&str>) -> String {
+    v.map_or("none".into(), |v| format!("\"{}\"", crate::text::escape(v)))
 }
 
 fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Result<T, Problem> {
@@ -731,6 +750,7 @@ impl V2State {
             && matches!(
                 kind,
                 R::CapabilityChecked
+                    | R::KmsIdentity
                     | R::KmsPreflight
                     | R::ApprovalFailed
                     | R::RotationPreflight
@@ -741,7 +761,30 @@ impl V2State {
         if !before_plan {
             self.plan_quorum(kind)?;
         }
+        // From version 4 on, where the ceremony ran is recorded before any key is described,
+        // created or approved.
+        if self.version >= 4
+            && self.identity.is_none()
+            && !matches!(
+                kind,
+                R::CeremonyStarted
+                    | R::HsmOpened
+                    | R::TargetReconciled
+                    | R::SourceVerified
+                    | R::CapabilityChecked
+                    | R::KmsIdentity
+                    | R::CeremonyAborted
+            )
+        {
+            return Err(Problem::Whereabouts(format!(
+                "a version 4 transcript records kms_identity (where the ceremony ran, and as whom) before {kind}; it has none"
+            )));
+        }
         match kind {
+            R::KmsIdentity => {
+                let r: p::KmsIdentity = typed(kind, data)?;
+                self.kms_identity(r)?;
+            }
             R::CeremonyStarted => {
                 let s: p::CeremonyStarted = typed(kind, data)?;
                 for (i, t) in s.targets.iter().enumerate() {
@@ -1714,6 +1757,73 @@ impl V2State {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// `kms_identity`: once, and in agreement with the ceremony file's `[kms] account` and
+    /// `endpoint` (or, when the file names no endpoint, at AWS's own endpoints).
+    fn kms_identity(&mut self, r: p::KmsIdentity) -> Result<(), Problem> {
+        use crate::kms::endpoint::{is_aws_origin, normalize};
+        let bad = |why: String| Err(Problem::Whereabouts(why));
+        if self.identity.is_some() {
+            return bad("a second kms_identity: a ceremony records where it ran once".into());
+        }
+        let (account, endpoint) = crate::spec::pinned_kms(&self.ceremony_file);
+        if r.pinned_account != account {
+            return bad(format!(
+                "pinned_account is {}, but the ceremony file's kms.account is {}",
+                shown(r.pinned_account.as_deref()),
+                shown(account.as_deref())
+            ));
+        }
+        if let Some(pinned) = &account
+            && r.account != *pinned
+        {
+            return bad(format!(
+                "the ceremony ran as account {} ({}), but the ceremony file pins kms.account = \"{pinned}\"",
+                crate::text::escape(&r.account),
+                crate::text::escape(&r.caller_arn)
+            ));
+        }
+        match &endpoint {
+            Some(named) => {
+                let named = normalize(named);
+                if r.endpoint_source != "ceremony_file" || !r.endpoint_overridden {
+                    return bad(format!(
+                        "the ceremony file names endpoint {}, but the record says endpoint_source {} (overridden {})",
+                        crate::text::escape(&named),
+                        crate::text::escape(&r.endpoint_source),
+                        r.endpoint_overridden
+                    ));
+                }
+                for (what, sent) in [("endpoint", &r.endpoint), ("sts_endpoint", &r.sts_endpoint)] {
+                    if *sent != named {
+                        return bad(format!(
+                            "{what} is {}, but the ceremony file names endpoint {}",
+                            crate::text::escape(sent),
+                            crate::text::escape(&named)
+                        ));
+                    }
+                }
+            }
+            None => {
+                if r.endpoint_source != "aws" || r.endpoint_overridden || !r.endpoint_env.is_empty()
+                {
+                    return bad(
+                        "the ceremony file names no endpoint, so endpoint_source is \"aws\", endpoint_overridden false and endpoint_env empty".into(),
+                    );
+                }
+                for (what, sent) in [("endpoint", &r.endpoint), ("sts_endpoint", &r.sts_endpoint)] {
+                    if !is_aws_origin(sent) {
+                        return bad(format!(
+                            "{what} is {}, not an AWS endpoint, and the ceremony file names no endpoint",
+                            crate::text::escape(sent)
+                        ));
+                    }
+                }
+            }
+        }
+        self.identity = Some(r);
         Ok(())
     }
 

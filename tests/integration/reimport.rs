@@ -61,6 +61,7 @@ const FAKE: &[u8] = b"in-process double: ";
 
 impl Kms for Double {
     crate::common::forward_kms!(
+        whereabouts,
         create_key,
         create_alias,
         update_alias,
