@@ -718,6 +718,9 @@ struct V2State {
     moved: std::collections::HashSet<u64>,
     /// (v4) Where the ceremony ran: its `kms_identity`.
     identity: Option<p::KmsIdentity>,
+    /// (v4) Why the `kms_identity` just read disagrees with the ceremony file's pins: only
+    /// `ceremony_aborted` may follow it.
+    identity_refused: Option<String>,
 }
 
 /// An optional pin as printed: `"VALUE"` (escaped) or `none`.
@@ -763,6 +766,15 @@ impl V2State {
         }
         // From version 4 on, where the ceremony ran is recorded before any key is described,
         // created or approved.
+        // A kms_identity that disagrees with the file's pins is honest only as the ceremony's
+        // last step: byok stops right after recording it.
+        if let Some(why) = self.identity_refused.take()
+            && kind != R::CeremonyAborted
+        {
+            return Err(Problem::Whereabouts(format!(
+                "{why}, and the ceremony went on to {kind} (byok stops there)"
+            )));
+        }
         if self.version >= 4
             && self.identity.is_none()
             && !matches!(
@@ -1763,68 +1775,73 @@ impl V2State {
     /// `kms_identity`: once, and in agreement with the ceremony file's `[kms] account` and
     /// `endpoint` (or, when the file names no endpoint, at AWS's own endpoints).
     fn kms_identity(&mut self, r: p::KmsIdentity) -> Result<(), Problem> {
-        use crate::kms::endpoint::{is_aws_origin, normalize};
-        let bad = |why: String| Err(Problem::Whereabouts(why));
         if self.identity.is_some() {
-            return bad("a second kms_identity: a ceremony records where it ran once".into());
+            return Err(Problem::Whereabouts(
+                "a second kms_identity: a ceremony records where it ran once".into(),
+            ));
         }
-        let (account, endpoint) = crate::spec::pinned_kms(&self.ceremony_file);
+        let (account, _) = crate::spec::pinned_kms(&self.ceremony_file);
         if r.pinned_account != account {
-            return bad(format!(
+            return Err(Problem::Whereabouts(format!(
                 "pinned_account is {}, but the ceremony file's kms.account is {}",
                 shown(r.pinned_account.as_deref()),
                 shown(account.as_deref())
-            ));
+            )));
         }
+        self.identity_refused = self.disagreement(&r);
+        self.identity = Some(r);
+        Ok(())
+    }
+
+    /// How `kms_identity` disagrees with the ceremony file's `[kms] account` and `endpoint`
+    /// (or, when the file names no endpoint, with AWS's own endpoints), if it does.
+    fn disagreement(&self, r: &p::KmsIdentity) -> Option<String> {
+        use crate::kms::endpoint::{is_aws_origin, normalize};
+        use crate::text::escape;
+        let (account, endpoint) = crate::spec::pinned_kms(&self.ceremony_file);
         if let Some(pinned) = &account
             && r.account != *pinned
         {
-            return bad(format!(
-                "the ceremony ran as account {} ({}), but the ceremony file pins kms.account = \"{pinned}\"",
-                crate::text::escape(&r.account),
-                crate::text::escape(&r.caller_arn)
+            return Some(format!(
+                "the ceremony ran as account {} ({}), but the ceremony file pins kms.account = \"{}\"",
+                escape(&r.account),
+                escape(&r.caller_arn),
+                escape(pinned)
             ));
         }
+        let sent = [("endpoint", &r.endpoint), ("sts_endpoint", &r.sts_endpoint)];
         match &endpoint {
             Some(named) => {
                 let named = normalize(named);
                 if r.endpoint_source != "ceremony_file" || !r.endpoint_overridden {
-                    return bad(format!(
+                    return Some(format!(
                         "the ceremony file names endpoint {}, but the record says endpoint_source {} (overridden {})",
-                        crate::text::escape(&named),
-                        crate::text::escape(&r.endpoint_source),
+                        escape(&named),
+                        escape(&r.endpoint_source),
                         r.endpoint_overridden
                     ));
                 }
-                for (what, sent) in [("endpoint", &r.endpoint), ("sts_endpoint", &r.sts_endpoint)] {
-                    if *sent != named {
-                        return bad(format!(
-                            "{what} is {}, but the ceremony file names endpoint {}",
-                            crate::text::escape(sent),
-                            crate::text::escape(&named)
-                        ));
-                    }
-                }
+                sent.iter().find(|(_, url)| **url != named).map(|(what, url)| {
+                    format!(
+                        "{what} is {}, but the ceremony file names endpoint {}",
+                        escape(url),
+                        escape(&named)
+                    )
+                })
             }
-            None => {
-                if r.endpoint_source != "aws" || r.endpoint_overridden || !r.endpoint_env.is_empty()
-                {
-                    return bad(
-                        "the ceremony file names no endpoint, so endpoint_source is \"aws\", endpoint_overridden false and endpoint_env empty".into(),
-                    );
-                }
-                for (what, sent) in [("endpoint", &r.endpoint), ("sts_endpoint", &r.sts_endpoint)] {
-                    if !is_aws_origin(sent) {
-                        return bad(format!(
-                            "{what} is {}, not an AWS endpoint, and the ceremony file names no endpoint",
-                            crate::text::escape(sent)
-                        ));
-                    }
-                }
+            None if r.endpoint_source != "aws"
+                || r.endpoint_overridden
+                || !r.endpoint_env.is_empty() =>
+            {
+                Some("the ceremony file names no endpoint, so endpoint_source is \"aws\", endpoint_overridden false and endpoint_env empty".into())
             }
+            None => sent.iter().find(|(_, url)| !is_aws_origin(url)).map(|(what, url)| {
+                format!(
+                    "{what} is {}, not an AWS endpoint, and the ceremony file names no endpoint",
+                    escape(url)
+                )
+            }),
         }
-        self.identity = Some(r);
-        Ok(())
     }
 
     fn plan_quorum(&mut self, kind: RecordType) -> Result<(), Problem> {

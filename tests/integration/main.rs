@@ -23,3 +23,4 @@ mod sign_only;
 mod spec;
 mod terminal;
 mod transcript;
+mod whereabouts;

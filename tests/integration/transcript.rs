@@ -2615,7 +2615,8 @@ mod v2 {
     fn v4_an_account_other_than_the_pinned_one_is_refused_by_both_verifiers() {
         let k = keys();
         let r = records_v4(&k, |id| id.account = "999999999999".into(), |_| {});
-        let at = position(&r, RecordType::KmsIdentity) + 1;
+        // Refused at the record after it: only ceremony_aborted may follow such a record.
+        let at = position(&r, RecordType::KmsIdentity) + 2;
         let why = whereabouts_problem(
             both_v4(
                 &k,
@@ -2626,8 +2627,45 @@ mod v2 {
         );
         assert_eq!(
             why,
-            "the ceremony ran as account 999999999999 (arn:aws:iam::000000000000:root), but the ceremony file pins kms.account = \"000000000000\""
+            "the ceremony ran as account 999999999999 (arn:aws:iam::000000000000:root), but the ceremony file pins kms.account = \"000000000000\", and the ceremony went on to kms_preflight (byok stops there)"
         );
+    }
+
+    #[test]
+    fn v4_a_ceremony_stopped_at_a_wrong_account_verifies_in_both_verifiers() {
+        // What byok writes when the pin does not match: kms_identity, then the abort.
+        let k = keys();
+        let r = records_v4(
+            &k,
+            |id| id.account = "999999999999".into(),
+            |r| {
+                let at = position(r, RecordType::KmsIdentity);
+                r.truncate(at + 1);
+                r.push((
+                    RecordType::CeremonyAborted,
+                    v(&p::CeremonyAborted {
+                        step: "kms_preflight".into(),
+                        target_index: None,
+                        error_class: "precondition".into(),
+                        message: "wrong account".into(),
+                        destroyed_handles: vec![],
+                        kept_keys: vec![],
+                        cleanup_errors: vec![],
+                        targets: (0..2)
+                            .map(|i| p::TargetOutcome {
+                                index: i as u64,
+                                key: KEYS[i].into(),
+                                key_arn: None,
+                                status: "not_started".into(),
+                                key_material_id: None,
+                                kcv: None,
+                            })
+                            .collect(),
+                    }),
+                ));
+            },
+        );
+        both_v4(&k, r, "").unwrap();
     }
 
     #[test]
@@ -2656,7 +2694,7 @@ mod v2 {
         ] {
             let k = keys();
             let r = records_v4(&k, change, |_| {});
-            let at = position(&r, RecordType::KmsIdentity) + 1;
+            let at = position(&r, RecordType::KmsIdentity) + 2;
             let why =
                 whereabouts_problem(both_v4(&k, r, "names endpoint http://127.0.0.1:4566"), at);
             crate::common::assert_contains(&why, &format!("{what} is "));
