@@ -220,12 +220,12 @@ pub fn render(c: &Ceremony) -> String {
     match kind {
         Kind::Rollback => steps.extend([
             "source_check before open_hsm: verify the [source] transcript under this file's audit key; its last line must have the pinned SHA-256; it must be an alias-swap ceremony that moved every target alias",
-            "kms_preflight: DescribeKey of every alias (read only), before any approval: it must name the key the source moved it to; the key it goes back to must be Enabled",
+            "kms_preflight: where it runs (kms_identity: STS GetCallerIdentity, the endpoints really used, kms.account checked), then DescribeKey of every alias (read only), before any approval: it must name the key the source moved it to; the key it goes back to must be Enabled",
             "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
         ]),
         Kind::AliasSwap { .. } => steps.extend([
             "capability_check: known-answer test of the wrap on this token (once), before any approval",
-            "kms_preflight: DescribeKey of every alias (read only), before any approval: it must name previous_key, Enabled, EXTERNAL; ListResourceTags of previous_key",
+            "kms_preflight: where it runs (kms_identity: STS GetCallerIdentity, the endpoints really used, kms.account checked), then DescribeKey of every alias (read only), before any approval: it must name previous_key, Enabled, EXTERNAL; ListResourceTags of previous_key",
             "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
             "import_parameters, generate, wrap: per target, CreateKey (Origin EXTERNAL, the previous key's tags; the alias is not touched), DescribeKey; GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
             "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
@@ -233,7 +233,7 @@ pub fn render(c: &Ceremony) -> String {
         ]),
         Kind::Import | Kind::Rotate { .. } | Kind::Reimport => steps.extend([
             "capability_check: known-answer test of the wrap on this token (once), before any approval",
-            "kms_preflight: DescribeKey of every existing target key (read only), before any approval: EXTERNAL, SYMMETRIC_DEFAULT, PendingImport (kind = \"rotate\": Enabled, its materials counted, a probe encrypted)",
+            "kms_preflight: where it runs (kms_identity: STS GetCallerIdentity, the endpoints really used, kms.account checked), then DescribeKey of every existing target key (read only), before any approval: EXTERNAL, SYMMETRIC_DEFAULT, PendingImport (kind = \"rotate\": Enabled, its materials counted, a probe encrypted)",
             "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
             "import_parameters, generate, wrap: per target, CreateKey + CreateAlias when create = true (then DescribeKey); GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
             "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
