@@ -3,6 +3,7 @@
 //! Every problem names the file, the line and the field path, and says what is allowed.
 //! A ceremony file never holds a PIN: byok asks for PINs at run time.
 
+mod plain;
 pub mod raw;
 
 use std::path::{Path, PathBuf};
@@ -371,8 +372,15 @@ pub fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Ceremony, S
         Ok(raw) => raw,
         Err(e) => return Err(invalid(vec![serde_problem(text, &e)])),
     };
-    let mut problems = Vec::new();
-    let ceremony = validate(raw, now, &mut problems);
+    // Plain text first: a control character or a look-alike custodian name is reported alone,
+    // before any other rule prints the value.
+    let mut problems = plain::problems(&raw);
+    problems.extend(plain::confusable_names(&raw));
+    let ceremony = if problems.is_empty() {
+        validate(raw, now, &mut problems)
+    } else {
+        None
+    };
     if !problems.is_empty() {
         for p in &mut problems {
             p.line = line_of_field(text, &p.field);
