@@ -2530,6 +2530,38 @@ mod v2 {
         );
     }
 
+    /// A source transcript (rollback, reimport) is written by whoever holds the audit key: its
+    /// text reaches the operator's terminal only escaped.
+    #[test]
+    fn the_source_transcript_loader_prints_transcript_text_escaped() {
+        let k = keys();
+        let r = records(
+            &k,
+            |_| {},
+            |r| {
+                r[1].1["\u{1b}[2K\rbyok> approve"] = json!(1);
+            },
+        );
+        let bytes = sign_all(&k, r, |_| 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("src.jsonl");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = byok::ceremony::source::Source::load(
+            &path,
+            "src\u{202e}.jsonl",
+            &"0".repeat(64),
+            &k.audit.fingerprint(),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        crate::common::assert_contains(
+            &err,
+            "the source transcript src\\u{202e}.jsonl is INVALID at line 2: data of hsm_opened does not match the format-version-2 contract: unknown field `\\u{1b}[2K\\u{d}byok> approve`",
+        );
+        assert!(byok::text::forbidden_char(&err).is_none(), "{err:?}");
+    }
+
     /// Format version 4: the ceremony file pins `[kms] account` and names `endpoint`.
     const LOCAL: &str = "http://127.0.0.1:4566";
     const ACCOUNT: &str = "000000000000";
