@@ -204,6 +204,26 @@ pub fn verify(path: &Path, pins: &PinArgs) -> Result<i32, Error> {
                     s.transcript, s.ceremony_id, s.kind, s.records, s.last_line_sha256
                 ));
             }
+            if let Some(w) = &report.kms_identity {
+                let e = |s: &str| crate::text::escape(s).into_owned();
+                out(&format!(
+                    "  ran at          KMS {} ({}), STS {}; account {}{} as {}",
+                    e(&w.endpoint),
+                    if w.endpoint_overridden {
+                        "named in the ceremony file"
+                    } else {
+                        "AWS"
+                    },
+                    e(&w.sts_endpoint),
+                    e(&w.account),
+                    if w.pinned_account.is_some() {
+                        " (pinned)"
+                    } else {
+                        " (not pinned)"
+                    },
+                    e(&w.caller_arn)
+                ));
+            }
             if report.version == 1 {
                 if report.outcome != crate::transcript::RecordType::CeremonyAborted {
                     out(&format!(

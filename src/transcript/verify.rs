@@ -119,6 +119,8 @@ pub struct Report {
     pub approvals: Vec<(String, Vec<String>)>,
     /// A reimport's `source_verified` (version 3).
     pub source: Option<p::SourceVerified>,
+    /// Where the ceremony ran and as whom: its `kms_identity` (version 4).
+    pub kms_identity: Option<p::KmsIdentity>,
 }
 
 /// Reads and verifies a transcript file.
@@ -430,6 +432,7 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
         quorum,
         approvals,
         source: v2.source.clone(),
+        kms_identity: v2.identity.clone(),
     })
 }
 

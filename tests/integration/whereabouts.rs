@@ -137,6 +137,12 @@ fn kms_identity_records_where_the_requests_went_and_who_sts_says_the_caller_is()
         .output()
         .unwrap();
     assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+    assert_contains(
+        &stdout(&v),
+        &format!(
+            "  ran at          KMS {url} (named in the ceremony file), STS {url}; account 000000000000 (pinned) as {arn}"
+        ),
+    );
     reference_verify(&t, &hsm.audit_sha256);
 }
 
