@@ -257,7 +257,7 @@ pub fn render(c: &Ceremony) -> String {
         "finish: ceremony_finished; print the last line's SHA-256",
     ]);
     let mut out = format!(
-        "Ceremony {id}: {desc}\n  kind            {kind}\n  operator        {op}\n  HSM module      {module}\n  token           {token}\n  audit key       {label:?}, SHA-256 {fp}\n  KMS region      {region}\n{material}  dual control    {dual}\n",
+        "Ceremony {id}: {desc}\n  kind            {kind}\n  operator        {op}\n  HSM module      {module}\n  token           {token}\n  audit key       {label:?}, SHA-256 {fp}\n  KMS region      {region}\n  KMS endpoint    {endpoint}\n  AWS account     {account}\n{material}  dual control    {dual}\n",
         id = c.id,
         desc = c.description,
         kind = match &c.import.kind {
@@ -297,6 +297,16 @@ pub fn render(c: &Ceremony) -> String {
         label = c.hsm.audit_key_label,
         fp = c.hsm.audit_key_sha256,
         region = c.kms.region,
+        endpoint = match &c.kms.endpoint {
+            Some(e) =>
+                format!("{e} (kms.endpoint: KMS and STS go there; tests and rehearsals only)"),
+            None => "AWS's own; an endpoint set in the environment is refused".to_string(),
+        },
+        account = match &c.kms.account {
+            Some(a) =>
+                format!("{a} (kms.account), checked with STS GetCallerIdentity before any approval"),
+            None => "not pinned (kms.account): recorded, not checked".to_string(),
+        },
         material = if kind.imports() {
             format!(
                 "  algorithm       {alg} with {spec}\n  wrap            {wrap}\n  expiration      {expiry}\n  generated key   {keep}\n",
