@@ -998,7 +998,32 @@ fn control_characters_and_look_alike_names_are_refused_with_exact_messages() {
         problems(&BASE.replace("name = \"Bob\"", "name = \"Alíce\"")),
         "valid"
     );
-    // rotation.key_material_description and [targets] services too.
+    // rotation.key_material_description, keep_key_label and a target's description too.
+    let rotate = BASE.replace(
+        "operator = \"Alice\"",
+        "operator = \"Alice\"\nkind = \"rotate\"",
+    );
+    assert_contains(
+        &problems(&format!(
+            "{rotate}\n[rotation]\nkey_material_description = \"yearly\\u001B]0;owned\\u0007 2027\"\n"
+        )),
+        "rotation.key_material_description: character 7 is U+001B, a C0 control character; names, ids, descriptions and labels must be plain text, found \"yearly\\u{1b}]0;owned\\u{7} 2027\"",
+    );
+    assert_contains(
+        &problems(&BASE.replace(
+            "audit_key_label = \"byok-audit\"",
+            "audit_key_label = \"byok-audit\"\nkeep_key_label = \"kept\\u0085\"",
+        )),
+        "hsm.keep_key_label: character 5 is U+0085, a C1 control character",
+    );
+    assert_contains(
+        &problems(&BASE.replace("key = \"alias/byok-demo\"\n", "").replace(
+            "[import]",
+            "[[target]]\nkey = \"alias/a\"\ncreate = true\ndescription = \"pay\\u200Fments\"\n\n[import]",
+        )),
+        "target[0].description: character 4 is U+200F, a bidirectional formatting character",
+    );
+    // [targets] services too.
     let product = BASE.replace("key = \"alias/byok-demo\"\n", "").replace(
         "[import]",
         "[targets]\nservices = [\"s3\", \"rds\u{2066}\"]\nenvironments = [\"prod\"]\nkey = \"alias/{service}-{environment}\"\n\n[import]",
