@@ -85,5 +85,6 @@ pub(super) fn check(run: &mut Run<'_>) -> Result<(), Error> {
             ""
         }
     ));
+    run.whereabouts = Some(found);
     Ok(())
 }

@@ -214,6 +214,7 @@ pub fn run(
         source,
         trusted,
         endpoint,
+        whereabouts: None,
     };
     match run.steps() {
         Ok(outcome) => Ok(outcome),
@@ -250,6 +251,8 @@ pub(crate) struct Run<'a> {
     trusted: Option<KeyRef>,
     /// Where KMS calls go (`[kms] endpoint`) and which environment variables agreed.
     endpoint: crate::kms::endpoint::EndpointChoice,
+    /// Where the ceremony runs and as whom, once `kms_identity` is recorded.
+    whereabouts: Option<crate::kms::Whereabouts>,
 }
 
 impl Run<'_> {

@@ -11,7 +11,15 @@ const PLAN_ROWS: usize = 40;
 /// The plan in words, for the plan approval screen: what the custodians sign for, shown right
 /// above the statement's SHA-256. Every value comes from the validated ceremony file and what
 /// the KMS preflight found.
-pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str>) -> String {
+///
+/// `ran_at` is what `kms_identity` recorded: the account and caller STS named, and the KMS
+/// endpoint the requests went to.
+pub fn approval_view(
+    c: &Ceremony,
+    targets: &[TargetState],
+    resumes: Option<&str>,
+    ran_at: Option<&crate::kms::Whereabouts>,
+) -> String {
     let wrap = match c.import.wrap {
         WrapLocation::Hsm => format!("inside the HSM (token {})", c.hsm.token),
         WrapLocation::Host => {
@@ -36,10 +44,26 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
     };
     let to_import = targets.iter().filter(|t| t.to_import()).count();
     let mut out = format!(
-        "  What you approve (the plan):\n    ceremony       {id}: {desc}\n    operator       {op}\n{work}    quorum         {quorum}\n",
+        "  What you approve (the plan):\n    ceremony       {id}: {desc}\n    operator       {op}\n{aws}{work}    quorum         {quorum}\n",
         id = c.id,
         desc = c.description,
         op = c.operator,
+        aws = ran_at
+            .map(|w| {
+                let e = |s: &str| crate::text::escape(s).into_owned();
+                format!(
+                    "    AWS account    {}{} as {}; KMS at {}\n",
+                    e(&w.account),
+                    if c.kms.account.is_some() {
+                        " (pinned)"
+                    } else {
+                        " (not pinned)"
+                    },
+                    e(&w.caller_arn),
+                    e(&w.endpoint)
+                )
+            })
+            .unwrap_or_default(),
         work = if c.import.kind.imports() {
             format!(
                 "    targets        {n} ({to_import} to import in this run)\n    algorithm      {alg} with {spec}\n    key material   {material}\n    wrap           {wrap}\n    expiry         {expiry}\n",

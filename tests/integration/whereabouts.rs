@@ -128,6 +128,11 @@ fn kms_identity_records_where_the_requests_went_and_who_sts_says_the_caller_is()
             "KMS at {url} (named in the ceremony file); STS at {url}; account 000000000000 as {arn} (the pinned account)"
         ),
     );
+    // The custodians see it in the plan they approve.
+    assert_contains(
+        &stderr(&out),
+        &format!("    AWS account    000000000000 (pinned) as {arn}; KMS at {url}\n"),
+    );
     let v = hsm
         .byok()
         .arg("verify")
