@@ -108,9 +108,11 @@ pub enum KmsFailure {
 /// chain in words), never a Rust `Debug` dump.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "{} {operation} failed: {}{message}{}",
+    "{} {operation} failed: {}{}{}",
     if *operation == "GetCallerIdentity" { "STS" } else { "KMS" },
-    code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
+    // What the endpoint answered is printed escaped: it must not drive the terminal.
+    code.as_deref().map(|c| format!("{}: ", crate::text::escape(c))).unwrap_or_default(),
+    crate::text::escape(message),
     self.next_step().map(|n| format!("; {n}")).unwrap_or_default()
 )]
 pub struct KmsError {
@@ -292,4 +294,32 @@ pub trait Kms: Sync {
     /// `probe_key` (read only; KMS's answer, even an error code, proves where it went, so only
     /// a transport failure fails this).
     fn whereabouts(&self, probe_key: &str) -> Result<Whereabouts, KmsError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_endpoint_answered_is_printed_escaped() {
+        let e = KmsError {
+            operation: "DescribeKey",
+            failure: KmsFailure::Service,
+            code: Some("Bad\u{1b}[2K".into()),
+            status: Some(400),
+            message: "gone\r\nbyok? approve".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "KMS DescribeKey failed: Bad\\u{1b}[2K: gone\\u{d}\\u{a}byok? approve"
+        );
+        let sts = KmsError {
+            operation: "GetCallerIdentity",
+            ..e
+        };
+        assert!(
+            sts.to_string()
+                .starts_with("STS GetCallerIdentity failed: ")
+        );
+    }
 }
