@@ -51,6 +51,7 @@ for i in $(seq 1 "$runs"); do
 	file=$dir/bench-$i.toml
 	sed -e "s|^audit_key_sha256 = .*|audit_key_sha256 = \"$BYOK_AUDIT_KEY_SHA256\"|" \
 		-e "s|^key = .*|key = \"$alias\"|" \
+		-e "s|^region = \(.*\)|region = \1\nendpoint = \"$AWS_ENDPOINT_URL_KMS\"|" \
 		-e "s|\"1\{64\}\"|\"$BYOK_CUSTODIAN_ALICE_SHA256\"|" \
 		-e "s|\"2\{64\}\"|\"$BYOK_CUSTODIAN_BOB_SHA256\"|" \
 		-e "s|\"3\{64\}\"|\"$BYOK_CUSTODIAN_CAROL_SHA256\"|" ceremonies/demo-softhsm.toml >"$file"

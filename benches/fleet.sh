@@ -109,8 +109,8 @@ stop_proxy() {
 
 # ceremony FILE N [fast]: an N-target ceremony file with fresh aliases; with `fast`,
 # [kms.rates] raised so that byok's pacing does not bind.
-ceremony() {
-	local file=$1 n=$2 prefix=b$RANDOM$RANDOM services
+ceremony() { # FILE N RATES ENDPOINT
+	local file=$1 n=$2 endpoint=$4 prefix=b$RANDOM$RANDOM services
 	services=$(seq 0 $((n - 1)) | sed 's/.*/"s&"/' | paste -sd, - | sed 's/,/, /g')
 	cat >"$file" <<EOF
 [ceremony]
@@ -126,6 +126,7 @@ audit_key_sha256 = "$BYOK_AUDIT_KEY_SHA256"
 
 [kms]
 region = "us-east-1"
+endpoint = "$endpoint"
 EOF
 	if [[ ${3:-} == fast ]]; then
 		cat >>"$file" <<EOF
@@ -203,8 +204,8 @@ export BIN=$bin LOCALSTACK_PID
 one() {
 	local name=$1 n=$2 rates=$3 endpoint=$4 result
 	shift 4
-	ceremony "$work/$name.toml" "$n" "$rates"
-	result=$(AWS_ENDPOINT_URL_KMS=$endpoint python3 - "$work/$name.toml" "$work/$name.jsonl" \
+	ceremony "$work/$name.toml" "$n" "$rates" "$endpoint"
+	result=$(AWS_ENDPOINT_URL_KMS=$endpoint AWS_ENDPOINT_URL_STS=$endpoint python3 - "$work/$name.toml" "$work/$name.jsonl" \
 		"$work/$name.out" "$@" <<'PY'
 import os, resource, subprocess, sys, time
 file, transcript, out = sys.argv[1:4]
@@ -279,7 +280,7 @@ conc_ratio=$(calc "$c1 / $c4")
 delay_calls=$(($(grep -c . "$delay_log" || true) / (2 * runs)))
 
 echo "== 3. quotas (kms-proxy --default-quotas, byok's default rates, 30 targets) =="
-eta=$(ceremony "$work/eta.toml" 30 && "$bin" check "$work/eta.toml" | grep '^ETA' || true)
+eta=$(ceremony "$work/eta.toml" 30 default "$localstack" && "$bin" check "$work/eta.toml" | grep '^ETA' || true)
 q_walls=() q_throttles=()
 for ((r = 1; r <= runs; r++)); do
 	start_proxy "quota-$r" --default-quotas

@@ -39,6 +39,8 @@ pub fn check(file: &Path) -> Result<i32, Error> {
 pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Result<i32, Error> {
     let now = OffsetDateTime::now_utc();
     let c = crate::spec::load(file, now)?;
+    // An endpoint left in the environment stops the run before anything is asked.
+    crate::kms::endpoint::from_env(c.kms.endpoint.as_deref())?;
     let transcript = match transcript {
         Some(p) => p.to_path_buf(),
         None => ceremony::default_transcript_path(&c, now),
@@ -102,7 +104,7 @@ pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Resu
         }
         custodian_tokens = custodian_tokens.with_module(source, loaded);
     }
-    let kms = AwsKms::with_timeout(&c.kms.region, c.kms.call_timeout)
+    let kms = AwsKms::for_ceremony(&c.kms.region, c.kms.call_timeout, c.kms.endpoint.as_deref())
         .map_err(|e| stop(Step::KmsPreflight, e.into()))?;
     let clock = OffsetDateTime::now_utc;
     let outcome = ceremony::run(
@@ -202,6 +204,26 @@ pub fn verify(path: &Path, pins: &PinArgs) -> Result<i32, Error> {
                 out(&format!(
                     "  source          {} (ceremony {}, kind {}, {} records), last line SHA-256 {}",
                     s.transcript, s.ceremony_id, s.kind, s.records, s.last_line_sha256
+                ));
+            }
+            if let Some(w) = &report.kms_identity {
+                let e = |s: &str| crate::text::escape(s).into_owned();
+                out(&format!(
+                    "  ran at          KMS {} ({}), STS {}; account {}{} as {}",
+                    e(&w.endpoint),
+                    if w.endpoint_overridden {
+                        "named in the ceremony file"
+                    } else {
+                        "AWS"
+                    },
+                    e(&w.sts_endpoint),
+                    e(&w.account),
+                    if w.pinned_account.is_some() {
+                        " (pinned)"
+                    } else {
+                        " (not pinned)"
+                    },
+                    e(&w.caller_arn)
                 ));
             }
             if report.version == 1 {

@@ -77,6 +77,9 @@ pub enum Error {
     Hsm(#[from] crate::hsm::HsmError),
     #[error(transparent)]
     Kms(#[from] crate::kms::KmsError),
+    /// An endpoint override the ceremony file does not name.
+    #[error(transparent)]
+    Endpoint(#[from] crate::kms::endpoint::EndpointError),
     #[error(transparent)]
     Wrap(#[from] crate::wrap::WrapError),
     #[error(transparent)]
@@ -154,6 +157,7 @@ impl Error {
                 | KmsFailure::Service
                 | KmsFailure::BadResponse => ErrorClass::Kms,
             },
+            Error::Endpoint(_) => ErrorClass::Input,
             Error::Wrap(w) => match w {
                 WrapError::Unsupported { .. } => ErrorClass::Precondition,
                 WrapError::BadPublicKey(_)

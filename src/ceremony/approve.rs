@@ -37,6 +37,7 @@ pub(super) fn plan(run: &mut Run<'_>) -> Result<(), Error> {
         run.earlier
             .as_ref()
             .map(|e| e.link.transcript_name.as_str()),
+        run.whereabouts.as_ref(),
     );
     let value = quorum::to_value(&statement).map_err(|e| refused(e.to_string()))?;
     approve(run, quorum::PLAN, value, &human)?;

@@ -17,6 +17,7 @@
 mod approve;
 mod capability;
 mod finish;
+mod identity;
 mod import;
 pub mod plan;
 mod pool;
@@ -123,6 +124,10 @@ pub fn run(
     // No core dump and no ptrace-style dump from here on, whatever the wrap mode: PINs are
     // typed into this process from the first prompt on.
     crate::secure::harden_process();
+    // An endpoint left in the environment that the ceremony file does not name stops the run
+    // before anyone is asked anything.
+    let endpoint = crate::kms::endpoint::from_env(ceremony.kms.endpoint.as_deref())
+        .map_err(|e| before(Step::Start, e.into()))?;
     // Refuse an existing transcript, and a bad earlier one, before asking anyone anything.
     if options.resume.is_some() {
         let why = match ceremony.import.kind {
@@ -208,6 +213,8 @@ pub fn run(
         earlier,
         source,
         trusted,
+        endpoint,
+        whereabouts: None,
     };
     match run.steps() {
         Ok(outcome) => Ok(outcome),
@@ -242,6 +249,10 @@ pub(crate) struct Run<'a> {
     /// A reimport's trusted transfer key, made by the Security Officer at `open_hsm`, until
     /// the kept-key check destroys it.
     trusted: Option<KeyRef>,
+    /// Where KMS calls go (`[kms] endpoint`) and which environment variables agreed.
+    endpoint: crate::kms::endpoint::EndpointChoice,
+    /// Where the ceremony runs and as whom, once `kms_identity` is recorded.
+    whereabouts: Option<crate::kms::Whereabouts>,
 }
 
 impl Run<'_> {

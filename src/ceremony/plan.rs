@@ -11,7 +11,15 @@ const PLAN_ROWS: usize = 40;
 /// The plan in words, for the plan approval screen: what the custodians sign for, shown right
 /// above the statement's SHA-256. Every value comes from the validated ceremony file and what
 /// the KMS preflight found.
-pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str>) -> String {
+///
+/// `ran_at` is what `kms_identity` recorded: the account and caller STS named, and the KMS
+/// endpoint the requests went to.
+pub fn approval_view(
+    c: &Ceremony,
+    targets: &[TargetState],
+    resumes: Option<&str>,
+    ran_at: Option<&crate::kms::Whereabouts>,
+) -> String {
     let wrap = match c.import.wrap {
         WrapLocation::Hsm => format!("inside the HSM (token {})", c.hsm.token),
         WrapLocation::Host => {
@@ -36,10 +44,26 @@ pub fn approval_view(c: &Ceremony, targets: &[TargetState], resumes: Option<&str
     };
     let to_import = targets.iter().filter(|t| t.to_import()).count();
     let mut out = format!(
-        "  What you approve (the plan):\n    ceremony       {id}: {desc}\n    operator       {op}\n{work}    quorum         {quorum}\n",
+        "  What you approve (the plan):\n    ceremony       {id}: {desc}\n    operator       {op}\n{aws}{work}    quorum         {quorum}\n",
         id = c.id,
         desc = c.description,
         op = c.operator,
+        aws = ran_at
+            .map(|w| {
+                let e = |s: &str| crate::text::escape(s).into_owned();
+                format!(
+                    "    AWS account    {}{} as {}; KMS at {}\n",
+                    e(&w.account),
+                    if c.kms.account.is_some() {
+                        " (pinned)"
+                    } else {
+                        " (not pinned)"
+                    },
+                    e(&w.caller_arn),
+                    e(&w.endpoint)
+                )
+            })
+            .unwrap_or_default(),
         work = if c.import.kind.imports() {
             format!(
                 "    targets        {n} ({to_import} to import in this run)\n    algorithm      {alg} with {spec}\n    key material   {material}\n    wrap           {wrap}\n    expiry         {expiry}\n",
@@ -220,12 +244,12 @@ pub fn render(c: &Ceremony) -> String {
     match kind {
         Kind::Rollback => steps.extend([
             "source_check before open_hsm: verify the [source] transcript under this file's audit key; its last line must have the pinned SHA-256; it must be an alias-swap ceremony that moved every target alias",
-            "kms_preflight: DescribeKey of every alias (read only), before any approval: it must name the key the source moved it to; the key it goes back to must be Enabled",
+            "kms_preflight: where it runs (kms_identity: STS GetCallerIdentity, the endpoints really used, kms.account checked), then DescribeKey of every alias (read only), before any approval: it must name the key the source moved it to; the key it goes back to must be Enabled",
             "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
         ]),
         Kind::AliasSwap { .. } => steps.extend([
             "capability_check: known-answer test of the wrap on this token (once), before any approval",
-            "kms_preflight: DescribeKey of every alias (read only), before any approval: it must name previous_key, Enabled, EXTERNAL; ListResourceTags of previous_key",
+            "kms_preflight: where it runs (kms_identity: STS GetCallerIdentity, the endpoints really used, kms.account checked), then DescribeKey of every alias (read only), before any approval: it must name previous_key, Enabled, EXTERNAL; ListResourceTags of previous_key",
             "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
             "import_parameters, generate, wrap: per target, CreateKey (Origin EXTERNAL, the previous key's tags; the alias is not touched), DescribeKey; GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
             "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
@@ -233,7 +257,7 @@ pub fn render(c: &Ceremony) -> String {
         ]),
         Kind::Import | Kind::Rotate { .. } | Kind::Reimport => steps.extend([
             "capability_check: known-answer test of the wrap on this token (once), before any approval",
-            "kms_preflight: DescribeKey of every existing target key (read only), before any approval: EXTERNAL, SYMMETRIC_DEFAULT, PendingImport (kind = \"rotate\": Enabled, its materials counted, a probe encrypted)",
+            "kms_preflight: where it runs (kms_identity: STS GetCallerIdentity, the endpoints really used, kms.account checked), then DescribeKey of every existing target key (read only), before any approval: EXTERNAL, SYMMETRIC_DEFAULT, PendingImport (kind = \"rotate\": Enabled, its materials counted, a probe encrypted)",
             "approve_plan: the plan in words above its SHA-256; the custodian quorum signs the plan statement (every target)",
             "import_parameters, generate, wrap: per target, CreateKey + CreateAlias when create = true (then DescribeKey); GetParametersForImport; AES-256 generated in the HSM (KCV recorded), wrapped under the KMS public key",
             "confirm_import: the custodian quorum signs one import statement listing every target (ARN, algorithm, spec, public key, blob and import token hashes, KCV)",
@@ -257,7 +281,7 @@ pub fn render(c: &Ceremony) -> String {
         "finish: ceremony_finished; print the last line's SHA-256",
     ]);
     let mut out = format!(
-        "Ceremony {id}: {desc}\n  kind            {kind}\n  operator        {op}\n  HSM module      {module}\n  token           {token}\n  audit key       {label:?}, SHA-256 {fp}\n  KMS region      {region}\n{material}  dual control    {dual}\n",
+        "Ceremony {id}: {desc}\n  kind            {kind}\n  operator        {op}\n  HSM module      {module}\n  token           {token}\n  audit key       {label:?}, SHA-256 {fp}\n  KMS region      {region}\n  KMS endpoint    {endpoint}\n  AWS account     {account}\n{material}  dual control    {dual}\n",
         id = c.id,
         desc = c.description,
         kind = match &c.import.kind {
@@ -297,6 +321,16 @@ pub fn render(c: &Ceremony) -> String {
         label = c.hsm.audit_key_label,
         fp = c.hsm.audit_key_sha256,
         region = c.kms.region,
+        endpoint = match &c.kms.endpoint {
+            Some(e) =>
+                format!("{e} (kms.endpoint: KMS and STS go there; tests and rehearsals only)"),
+            None => "AWS's own; an endpoint set in the environment is refused".to_string(),
+        },
+        account = match &c.kms.account {
+            Some(a) =>
+                format!("{a} (kms.account), checked with STS GetCallerIdentity before any approval"),
+            None => "not pinned (kms.account): recorded, not checked".to_string(),
+        },
         material = if kind.imports() {
             format!(
                 "  algorithm       {alg} with {spec}\n  wrap            {wrap}\n  expiration      {expiry}\n  generated key   {keep}\n",

@@ -118,6 +118,7 @@ pub(super) fn jobs(run: &Run<'_>) -> Vec<Job> {
 /// key that cannot take the import, before anyone is asked to approve anything.
 pub(super) fn before_approval(run: &mut Run<'_>) -> Result<(), Error> {
     run.enter(Step::KmsPreflight)?;
+    super::identity::check(run)?;
     let mut jobs = jobs(run);
     let rotating = matches!(run.ceremony.import.kind, Kind::Rotate { .. });
     if rotating {

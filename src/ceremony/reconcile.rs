@@ -73,8 +73,9 @@ impl Earlier {
         };
         let report = verify::verify_bytes(&bytes, &opts).map_err(|invalid| {
             refused(format!(
-                "the transcript to resume, {}, is INVALID at {invalid}; byok resumes only a transcript that verifies under this ceremony's audit key",
-                path.display()
+                "the transcript to resume, {}, is INVALID at {}; byok resumes only a transcript that verifies under this ceremony's audit key",
+                path.display(),
+                crate::text::escape(&invalid.to_string())
             ))
         })?;
         // Versions 2 and 3 record targets alike; version 1 has one target and no target list.
@@ -132,7 +133,10 @@ impl Earlier {
                 Some(RecordType::ImportReconciled) => {
                     let outcome = data["outcome"].as_str().unwrap_or("unknown");
                     t.imported |= outcome == "imported";
-                    t.notes.push(format!("import_reconciled {outcome}"));
+                    t.notes.push(format!(
+                        "import_reconciled {}",
+                        crate::text::escape(outcome)
+                    ));
                 }
                 Some(RecordType::ImportVerified) => t.notes.push("import_verified".into()),
                 Some(RecordType::KeyKept) => {
@@ -145,7 +149,8 @@ impl Earlier {
                     if status == "created" {
                         t.created_arn = data["key_arn"].as_str().map(str::to_string);
                     }
-                    t.notes.push(format!("target_reconciled {status}"));
+                    t.notes
+                        .push(format!("target_reconciled {}", crate::text::escape(status)));
                 }
                 _ => {}
             }

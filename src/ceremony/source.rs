@@ -14,6 +14,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::text::escape;
 use crate::transcript::RecordType;
 use crate::transcript::payload::{AliasUpdated, KeyImported, KeyKept, SourceSwap, SourceVerified};
 use crate::transcript::verify::{self, VerifyOptions};
@@ -83,9 +84,13 @@ impl Source {
             audit_key_sha256: Some(audit_key_sha256.to_string()),
             allow_truncated: false,
         };
+        // Whatever comes from the transcript is printed escaped: it was written by whoever held
+        // the audit key, and must not drive the operator's terminal.
+        let as_written = &*escape(as_written);
         let report = verify::verify_bytes(&bytes, &opts).map_err(|invalid| {
             refused(format!(
-                "the source transcript {as_written} is INVALID at {invalid}; byok builds only on a transcript that verifies under this ceremony's audit key (hsm.audit_key_sha256)"
+                "the source transcript {as_written} is INVALID at {}; byok builds only on a transcript that verifies under this ceremony's audit key (hsm.audit_key_sha256)",
+                escape(&invalid.to_string())
             ))
         })?;
         if !report
@@ -163,7 +168,7 @@ impl Source {
                 _ => {}
             }
         }
-        Ok(Source {
+        let source = Source {
             path_as_written: as_written.to_string(),
             last_line_sha256: report.last_line_sha256,
             ceremony_id: report.ceremony_id,
@@ -174,7 +179,55 @@ impl Source {
             dual_control: report.quorum.is_some(),
             targets,
             swaps,
-        })
+        };
+        source.plain_text()?;
+        Ok(source)
+    }
+
+    /// Refuses a source whose facts are not plain text (a control or bidi character in an id,
+    /// label, alias or ARN): every later message prints them, and byok matches them against
+    /// the token and KMS. The message shows the value escaped.
+    fn plain_text(&self) -> Result<(), Error> {
+        let mut facts: Vec<(String, &str)> = vec![
+            ("ceremony_id".into(), &self.ceremony_id),
+            ("kind".into(), &self.kind),
+        ];
+        if let Some(s) = &self.strategy {
+            facts.push(("strategy".into(), s));
+        }
+        for t in self.targets.values() {
+            let i = t.index;
+            facts.push((format!("target {i} key_arn"), &t.key_arn));
+            facts.push((format!("target {i} status"), &t.status));
+            for (what, v) in [
+                ("key_material_id", &t.key_material_id),
+                ("import_type", &t.import_type),
+                ("kept label", &t.kept_label),
+                ("kept kcv", &t.kept_kcv),
+            ] {
+                if let Some(v) = v {
+                    facts.push((format!("target {i} {what}"), v));
+                }
+            }
+        }
+        for s in &self.swaps {
+            for v in [&s.alias, &s.from_key_arn, &s.to_key_arn] {
+                facts.push(("an alias move".into(), v));
+            }
+        }
+        match facts
+            .iter()
+            .find_map(|(what, v)| crate::text::forbidden_char(v).map(|(at, c)| (what, v, at, c)))
+        {
+            None => Ok(()),
+            Some((what, v, at, c)) => Err(refused(format!(
+                "the source transcript {} records {what} \"{}\", whose character {} is U+{:04X}, not plain text; byok builds only on a transcript whose names and ids are plain text",
+                self.path_as_written,
+                escape(v),
+                at + 1,
+                c as u32
+            ))),
+        }
     }
 
     /// The source's targets that kept a key whose material KMS holds, with everything a
@@ -217,7 +270,9 @@ impl Source {
 fn typed<T: serde::de::DeserializeOwned>(as_written: &str, data: Value) -> Result<T, Error> {
     serde_json::from_value(data).map_err(|e| {
         refused(format!(
-            "the source transcript {as_written} has a record byok cannot read: {e}"
+            "the source transcript {} has a record byok cannot read: {}",
+            escape(as_written),
+            escape(&e.to_string())
         ))
     })
 }

@@ -100,6 +100,7 @@ enum PreEvent {
 /// Step `kms_preflight` of an alias move (read only, before the plan approval).
 pub(super) fn preflight(run: &mut Run<'_>) -> Result<(), Error> {
     run.enter(Step::KmsPreflight)?;
+    super::identity::check(run)?;
     let mut jobs = Vec::new();
     for t in &run.targets {
         let expected = match (&t.spec.swap, &t.alias_from) {

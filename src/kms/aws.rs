@@ -1,14 +1,17 @@
 //! [`Kms`] over `aws-sdk-kms`, on a private multi-threaded tokio runtime.
 //!
-//! Endpoint and credentials come from the standard AWS environment (`AWS_ENDPOINT_URL_KMS`,
-//! `AWS_ENDPOINT_URL`, the credential chain); the region comes from the ceremony file (a key
-//! ARN of another region is sent to that region). The SDK's own retries are off: every call is
+//! Credentials come from the standard AWS credential chain; the region comes from the ceremony
+//! file (a key ARN of another region is sent to that region). A ceremony names its endpoint in
+//! the file (`[kms] endpoint`, used for KMS and STS; see [`super::endpoint`]); [`AwsKms::new`]
+//! (tests, tools) takes it from the environment like any SDK client. Every client records the
+//! URL each request is really sent to (an SDK interceptor), which is what `kms_identity`
+//! records. The SDK's own retries are off: every call is
 //! one attempt with a bounded time, and [`super::Paced`] decides what may be sent again
 //! (ImportKeyMaterial never is: the SDK's standard policy would resend it after a timeout).
 //! Errors keep KMS's code and message, or the transport's error chain in words.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -22,9 +25,15 @@ use aws_sdk_kms::types::{
 use aws_smithy_types::{Blob, DateTime};
 use time::OffsetDateTime;
 
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
 use super::{
     Expiration, ImportParameters, ImportToken, ImportType, KeyInfo, KeyMaterialInfo, Kms, KmsError,
-    KmsFailure,
+    KmsFailure, Whereabouts,
 };
 use crate::wrap::{WrappingAlgorithm, WrappingKeySpec};
 
@@ -36,19 +45,60 @@ pub struct AwsKms {
     runtime: tokio::runtime::Runtime,
     base: aws_config::SdkConfig,
     region: String,
+    /// `[kms] endpoint`, set on every client (KMS and STS) so that it wins over the
+    /// environment and any profile.
+    endpoint: Option<String>,
     /// One client per region (a target's ARN may name another region).
     clients: Mutex<HashMap<String, aws_sdk_kms::Client>>,
+    /// The origin (`scheme://host[:port]`) of the last request each client sent, by client:
+    /// `kms:REGION` or `sts`.
+    sent_to: SentTo,
+}
+
+type SentTo = Arc<Mutex<HashMap<String, String>>>;
+
+/// Records where each request is really sent, after endpoint resolution, just before it goes.
+#[derive(Debug)]
+struct Capture {
+    client: String,
+    sent_to: SentTo,
+}
+
+impl Intercept for Capture {
+    fn name(&self) -> &'static str {
+        "byok endpoint capture"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let origin = super::endpoint::origin_of(context.request().uri());
+        // The map only records; a poisoned lock leaves it intact.
+        self.sent_to
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(self.client.clone(), origin);
+        Ok(())
+    }
 }
 
 impl AwsKms {
-    /// A client for `region` from the standard AWS environment, each call bounded by
-    /// [`DEFAULT_CALL_TIMEOUT`].
+    /// A client for `region` from the standard AWS environment (endpoint included), each call
+    /// bounded by [`DEFAULT_CALL_TIMEOUT`]. Ceremonies use [`AwsKms::for_ceremony`].
     pub fn new(region: &str) -> Result<Self, KmsError> {
-        Self::with_timeout(region, DEFAULT_CALL_TIMEOUT)
+        Self::for_ceremony(region, DEFAULT_CALL_TIMEOUT, None)
     }
 
-    /// A client whose calls each get at most `call_timeout`.
-    pub fn with_timeout(region: &str, call_timeout: Duration) -> Result<Self, KmsError> {
+    /// A client whose calls each get at most `call_timeout`, sent to `endpoint` when given
+    /// (`[kms] endpoint`, checked against the environment by [`super::endpoint::choose`]).
+    pub fn for_ceremony(
+        region: &str,
+        call_timeout: Duration,
+        endpoint: Option<&str>,
+    ) -> Result<Self, KmsError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -65,8 +115,12 @@ impl AwsKms {
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(url) = endpoint {
+            loader = loader.endpoint_url(url);
+        }
         let base = runtime.block_on(
-            aws_config::defaults(BehaviorVersion::latest())
+            loader
                 .region(aws_config::Region::new(region.to_string()))
                 .http_client(http)
                 // One attempt: byok decides what may be sent again (kms::pace).
@@ -84,18 +138,38 @@ impl AwsKms {
             runtime,
             base,
             region: region.to_string(),
+            endpoint: endpoint.map(str::to_string),
             clients: Mutex::new(HashMap::new()),
+            sent_to: SentTo::default(),
         })
+    }
+
+    fn capture(&self, client: String) -> Capture {
+        Capture {
+            client,
+            sent_to: self.sent_to.clone(),
+        }
+    }
+
+    /// Where the client `client` last sent a request.
+    fn sent_to(&self, client: &str) -> Option<String> {
+        self.sent_to
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(client)
+            .cloned()
+    }
+
+    fn region_of<'k>(&'k self, key: &'k str) -> &'k str {
+        key.strip_prefix("arn:")
+            .and_then(|r| r.split(':').nth(2))
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&self.region)
     }
 
     /// The client for the region of `key` (an ARN's region, else the ceremony's).
     fn client(&self, key: &str) -> aws_sdk_kms::Client {
-        let region = key
-            .strip_prefix("arn:")
-            .and_then(|r| r.split(':').nth(2))
-            .filter(|r| !r.is_empty())
-            .unwrap_or(&self.region)
-            .to_string();
+        let region = self.region_of(key).to_string();
         // The map only caches clients; a poisoned lock leaves it intact.
         let mut clients = self
             .clients
@@ -104,9 +178,13 @@ impl AwsKms {
         clients
             .entry(region.clone())
             .or_insert_with(|| {
-                let config = aws_sdk_kms::config::Builder::from(&self.base)
-                    .region(aws_config::Region::new(region))
-                    .build();
+                let mut config = aws_sdk_kms::config::Builder::from(&self.base)
+                    .region(aws_config::Region::new(region.clone()))
+                    .interceptor(self.capture(format!("kms:{region}")));
+                if let Some(url) = &self.endpoint {
+                    config = config.endpoint_url(url);
+                }
+                let config = config.build();
                 aws_sdk_kms::Client::from_conf(config)
             })
             .clone()
@@ -550,5 +628,44 @@ impl Kms for AwsKms {
                 .to_vec(),
             out.key_id().unwrap_or_default().to_string(),
         ))
+    }
+
+    fn whereabouts(&self, probe_key: &str) -> Result<Whereabouts, KmsError> {
+        const OP: &str = "GetCallerIdentity";
+        let mut sts = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(aws_config::Region::new(self.region.clone()))
+            .interceptor(self.capture("sts".into()));
+        if let Some(url) = &self.endpoint {
+            sts = sts.endpoint_url(url);
+        }
+        let sts = aws_sdk_sts::Client::from_conf(sts.build());
+        let out = self
+            .runtime
+            .block_on(sts.get_caller_identity().send())
+            .map_err(|e| sdk_error(OP, e))?;
+        let account = out
+            .account()
+            .ok_or_else(|| missing(OP, "Account"))?
+            .to_string();
+        let caller_arn = out.arn().ok_or_else(|| missing(OP, "Arn"))?.to_string();
+        let sts_endpoint = self
+            .sent_to("sts")
+            .ok_or_else(|| missing(OP, "request URL (no request was sent)"))?;
+        // Any answer from KMS, an error code included, shows where the request went.
+        match self.describe_key(probe_key) {
+            Ok(_) => {}
+            Err(e) if e.failure == KmsFailure::Service => {}
+            Err(e) => return Err(e),
+        }
+        let client = format!("kms:{}", self.region_of(probe_key));
+        let endpoint = self
+            .sent_to(&client)
+            .ok_or_else(|| missing("DescribeKey", "request URL (no request was sent)"))?;
+        Ok(Whereabouts {
+            endpoint,
+            sts_endpoint,
+            account,
+            caller_arn,
+        })
     }
 }

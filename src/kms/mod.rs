@@ -6,6 +6,7 @@
 //! SHA-256 reaches the transcript.
 
 pub mod aws;
+pub mod endpoint;
 pub mod pace;
 
 use std::collections::BTreeMap;
@@ -107,8 +108,11 @@ pub enum KmsFailure {
 /// chain in words), never a Rust `Debug` dump.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "KMS {operation} failed: {}{message}{}",
-    code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
+    "{} {operation} failed: {}{}{}",
+    if *operation == "GetCallerIdentity" { "STS" } else { "KMS" },
+    // What the endpoint answered is printed escaped: it must not drive the terminal.
+    code.as_deref().map(|c| format!("{}: ", crate::text::escape(c))).unwrap_or_default(),
+    crate::text::escape(message),
     self.next_step().map(|n| format!("; {n}")).unwrap_or_default()
 )]
 pub struct KmsError {
@@ -126,7 +130,7 @@ impl KmsError {
     pub fn next_step(&self) -> Option<&'static str> {
         match (self.failure, self.code.as_deref()) {
             (KmsFailure::Unreachable, _) => Some(
-                "check the network, AWS_ENDPOINT_URL_KMS (unset for real AWS) and kms.region, then run the ceremony again (with --resume)",
+                "check the network, [kms] endpoint in the ceremony file (absent for real AWS) and kms.region, then run the ceremony again (with --resume)",
             ),
             (KmsFailure::NoAnswer, _) => Some(
                 "KMS did not answer in time; byok never resends a write (a lost ImportKeyMaterial answer is asked of KMS and recorded); check the key in KMS, then run again with --resume",
@@ -220,6 +224,20 @@ pub struct KeyMaterialInfo {
     pub key_material_state: Option<String>,
 }
 
+/// Where a ceremony's calls really went, and as whom: recorded in `kms_identity` before any
+/// approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Whereabouts {
+    /// `scheme://host[:port]` of a KMS request as sent (DescribeKey of the probe key).
+    pub endpoint: String,
+    /// `scheme://host[:port]` of the STS GetCallerIdentity request as sent.
+    pub sts_endpoint: String,
+    /// GetCallerIdentity's `Account`.
+    pub account: String,
+    /// GetCallerIdentity's `Arn`: the principal the credentials belong to.
+    pub caller_arn: String,
+}
+
 /// The KMS operations a ceremony needs. Implementations are shared by the threads that run
 /// different targets' calls at once.
 pub trait Kms: Sync {
@@ -271,4 +289,37 @@ pub trait Kms: Sync {
     fn encrypt(&self, key_arn: &str, plaintext: &[u8]) -> Result<Vec<u8>, KmsError>;
     /// Decrypt; returns the plaintext and the key ARN KMS used.
     fn decrypt(&self, key_arn: &str, ciphertext: &[u8]) -> Result<(Vec<u8>, String), KmsError>;
+    /// STS GetCallerIdentity with the same configuration and credentials as KMS, and the
+    /// endpoints the requests were really sent to: the KMS one from DescribeKey of
+    /// `probe_key` (read only; KMS's answer, even an error code, proves where it went, so only
+    /// a transport failure fails this).
+    fn whereabouts(&self, probe_key: &str) -> Result<Whereabouts, KmsError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_endpoint_answered_is_printed_escaped() {
+        let e = KmsError {
+            operation: "DescribeKey",
+            failure: KmsFailure::Service,
+            code: Some("Bad\u{1b}[2K".into()),
+            status: Some(400),
+            message: "gone\r\nbyok? approve".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "KMS DescribeKey failed: Bad\\u{1b}[2K: gone\\u{d}\\u{a}byok? approve"
+        );
+        let sts = KmsError {
+            operation: "GetCallerIdentity",
+            ..e
+        };
+        assert!(
+            sts.to_string()
+                .starts_with("STS GetCallerIdentity failed: ")
+        );
+    }
 }

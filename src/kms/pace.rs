@@ -362,6 +362,13 @@ impl Kms for Paced<'_> {
             self.inner.decrypt(key_arn, ciphertext)
         })
     }
+
+    fn whereabouts(&self, probe_key: &str) -> Result<super::Whereabouts, KmsError> {
+        // Once per ceremony, with a DescribeKey inside: paced as one DescribeKey.
+        self.call(probe_key, Operation::DescribeKey, || {
+            self.inner.whereabouts(probe_key)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! Every problem names the file, the line and the field path, and says what is allowed.
 //! A ceremony file never holds a PIN: byok asks for PINs at run time.
 
+mod plain;
 pub mod raw;
 
 use std::path::{Path, PathBuf};
@@ -98,6 +99,13 @@ pub struct KmsSpec {
     pub rates: crate::kms::Rates,
     /// Longest time one KMS call may take (`kms.call_timeout_seconds`, default 30).
     pub call_timeout: std::time::Duration,
+    /// `kms.endpoint`: where every KMS and STS call goes instead of AWS's regional endpoints
+    /// (LocalStack in tests and rehearsals). An endpoint set in the environment is refused
+    /// unless it is this one.
+    pub endpoint: Option<String>,
+    /// `kms.account`: the 12-digit AWS account the ceremony must run as; checked with STS
+    /// GetCallerIdentity before any approval.
+    pub account: Option<String>,
 }
 
 /// Most targets one ceremony may hold.
@@ -364,8 +372,15 @@ pub fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Ceremony, S
         Ok(raw) => raw,
         Err(e) => return Err(invalid(vec![serde_problem(text, &e)])),
     };
-    let mut problems = Vec::new();
-    let ceremony = validate(raw, now, &mut problems);
+    // Plain text first: a control character or a look-alike custodian name is reported alone,
+    // before any other rule prints the value.
+    let mut problems = plain::problems(&raw);
+    problems.extend(plain::confusable_names(&raw));
+    let ceremony = if problems.is_empty() {
+        validate(raw, now, &mut problems)
+    } else {
+        None
+    };
     if !problems.is_empty() {
         for p in &mut problems {
             p.line = line_of_field(text, &p.field);
@@ -413,6 +428,19 @@ pub fn pinned_source(text: &str) -> Option<(String, String)> {
         source.get("transcript")?.as_str()?.to_string(),
         source.get("last_line_sha256")?.as_str()?.to_string(),
     ))
+}
+
+/// `[kms] account` and `endpoint` as a ceremony file's text writes them, without validating
+/// the rest (for the verifier): what `kms_identity` must agree with.
+pub fn pinned_kms(text: &str) -> (Option<String>, Option<String>) {
+    let table: Option<toml::Table> = text.parse().ok();
+    let kms = table.as_ref().and_then(|t| t.get("kms"));
+    let get = |k: &str| {
+        kms.and_then(|kms| kms.get(k))
+            .and_then(toml::Value::as_str)
+            .map(str::to_string)
+    };
+    (get("account"), get("endpoint"))
 }
 
 /// The audit key fingerprint pinned in a ceremony file's text, without validating the rest
@@ -815,6 +843,32 @@ fn validate(
             None
         }
     };
+    let endpoint = raw.kms.endpoint.filter(|e| {
+        let ok = crate::kms::endpoint::is_endpoint_url(e);
+        if !ok {
+            bad(
+                "kms.endpoint",
+                format!(
+                    "expected an http:// or https:// URL with a host and no path, like \"http://127.0.0.1:4566\", found \"{}\"",
+                    crate::text::escape(e)
+                ),
+            );
+        }
+        ok
+    });
+    let account = raw.kms.account.filter(|a| {
+        let ok = a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
+        if !ok {
+            bad(
+                "kms.account",
+                format!(
+                    "expected a 12-digit AWS account id like \"123456789012\", found \"{}\"",
+                    crate::text::escape(a)
+                ),
+            );
+        }
+        ok
+    });
     let targets = targets(
         single,
         raw.target,
@@ -1196,6 +1250,8 @@ fn validate(
             region,
             rates: rates?,
             call_timeout: call_timeout?,
+            endpoint,
+            account,
         },
         targets?,
         ImportSpec {

@@ -95,6 +95,10 @@ pub struct RawKms {
     pub rates: Option<std::collections::BTreeMap<String, toml::Value>>,
     /// How long one KMS call may take before its outcome counts as unknown.
     pub call_timeout_seconds: Option<i64>,
+    /// The endpoint every KMS and STS call goes to, instead of AWS's own (LocalStack).
+    pub endpoint: Option<String>,
+    /// The AWS account the ceremony must run as (STS GetCallerIdentity).
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,6 +35,7 @@ payloads! {
     HsmOpened => HsmOpened,
     TargetReconciled => TargetReconciled,
     KeyCreated => KeyCreated,
+    KmsIdentity => KmsIdentity,
     KmsPreflight => KmsPreflight,
     CapabilityChecked => CapabilityChecked,
     ImportParameters => ImportParameters,
@@ -198,6 +199,31 @@ pub struct KeyCreated {
     pub reused: bool,
     pub description: String,
     pub tags: BTreeMap<String, String>,
+}
+
+/// (v4, every kind) Where the ceremony's KMS calls went and as whom: written once, at the start
+/// of step `kms_preflight`, before any approval. The endpoints are the URLs the requests were
+/// really sent to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsIdentity {
+    /// `kms.region` of the ceremony file.
+    pub region: String,
+    /// `scheme://host[:port]` the KMS requests went to (DescribeKey of the first target).
+    pub endpoint: String,
+    /// True when the endpoint is not AWS's own: the ceremony file named it.
+    pub endpoint_overridden: bool,
+    /// `ceremony_file` (`[kms] endpoint`) or `aws` (the SDK's regional endpoint).
+    pub endpoint_source: String,
+    /// The environment variables that named the same endpoint (byok refuses any other).
+    pub endpoint_env: Vec<String>,
+    /// `scheme://host[:port]` the STS GetCallerIdentity request went to.
+    pub sts_endpoint: String,
+    /// STS GetCallerIdentity: the account and the principal's ARN.
+    pub account: String,
+    pub caller_arn: String,
+    /// `kms.account` of the ceremony file, when it pins one.
+    pub pinned_account: Option<String>,
 }
 
 /// DescribeKey of a target before anything changes.

@@ -7,12 +7,13 @@
 use serde::{Deserialize, Serialize};
 
 /// Format version written in every record's `v`.
-pub const FORMAT_VERSION: u64 = 3;
+pub const FORMAT_VERSION: u64 = 4;
 
 /// Format versions `byok verify` reads: version 1 (one target per ceremony, byok 0.1), 2 (many
 /// targets, byok 0.2) and 3 (the known-answer test and the KMS preflight before the plan
-/// approval, signed declines, `approval_failed`; byok 0.3).
-pub const SUPPORTED_VERSIONS: [u64; 3] = [1, 2, 3];
+/// approval, signed declines, `approval_failed`; byok 0.3) and 4 (`kms_identity`: where the
+/// ceremony ran and as whom; byok 0.4).
+pub const SUPPORTED_VERSIONS: [u64; 4] = [1, 2, 3, 4];
 
 /// `prev` of the first record: 64 zeros.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -29,6 +30,9 @@ pub enum RecordType {
     TargetReconciled,
     /// (v2) CreateKey (Origin EXTERNAL) and CreateAlias for a target with `create = true`.
     KeyCreated,
+    /// (v4, every kind) Where the KMS calls went and as whom (STS GetCallerIdentity), once,
+    /// at the start of step `kms_preflight`, before any approval.
+    KmsIdentity,
     /// DescribeKey of the target key before anything changes.
     KmsPreflight,
     /// The token's ability to do the chosen wrap, proven by a known-answer test.
@@ -94,6 +98,7 @@ impl RecordType {
             RecordType::HsmOpened => "hsm_opened",
             RecordType::TargetReconciled => "target_reconciled",
             RecordType::KeyCreated => "key_created",
+            RecordType::KmsIdentity => "kms_identity",
             RecordType::KmsPreflight => "kms_preflight",
             RecordType::CapabilityChecked => "capability_checked",
             RecordType::ImportParameters => "import_parameters",
@@ -175,14 +180,20 @@ impl RecordType {
                 | RecordType::AliasVerified
         )
     }
+
+    /// True for the types that exist only from format version 4 on.
+    pub fn is_v4_only(self) -> bool {
+        matches!(self, RecordType::KmsIdentity)
+    }
 }
 
 /// Every record type, for parsing and documentation tests.
-pub const ALL: [RecordType; 30] = [
+pub const ALL: [RecordType; 31] = [
     RecordType::CeremonyStarted,
     RecordType::HsmOpened,
     RecordType::TargetReconciled,
     RecordType::KeyCreated,
+    RecordType::KmsIdentity,
     RecordType::KmsPreflight,
     RecordType::CapabilityChecked,
     RecordType::ImportParameters,

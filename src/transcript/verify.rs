@@ -76,6 +76,9 @@ pub enum Problem {
     BadPayload { kind: String, why: String },
     #[error("target {index}: {why}")]
     BadTarget { index: u64, why: String },
+    /// `kms_identity` missing, or disagreeing with the ceremony file's `[kms]` pins.
+    #[error("kms_identity: {0}")]
+    Whereabouts(String),
 }
 
 /// The first invalid line of a transcript.
@@ -116,6 +119,8 @@ pub struct Report {
     pub approvals: Vec<(String, Vec<String>)>,
     /// A reimport's `source_verified` (version 3).
     pub source: Option<p::SourceVerified>,
+    /// Where the ceremony ran and as whom: its `kms_identity` (version 4).
+    pub kms_identity: Option<p::KmsIdentity>,
 }
 
 /// Reads and verifies a transcript file.
@@ -316,6 +321,15 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
                 },
             ));
         }
+        if version < 4 && kind.is_v4_only() {
+            return Err(bad(
+                n,
+                Problem::Misplaced {
+                    kind: kind.to_string(),
+                    why: "this record type exists only from format version 4 on",
+                },
+            ));
+        }
         if version < 3 && kind.is_v3_only() {
             return Err(bad(
                 n,
@@ -418,6 +432,7 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
         quorum,
         approvals,
         source: v2.source.clone(),
+        kms_identity: v2.identity.clone(),
     })
 }
 
@@ -789,6 +804,16 @@ struct V2State {
     alias_pre: std::collections::HashMap<u64, p::AliasPreflight>,
     swap_confirmed: Option<crate::quorum::SwapStatement>,
     moved: std::collections::HashSet<u64>,
+    /// (v4) Where the ceremony ran: its `kms_identity`.
+    identity: Option<p::KmsIdentity>,
+    /// (v4) Why the `kms_identity` just read disagrees with the ceremony file's pins: only
+    /// `ceremony_aborted` may follow it.
+    identity_refused: Option<String>,
+}
+
+/// An optional pin as printed: `"VALUE"` (escaped) or `none`.
+fn shown(v: Option<&str>) -> String {
+    v.map_or("none".into(), |v| format!("\"{}\"", crate::text::escape(v)))
 }
 
 fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Result<T, Problem> {
@@ -816,6 +841,7 @@ impl V2State {
             && matches!(
                 kind,
                 R::CapabilityChecked
+                    | R::KmsIdentity
                     | R::KmsPreflight
                     | R::ApprovalFailed
                     | R::RotationPreflight
@@ -826,7 +852,39 @@ impl V2State {
         if !before_plan {
             self.plan_quorum(kind)?;
         }
+        // From version 4 on, where the ceremony ran is recorded before any key is described,
+        // created or approved.
+        // A kms_identity that disagrees with the file's pins is honest only as the ceremony's
+        // last step: byok stops right after recording it.
+        if let Some(why) = self.identity_refused.take()
+            && kind != R::CeremonyAborted
+        {
+            return Err(Problem::Whereabouts(format!(
+                "{why}, and the ceremony went on to {kind} (byok stops there)"
+            )));
+        }
+        if self.version >= 4
+            && self.identity.is_none()
+            && !matches!(
+                kind,
+                R::CeremonyStarted
+                    | R::HsmOpened
+                    | R::TargetReconciled
+                    | R::SourceVerified
+                    | R::CapabilityChecked
+                    | R::KmsIdentity
+                    | R::CeremonyAborted
+            )
+        {
+            return Err(Problem::Whereabouts(format!(
+                "a version 4 transcript records kms_identity (where the ceremony ran, and as whom) before {kind}; it has none"
+            )));
+        }
         match kind {
+            R::KmsIdentity => {
+                let r: p::KmsIdentity = typed(kind, data)?;
+                self.kms_identity(r)?;
+            }
             R::CeremonyStarted => {
                 let s: p::CeremonyStarted = typed(kind, data)?;
                 for (i, t) in s.targets.iter().enumerate() {
@@ -1800,6 +1858,78 @@ impl V2State {
             }
         }
         Ok(())
+    }
+
+    /// `kms_identity`: once, and in agreement with the ceremony file's `[kms] account` and
+    /// `endpoint` (or, when the file names no endpoint, at AWS's own endpoints).
+    fn kms_identity(&mut self, r: p::KmsIdentity) -> Result<(), Problem> {
+        if self.identity.is_some() {
+            return Err(Problem::Whereabouts(
+                "a second kms_identity: a ceremony records where it ran once".into(),
+            ));
+        }
+        let (account, _) = crate::spec::pinned_kms(&self.ceremony_file);
+        if r.pinned_account != account {
+            return Err(Problem::Whereabouts(format!(
+                "pinned_account is {}, but the ceremony file's kms.account is {}",
+                shown(r.pinned_account.as_deref()),
+                shown(account.as_deref())
+            )));
+        }
+        self.identity_refused = self.disagreement(&r);
+        self.identity = Some(r);
+        Ok(())
+    }
+
+    /// How `kms_identity` disagrees with the ceremony file's `[kms] account` and `endpoint`
+    /// (or, when the file names no endpoint, with AWS's own endpoints), if it does.
+    fn disagreement(&self, r: &p::KmsIdentity) -> Option<String> {
+        use crate::kms::endpoint::{is_aws_origin, normalize};
+        use crate::text::escape;
+        let (account, endpoint) = crate::spec::pinned_kms(&self.ceremony_file);
+        if let Some(pinned) = &account
+            && r.account != *pinned
+        {
+            return Some(format!(
+                "the ceremony ran as account {} ({}), but the ceremony file pins kms.account = \"{}\"",
+                escape(&r.account),
+                escape(&r.caller_arn),
+                escape(pinned)
+            ));
+        }
+        let sent = [("endpoint", &r.endpoint), ("sts_endpoint", &r.sts_endpoint)];
+        match &endpoint {
+            Some(named) => {
+                let named = normalize(named);
+                if r.endpoint_source != "ceremony_file" || !r.endpoint_overridden {
+                    return Some(format!(
+                        "the ceremony file names endpoint {}, but the record says endpoint_source {} (overridden {})",
+                        escape(&named),
+                        escape(&r.endpoint_source),
+                        r.endpoint_overridden
+                    ));
+                }
+                sent.iter().find(|(_, url)| **url != named).map(|(what, url)| {
+                    format!(
+                        "{what} is {}, but the ceremony file names endpoint {}",
+                        escape(url),
+                        escape(&named)
+                    )
+                })
+            }
+            None if r.endpoint_source != "aws"
+                || r.endpoint_overridden
+                || !r.endpoint_env.is_empty() =>
+            {
+                Some("the ceremony file names no endpoint, so endpoint_source is \"aws\", endpoint_overridden false and endpoint_env empty".into())
+            }
+            None => sent.iter().find(|(_, url)| !is_aws_origin(url)).map(|(what, url)| {
+                format!(
+                    "{what} is {}, not an AWS endpoint, and the ceremony file names no endpoint",
+                    escape(url)
+                )
+            }),
+        }
     }
 
     fn plan_quorum(&mut self, kind: RecordType) -> Result<(), Problem> {

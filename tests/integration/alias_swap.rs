@@ -386,6 +386,7 @@ struct LostUpdate {
 
 impl byok::kms::Kms for LostUpdate {
     crate::common::forward_kms!(
+        whereabouts,
         describe_key,
         create_key,
         create_alias,

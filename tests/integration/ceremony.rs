@@ -27,10 +27,11 @@ fn verify(hsm: &SoftHsm, transcript: &Path) -> std::process::Output {
 }
 
 /// The records of a successful 2-of-3 ceremony, in order.
-const FULL: [&str; 16] = [
+const FULL: [&str; 17] = [
     "ceremony_started",
     "hsm_opened",
     "capability_checked",
+    "kms_identity",
     "kms_preflight",
     "approval",
     "approval",
@@ -465,15 +466,15 @@ fn key_not_found_is_a_kms_error() {
 fn kms_unreachable_is_a_kms_error() {
     let hsm = SoftHsm::new();
     let file = ceremony_for(&hsm, "demo-softhsm.toml", "alias/byok-demo", &[]);
-    let (out, recs) = aborted(
-        &hsm,
-        &file,
-        &hsm.through_plan(),
-        &[("AWS_ENDPOINT_URL_KMS", "http://127.0.0.1:9")],
-    );
+    let envs = crate::common::use_endpoint(&file, "http://127.0.0.1:9");
+    let (out, recs) = aborted(&hsm, &file, &hsm.through_plan(), &envs);
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(last_data(&recs)["step"], "kms_preflight");
-    assert_contains(&stderr(&out), "KMS DescribeKey failed: dispatch failure");
+    // The first call of the preflight asks STS who the credentials are.
+    assert_contains(
+        &stderr(&out),
+        "STS GetCallerIdentity failed: dispatch failure",
+    );
     assert_contains(&stderr(&out), "Connection refused");
     // KMS errors in words, never Rust Debug dumps, on screen and in the transcript.
     let message = last_data(&recs)["message"].as_str().unwrap().to_string();
@@ -732,6 +733,7 @@ fn a_key_kms_cannot_import_into_stops_before_any_approval() {
             "ceremony_started",
             "hsm_opened",
             "capability_checked",
+            "kms_identity",
             "kms_preflight",
             "ceremony_aborted"
         ]

@@ -620,7 +620,18 @@ pub fn ceremony_from(template: &str, dir: &Path, name: &str, set: &[(&str, &str)
         .join(template);
     let text = std::fs::read_to_string(&src).expect("read template");
     let mut doc: toml_edit::DocumentMut = text.parse().expect("template parses");
-    for (path, value) in set {
+    // The ceremony names the LocalStack endpoint the environment points at: byok refuses an
+    // endpoint override the ceremony file does not name.
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_KMS")
+        .ok()
+        .map(|e| format!("\"{e}\""));
+    let mut set: Vec<(&str, &str)> = set.to_vec();
+    if let Some(e) = &endpoint
+        && !set.iter().any(|(k, _)| *k == "kms.endpoint")
+    {
+        set.insert(0, ("kms.endpoint", e.as_str()));
+    }
+    for (path, value) in &set {
         let (table, key) = path.split_once('.').expect("section.field");
         let value: toml_edit::Value = value.parse().expect("TOML value");
         match table.split_once('[') {
@@ -637,6 +648,17 @@ pub fn ceremony_from(template: &str, dir: &Path, name: &str, set: &[(&str, &str)
     let out = dir.join(name);
     std::fs::write(&out, doc.to_string()).expect("write ceremony");
     out
+}
+
+/// Points the ceremony file at another endpoint (`[kms] endpoint = url`, e.g. a
+/// `scripts/kms-proxy` in front of LocalStack), and returns the environment a `byok run` of it
+/// needs: both endpoint variables set to the same URL (byok refuses any other).
+pub fn use_endpoint<'a>(file: &Path, url: &'a str) -> [(&'static str, &'a str); 2] {
+    let text = std::fs::read_to_string(file).expect("read ceremony");
+    let mut doc: toml_edit::DocumentMut = text.parse().expect("ceremony parses");
+    doc["kms"]["endpoint"] = toml_edit::value(url);
+    std::fs::write(file, doc.to_string()).expect("write ceremony");
+    [("AWS_ENDPOINT_URL_KMS", url), ("AWS_ENDPOINT_URL_STS", url)]
 }
 
 /// A ceremony for `hsm` targeting `alias`, from a template in `ceremonies/`.
@@ -1108,6 +1130,11 @@ pub fn run_ceremony(
 /// calls it changes.
 macro_rules! forward_kms {
     ($($method:ident),* $(,)?) => { $( crate::common::forward_kms!(@one $method); )* };
+    (@one whereabouts) => {
+        fn whereabouts(&self, probe_key: &str) -> Result<byok::kms::Whereabouts, byok::kms::KmsError> {
+            self.real.whereabouts(probe_key)
+        }
+    };
     (@one describe_key) => {
         fn describe_key(&self, key: &str) -> Result<byok::kms::KeyInfo, byok::kms::KmsError> {
             self.real.describe_key(key)

@@ -201,7 +201,7 @@ fn throttled_calls_are_retried_and_the_ceremony_completes() {
         &file,
         &t,
         &[],
-        &[("AWS_ENDPOINT_URL_KMS", &proxy.url)],
+        &crate::common::use_endpoint(&file, &proxy.url),
         &hsm.all_answers(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -251,7 +251,7 @@ fn a_lost_import_answer_is_asked_of_kms_not_resent() {
         &file,
         &t,
         &[],
-        &[("AWS_ENDPOINT_URL_KMS", &proxy.url)],
+        &crate::common::use_endpoint(&file, &proxy.url),
         &hsm.all_answers(),
     );
     let elapsed = started.elapsed();
@@ -312,7 +312,7 @@ fn kill_then_resume(failpoint: &str) {
             ("hsm.keep_key_label", keep.as_str()),
         ],
     );
-    let endpoint = [("AWS_ENDPOINT_URL_KMS", proxy.url.as_str())];
+    let endpoint = crate::common::use_endpoint(&file, &proxy.url);
     let t1 = hsm.path("killed.jsonl");
     let mut envs = endpoint.to_vec();
     envs.push(("BYOK_FAILPOINT", failpoint));

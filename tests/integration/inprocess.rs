@@ -32,6 +32,7 @@ where
         + Sync,
 {
     crate::common::forward_kms!(
+        whereabouts,
         describe_key,
         create_key,
         create_alias,

@@ -32,6 +32,7 @@ struct Tweaked {
 
 impl Kms for Tweaked {
     crate::common::forward_kms!(
+        whereabouts,
         describe_key,
         create_key,
         create_alias,

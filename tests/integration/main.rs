@@ -36,3 +36,4 @@ mod spec;
 mod terminal;
 mod token_truth;
 mod transcript;
+mod whereabouts;

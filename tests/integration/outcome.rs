@@ -50,6 +50,7 @@ fn no_answer(operation: &'static str) -> KmsError {
 
 impl Kms for Double {
     crate::common::forward_kms!(
+        whereabouts,
         create_key,
         create_alias,
         update_alias,

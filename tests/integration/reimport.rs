@@ -61,6 +61,7 @@ const FAKE: &[u8] = b"in-process double: ";
 
 impl Kms for Double {
     crate::common::forward_kms!(
+        whereabouts,
         create_key,
         create_alias,
         update_alias,
@@ -302,7 +303,7 @@ fn reimport_after_delete_puts_the_kept_material_back_as_existing_key_material() 
     assert_contains(
         &stdout(&verify),
         &format!(
-            "  source          keep.transcript.jsonl (ceremony demo-softhsm-oaep-sha1, kind import, 17 records), last line SHA-256 {}",
+            "  source          keep.transcript.jsonl (ceremony demo-softhsm-oaep-sha1, kind import, 18 records), last line SHA-256 {}",
             kept.last_line_sha256
         ),
     );
@@ -587,8 +588,7 @@ fn check_refuses_reimport_files_without_source_or_with_fields_it_does_not_take()
         "source: missing: kind = \"reimport\" needs [source]",
     );
     // And --resume is refused for a reimport.
-    let file = dir.join("valid.toml");
-    std::fs::write(&file, &text).unwrap();
+    let file = crate::common::ceremony_from("reimport.toml", dir, "valid.toml", &[]);
     let out = hsm
         .byok()
         .arg("run")

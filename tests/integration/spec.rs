@@ -905,3 +905,140 @@ fn a_reimport_source_is_read_relative_to_the_ceremony_file() {
         "source.transcript: must name the earlier transcript's file",
     );
 }
+
+/// Plain text only (issue 11): every class of forbidden character, in several fields, gives a
+/// message naming the field and the character's position, with the value escaped; and
+/// custodian names that differ only in look-alike characters are refused.
+#[test]
+fn control_characters_and_look_alike_names_are_refused_with_exact_messages() {
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "ESC (C0) in a custodian name",
+            BASE.replace("name = \"Bob\"", "name = \"Bob\\u001B[2K\""),
+            one(
+                "c.toml:32: custodian[1].name: character 4 is U+001B, a C0 control character; names, ids, descriptions and labels must be plain text, found \"Bob\\u{1b}[2K\"",
+            ),
+        ),
+        (
+            "CR and LF in the operator",
+            BASE.replace(
+                "operator = \"Alice\"",
+                "operator = \"Alice\\r\\nbyok> approve plan\"",
+            ),
+            one(
+                "c.toml:4: ceremony.operator: character 6 is U+000D, a C0 control character; names, ids, descriptions and labels must be plain text, found \"Alice\\u{d}\\u{a}byok> approve plan\"",
+            ),
+        ),
+        (
+            "TAB in the description",
+            BASE.replace("description = \"test\"", "description = \"te\\tst\""),
+            one(
+                "c.toml:3: ceremony.description: character 3 is U+0009, a C0 control character; names, ids, descriptions and labels must be plain text, found \"te\\u{9}st\"",
+            ),
+        ),
+        (
+            "DEL in the token label",
+            BASE.replace(
+                "token_label = \"byok-hsm\"",
+                "token_label = \"byok\\u007Fhsm\"",
+            ),
+            one(
+                "c.toml:8: hsm.token_label: character 5 is U+007F, DEL; names, ids, descriptions and labels must be plain text, found \"byok\\u{7f}hsm\"",
+            ),
+        ),
+        (
+            "C1 CSI in the audit key label",
+            BASE.replace(
+                "audit_key_label = \"byok-audit\"",
+                "audit_key_label = \"byok\u{9b}2K\"",
+            ),
+            one(
+                "c.toml:9: hsm.audit_key_label: character 5 is U+009B, a C1 control character; names, ids, descriptions and labels must be plain text, found \"byok\\u{9b}2K\"",
+            ),
+        ),
+        (
+            "a bidi override in the key alias",
+            BASE.replace(
+                "key = \"alias/byok-demo\"",
+                "key = \"alias/\u{202e}omed-koyb\"",
+            ),
+            one(
+                "c.toml:14: kms.key: character 7 is U+202E, a bidirectional formatting character; names, ids, descriptions and labels must be plain text, found \"alias/\\u{202e}omed-koyb\"",
+            ),
+        ),
+        (
+            "a bidi isolate in a tag value and ESC in a tag key",
+            BASE.replace("key = \"alias/byok-demo\"\n", "").replace(
+                "[import]",
+                "[[target]]\nkey = \"alias/a\"\ntags = { \"owner\u{2067}\" = \"x\", team = \"pay\\u001Bments\" }\n\n[import]",
+            ),
+            format!(
+                "ceremony file c.toml is invalid (2 problems); fix it and run `byok check` again:\n  {}\n  {}",
+                "c.toml:17: target[0].tags: a tag key: character 6 is U+2067, a bidirectional formatting character; names, ids, descriptions and labels must be plain text, found \"owner\\u{2067}\"",
+                "c.toml:17: target[0].tags.team: character 4 is U+001B, a C0 control character; names, ids, descriptions and labels must be plain text, found \"pay\\u{1b}ments\"",
+            ),
+        ),
+        (
+            "a newline in the ceremony id",
+            BASE.replace("id = \"c-1\"", "id = \"c-1\\n\""),
+            one(
+                "c.toml:2: ceremony.id: character 4 is U+000A, a C0 control character; names, ids, descriptions and labels must be plain text, found \"c-1\\u{a}\"",
+            ),
+        ),
+        (
+            "a Cyrillic A next to a Latin one",
+            BASE.replace("name = \"Bob\"", "name = \"\u{410}lice\""),
+            one(
+                "c.toml:32: custodian[1].name: \"\u{410}lice\" (\\u{410}lice) looks like \"Alice\" (custodian[0].name): the names differ only in look-alike characters (Unicode confusables, e.g. a Cyrillic letter for a Latin one); give each custodian a name that reads differently",
+            ),
+        ),
+    ];
+    for (what, text, expected) in cases {
+        let got = problems(&text);
+        assert_eq!(got, expected, "{what}");
+        // Never a raw control character in a message.
+        assert!(
+            byok::text::forbidden_char(&got.replace('\n', " ")).is_none(),
+            "{what}: raw control character in {got:?}"
+        );
+    }
+    // Look-alikes are refused, different names are not.
+    assert_eq!(
+        problems(&BASE.replace("name = \"Bob\"", "name = \"Alíce\"")),
+        "valid"
+    );
+    // rotation.key_material_description, keep_key_label and a target's description too.
+    let rotate = BASE.replace(
+        "operator = \"Alice\"",
+        "operator = \"Alice\"\nkind = \"rotate\"",
+    );
+    assert_contains(
+        &problems(&format!(
+            "{rotate}\n[rotation]\nkey_material_description = \"yearly\\u001B]0;owned\\u0007 2027\"\n"
+        )),
+        "rotation.key_material_description: character 7 is U+001B, a C0 control character; names, ids, descriptions and labels must be plain text, found \"yearly\\u{1b}]0;owned\\u{7} 2027\"",
+    );
+    assert_contains(
+        &problems(&BASE.replace(
+            "audit_key_label = \"byok-audit\"",
+            "audit_key_label = \"byok-audit\"\nkeep_key_label = \"kept\\u0085\"",
+        )),
+        "hsm.keep_key_label: character 5 is U+0085, a C1 control character",
+    );
+    assert_contains(
+        &problems(&BASE.replace("key = \"alias/byok-demo\"\n", "").replace(
+            "[import]",
+            "[[target]]\nkey = \"alias/a\"\ncreate = true\ndescription = \"pay\\u200Fments\"\n\n[import]",
+        )),
+        "target[0].description: character 4 is U+200F, a bidirectional formatting character",
+    );
+    // [targets] services too.
+    let product = BASE.replace("key = \"alias/byok-demo\"\n", "").replace(
+        "[import]",
+        "[targets]\nservices = [\"s3\", \"rds\u{2066}\"]\nenvironments = [\"prod\"]\nkey = \"alias/{service}-{environment}\"\n\n[import]",
+    );
+    assert_contains(
+        &problems(&product),
+        "targets.services[1]: character 4 is U+2066, a bidirectional formatting character",
+    );
+}

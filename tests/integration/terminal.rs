@@ -107,6 +107,7 @@ impl Drop for Tmux {
 fn byok_run(hsm: &SoftHsm, file: &Path, transcript: &Path) -> String {
     let envs = [
         "AWS_ENDPOINT_URL_KMS",
+        "AWS_ENDPOINT_URL_STS",
         "AWS_REGION",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -285,13 +286,16 @@ fn a_ceremony_logged_with_tee_keeps_its_prompts_and_pins_out_of_the_log() {
     // stdin stays the terminal; stdout and stderr both go through tee into the log.
     let tmux = Tmux::start(&format!(
         "({}; echo BYOK-EXIT=$?) 2>&1 | tee {}; sleep 60",
-        byok_run(&hsm, &file, &transcript).replace(
-            &format!(
-                "AWS_ENDPOINT_URL_KMS={}",
-                require_env("AWS_ENDPOINT_URL_KMS")
-            ),
-            &format!("AWS_ENDPOINT_URL_KMS={}", proxy.url)
-        ),
+        {
+            let mut command = byok_run(&hsm, &file, &transcript);
+            for (var, url) in crate::common::use_endpoint(&file, &proxy.url) {
+                command = command.replace(
+                    &format!("{var}={}", require_env(var)),
+                    &format!("{var}={url}"),
+                );
+            }
+            command
+        },
         log.display()
     ));
 

@@ -2529,4 +2529,256 @@ mod v2 {
             "{problem:?}"
         );
     }
+
+    /// A source transcript (rollback, reimport) is written by whoever holds the audit key: its
+    /// text reaches the operator's terminal only escaped.
+    #[test]
+    fn the_source_transcript_loader_prints_transcript_text_escaped() {
+        let k = keys();
+        let r = records(
+            &k,
+            |_| {},
+            |r| {
+                r[1].1["\u{1b}[2K\rbyok> approve"] = json!(1);
+            },
+        );
+        let bytes = sign_all(&k, r, |_| 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("src.jsonl");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = byok::ceremony::source::Source::load(
+            &path,
+            "src\u{202e}.jsonl",
+            &"0".repeat(64),
+            &k.audit.fingerprint(),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        crate::common::assert_contains(
+            &err,
+            "the source transcript src\\u{202e}.jsonl is INVALID at line 2: data of hsm_opened does not match the format-version-2 contract: unknown field `\\u{1b}[2K\\u{d}byok> approve`",
+        );
+        assert!(byok::text::forbidden_char(&err).is_none(), "{err:?}");
+    }
+
+    /// Format version 4: the ceremony file pins `[kms] account` and names `endpoint`.
+    const LOCAL: &str = "http://127.0.0.1:4566";
+    const ACCOUNT: &str = "000000000000";
+
+    fn file_v4(k: &Keys) -> String {
+        file(k).replace(
+            "region = \"us-east-1\"\n",
+            &format!("region = \"us-east-1\"\naccount = \"{ACCOUNT}\"\nendpoint = \"{LOCAL}\"\n"),
+        )
+    }
+
+    fn identity() -> p::KmsIdentity {
+        p::KmsIdentity {
+            region: "us-east-1".into(),
+            endpoint: LOCAL.into(),
+            endpoint_overridden: true,
+            endpoint_source: "ceremony_file".into(),
+            endpoint_env: vec!["AWS_ENDPOINT_URL_KMS".into()],
+            sts_endpoint: LOCAL.into(),
+            account: ACCOUNT.into(),
+            caller_arn: format!("arn:aws:iam::{ACCOUNT}:root"),
+            pinned_account: Some(ACCOUNT.into()),
+        }
+    }
+
+    /// A version-4 import: version 3's order with `kms_identity` (changed by `who`) before
+    /// the first `kms_preflight`; then `edit`.
+    fn records_v4(
+        k: &Keys,
+        who: impl FnOnce(&mut p::KmsIdentity),
+        edit: impl FnOnce(&mut Records),
+    ) -> Records {
+        let mut id = identity();
+        who(&mut id);
+        records_for(
+            k,
+            &file_v4(k),
+            None,
+            |_| {},
+            |_| {},
+            |r| {
+                v3_order(r);
+                let at = position(r, RecordType::KmsPreflight);
+                r.insert(at, (RecordType::KmsIdentity, v(&id)));
+                edit(r);
+            },
+        )
+    }
+
+    /// [`both`] for version-4 records.
+    fn both_v4(k: &Keys, r: Records, reference: &str) -> Result<(), (usize, Problem)> {
+        let bytes = sign_all(k, r, |_| 4);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        std::fs::write(&path, &bytes).unwrap();
+        let ours = verify_bytes(&bytes, &opts(k)).map(|_| ());
+        match &ours {
+            Ok(()) => {
+                crate::common::reference_verify(&path, &k.audit.fingerprint());
+            }
+            Err(_) => {
+                let why = crate::common::reference_rejects(&path, &k.audit.fingerprint());
+                assert!(why.contains(reference), "reference verifier: {why}");
+            }
+        }
+        ours.map_err(|e| (e.line, e.problem))
+    }
+
+    fn whereabouts_problem(result: Result<(), (usize, Problem)>, line: usize) -> String {
+        match result {
+            Err((at, Problem::Whereabouts(why))) if at == line => why,
+            other => panic!("expected a kms_identity problem at line {line}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn v4_where_it_ran_verifies_in_both_verifiers() {
+        let k = keys();
+        both_v4(&k, records_v4(&k, |_| {}, |_| {}), "").unwrap();
+    }
+
+    #[test]
+    fn v4_an_account_other_than_the_pinned_one_is_refused_by_both_verifiers() {
+        let k = keys();
+        let r = records_v4(&k, |id| id.account = "999999999999".into(), |_| {});
+        // Refused at the record after it: only ceremony_aborted may follow such a record.
+        let at = position(&r, RecordType::KmsIdentity) + 2;
+        let why = whereabouts_problem(
+            both_v4(
+                &k,
+                r,
+                "but the ceremony file pins kms.account = '000000000000'",
+            ),
+            at,
+        );
+        assert_eq!(
+            why,
+            "the ceremony ran as account 999999999999 (arn:aws:iam::000000000000:root), but the ceremony file pins kms.account = \"000000000000\", and the ceremony went on to kms_preflight (byok stops there)"
+        );
+    }
+
+    #[test]
+    fn v4_a_ceremony_stopped_at_a_wrong_account_verifies_in_both_verifiers() {
+        // What byok writes when the pin does not match: kms_identity, then the abort.
+        let k = keys();
+        let r = records_v4(
+            &k,
+            |id| id.account = "999999999999".into(),
+            |r| {
+                let at = position(r, RecordType::KmsIdentity);
+                r.truncate(at + 1);
+                r.push((
+                    RecordType::CeremonyAborted,
+                    v(&p::CeremonyAborted {
+                        step: "kms_preflight".into(),
+                        target_index: None,
+                        error_class: "precondition".into(),
+                        message: "wrong account".into(),
+                        destroyed_handles: vec![],
+                        kept_keys: vec![],
+                        cleanup_errors: vec![],
+                        targets: (0..2)
+                            .map(|i| p::TargetOutcome {
+                                index: i as u64,
+                                key: KEYS[i].into(),
+                                key_arn: None,
+                                status: "not_started".into(),
+                                key_material_id: None,
+                                kcv: None,
+                            })
+                            .collect(),
+                    }),
+                ));
+            },
+        );
+        both_v4(&k, r, "").unwrap();
+    }
+
+    #[test]
+    fn v4_a_pinned_account_the_record_does_not_repeat_is_refused() {
+        let k = keys();
+        let r = records_v4(&k, |id| id.pinned_account = None, |_| {});
+        let at = position(&r, RecordType::KmsIdentity) + 1;
+        let why = whereabouts_problem(both_v4(&k, r, "pinned_account"), at);
+        crate::common::assert_contains(
+            &why,
+            "pinned_account is none, but the ceremony file's kms.account is \"000000000000\"",
+        );
+    }
+
+    #[test]
+    fn v4_an_endpoint_other_than_the_named_one_is_refused_by_both_verifiers() {
+        for (what, change) in [
+            (
+                "endpoint",
+                (|id: &mut p::KmsIdentity| id.endpoint = "http://127.0.0.1:9999".into())
+                    as fn(&mut p::KmsIdentity),
+            ),
+            ("sts_endpoint", |id| {
+                id.sts_endpoint = "https://sts.us-east-1.amazonaws.com".into()
+            }),
+        ] {
+            let k = keys();
+            let r = records_v4(&k, change, |_| {});
+            let at = position(&r, RecordType::KmsIdentity) + 2;
+            let why =
+                whereabouts_problem(both_v4(&k, r, "names endpoint http://127.0.0.1:4566"), at);
+            crate::common::assert_contains(&why, &format!("{what} is "));
+            crate::common::assert_contains(
+                &why,
+                "but the ceremony file names endpoint http://127.0.0.1:4566",
+            );
+        }
+    }
+
+    #[test]
+    fn v4_without_kms_identity_is_refused_by_both_verifiers() {
+        let k = keys();
+        let r = records_v4(
+            &k,
+            |_| {},
+            |r| {
+                let at = position(r, RecordType::KmsIdentity);
+                r.remove(at);
+            },
+        );
+        let at = position(&r, RecordType::KmsPreflight) + 1;
+        let why = whereabouts_problem(
+            both_v4(&k, r, "records kms_identity before kms_preflight"),
+            at,
+        );
+        assert_eq!(
+            why,
+            "a version 4 transcript records kms_identity (where the ceremony ran, and as whom) before kms_preflight; it has none"
+        );
+    }
+
+    #[test]
+    fn v4_a_second_kms_identity_is_refused_and_version_3_has_none() {
+        let k = keys();
+        let r = records_v4(
+            &k,
+            |_| {},
+            |r| {
+                let at = position(r, RecordType::KmsIdentity);
+                let again = r[at].clone();
+                r.insert(at + 1, again);
+            },
+        );
+        let at = position(&r, RecordType::KmsIdentity) + 2;
+        let why = whereabouts_problem(both_v4(&k, r, "a second kms_identity"), at);
+        crate::common::assert_contains(&why, "a second kms_identity");
+        // The same record in a version-3 transcript.
+        let r = records_v4(&k, |_| {}, |_| {});
+        let at = position(&r, RecordType::KmsIdentity) + 1;
+        let (line, problem) = both(&k, r, "exists only from format version 4 on").unwrap_err();
+        assert_eq!(line, at);
+        assert!(matches!(problem, Problem::Misplaced { .. }), "{problem:?}");
+    }
 }
