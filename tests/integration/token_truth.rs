@@ -119,7 +119,8 @@ impl Kms for Inspect {
         get_parameters_for_import,
         rotate_key_on_demand,
         encrypt,
-        decrypt
+        decrypt,
+        whereabouts
     );
     fn import_key_material(
         &self,
