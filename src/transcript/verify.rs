@@ -76,6 +76,14 @@ pub enum Problem {
     BadPayload { kind: String, why: String },
     #[error("target {index}: {why}")]
     BadTarget { index: u64, why: String },
+    #[error(
+        "{what} carries run id {found}, but record 0's run_id is {expected}: an approval or decline from another run does not count in this one"
+    )]
+    WrongRun {
+        what: String,
+        found: String,
+        expected: String,
+    },
 }
 
 /// The first invalid line of a transcript.
@@ -490,6 +498,8 @@ struct DualState {
     facts: std::collections::HashMap<RecordType, Value>,
     ceremony_id: String,
     preflight_seen: bool,
+    /// (v4) Record 0's run id: every statement approved or declined carries it.
+    run_id: Option<String>,
 }
 
 impl DualState {
@@ -621,6 +631,7 @@ impl DualState {
         if statement["point"].as_str() != Some(point) {
             return Err(bad(format!("the statement's point is not {point}")));
         }
+        self.same_run(&format!("{name}'s {point} approval"), &statement)?;
         let signed = jcs::to_vec(&statement).map_err(|e| bad(e.to_string()))?;
         if data["statement_sha256"].as_str() != Some(hex::encode(Sha256::digest(&signed)).as_str())
         {
@@ -647,6 +658,24 @@ impl DualState {
         }
         self.approved.push((point, name, fp, statement));
         Ok(())
+    }
+
+    /// A statement carries record 0's run id (format version 4), or none before.
+    fn same_run(&self, what: &str, statement: &Value) -> Result<(), Problem> {
+        let found = statement.get("run_id");
+        let ok = match (&self.run_id, found) {
+            (None, None) => true,
+            (Some(want), Some(Value::String(got))) => want == got,
+            _ => false,
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(Problem::WrongRun {
+            what: what.to_string(),
+            found: found.map_or_else(|| "(none)".to_string(), |v| v.to_string()),
+            expected: self.run_id.clone().unwrap_or_else(|| "(none)".to_string()),
+        })
     }
 
     fn summary(&self) -> Vec<(String, Vec<String>)> {
@@ -761,6 +790,21 @@ impl V2State {
                     });
                 }
                 self.dual = DualState::from_start(data, audit_fp)?;
+                let run_id_ok = match (&s.run_id, self.version) {
+                    (Some(id), 4..) => {
+                        id.len() == 32
+                            && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                    }
+                    (None, ..4) => true,
+                    _ => false,
+                };
+                if !run_id_ok {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "run_id is 32 lowercase hex digits (128 random bits) from format version 4 on, and absent before".into(),
+                    });
+                }
+                self.dual.run_id.clone_from(&s.run_id);
                 self.dual.plan_expected = crate::quorum::to_value(&crate::quorum::PlanStatement {
                     point: crate::quorum::PLAN.into(),
                     ceremony_id: s.ceremony_id.clone(),
@@ -768,6 +812,7 @@ impl V2State {
                     audit_key_sha256: audit_fp.to_string(),
                     targets: s.targets.iter().map(|t| t.key.clone()).collect(),
                     resumes: s.resumes.as_ref().map(|r| r.last_line_sha256.clone()),
+                    run_id: s.run_id.clone(),
                 })
                 .map_err(|e| Problem::BadPayload {
                     kind: kind.to_string(),
@@ -1284,6 +1329,7 @@ impl V2State {
             kind: kind.to_string(),
             why,
         };
+        self.dual.same_run(&format!("the statement of {kind}"), statement)?;
         let digest = crate::quorum::statement_sha256(statement).map_err(|e| bad(e.to_string()))?;
         if digest != statement_sha256 {
             return Err(bad(
@@ -1663,13 +1709,21 @@ impl V2State {
                     r.custodian
                 ))
             })?;
+        self.dual.same_run(
+            &format!("the {} statement {} declined", r.point, r.custodian),
+            &r.statement,
+        )?;
         let signed_statement = jcs::to_vec(&r.statement).map_err(|e| bad(e.to_string()))?;
         if r.statement_sha256 != hex::encode(Sha256::digest(&signed_statement)) {
             return Err(bad(
                 "declined: statement_sha256 is not the SHA-256 of the statement".into(),
             ));
         }
-        let expected = crate::quorum::decline_statement(&r.point, &r.statement_sha256);
+        let expected = crate::quorum::decline_statement(
+            &r.point,
+            &r.statement_sha256,
+            self.dual.run_id.as_deref(),
+        );
         if r.signed_by.as_deref() != Some("custodian_token")
             || r.decline.as_ref() != Some(&expected)
         {
