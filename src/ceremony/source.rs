@@ -82,6 +82,7 @@ impl Source {
         let opts = VerifyOptions {
             audit_key_sha256: Some(audit_key_sha256.to_string()),
             allow_truncated: false,
+            ..VerifyOptions::default()
         };
         let report = verify::verify_bytes(&bytes, &opts).map_err(|invalid| {
             refused(format!(

@@ -22,6 +22,14 @@ use crate::jcs;
 pub struct VerifyOptions {
     /// Expected SHA-256 (hex) of the audit key's SPKI DER, from a source outside the transcript.
     pub audit_key_sha256: Option<String>,
+    /// Expected SHA-256 (hex) of the ceremony file embedded in record 0: the approved file,
+    /// from `--ceremony-file` or a pin file.
+    pub ceremony_file_sha256: Option<String>,
+    /// Custodian name → expected SHA-256 (hex) of their approval key's SPKI. When any is
+    /// given, the embedded ceremony file must name exactly these custodians with these keys.
+    pub custodians: Vec<(String, String)>,
+    /// The smallest quorum the auditor accepts; a rehearsal (dual control off) fails it.
+    pub require_quorum: Option<usize>,
     /// Accept a transcript cut off by a crash (no closing record, or a partial last line,
     /// which is then ignored): `byok run --resume` reads such transcripts. `byok verify`
     /// never sets it: for an auditor a cut-off transcript is invalid.
@@ -76,6 +84,8 @@ pub enum Problem {
     BadPayload { kind: String, why: String },
     #[error("target {index}: {why}")]
     BadTarget { index: u64, why: String },
+    #[error("not what the auditor pinned: {0}")]
+    NotAsPinned(String),
     #[error(
         "{what} carries run id {found}, but record 0's run_id is {expected}: an approval or decline from another run does not count in this one"
     )]
@@ -124,6 +134,13 @@ pub struct Report {
     pub approvals: Vec<(String, Vec<String>)>,
     /// A reimport's `source_verified` (version 3).
     pub source: Option<p::SourceVerified>,
+    /// (v4) Record 0's run id.
+    pub run_id: Option<String>,
+    /// The SHA-256 of each statement custodians approved (or, in a rehearsal, the operator
+    /// confirmed), by approval point, in transcript order: what the paper record lists.
+    pub statements: Vec<(String, String)>,
+    /// The custodians the embedded ceremony file pins: name and approval-key SHA-256.
+    pub custodians: Vec<(String, String)>,
 }
 
 /// Reads and verifies a transcript file.
@@ -363,6 +380,7 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            check_pins(&map["data"], opts).map_err(|p| bad(n, p))?;
         }
         if version == 1 {
             if n == 1 {
@@ -397,6 +415,14 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
     } else {
         (v2.quorum, v2.dual.summary())
     };
+    let dual_state = if version == 1 { &dual } else { &v2.dual };
+    let mut statements = Vec::new();
+    if quorum.is_some()
+        && let Ok(digest) = crate::quorum::statement_sha256(&dual_state.plan_expected)
+    {
+        statements.push((crate::quorum::PLAN.to_string(), digest));
+    }
+    statements.extend(v2.digests.iter().cloned());
     let targets = match outcome {
         RecordType::CeremonyFinished => {
             serde_json::from_value::<p::CeremonyFinished>(outcome_data.clone())
@@ -426,6 +452,9 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
         quorum,
         approvals,
         source: v2.source.clone(),
+        run_id: dual_state.run_id.clone(),
+        statements,
+        custodians: dual_state.pinned.clone(),
     })
 }
 
@@ -477,6 +506,65 @@ fn start_record(
         .ok_or_else(|| field("data.ceremony_id", "must be a string"))?
         .to_string();
     Ok((verifier, id, found))
+}
+
+/// Record 0 against what the auditor pinned besides the audit key: the ceremony file's
+/// SHA-256, the custodians and their keys, the smallest quorum.
+fn check_pins(data: &Value, opts: &VerifyOptions) -> Result<(), Problem> {
+    let file = data["ceremony_file"].as_str().unwrap_or_default();
+    if let Some(want) = &opts.ceremony_file_sha256 {
+        let found = hex::encode(Sha256::digest(file.as_bytes()));
+        if !want.eq_ignore_ascii_case(&found) {
+            return Err(Problem::NotAsPinned(format!(
+                "the embedded ceremony file's SHA-256 is {found}, but the approved file's is {}: they are not byte-identical",
+                want.to_ascii_lowercase()
+            )));
+        }
+    }
+    if opts.custodians.is_empty() && opts.require_quorum.is_none() {
+        return Ok(());
+    }
+    let Some((quorum, listed)) = crate::spec::pinned_dual_control(file) else {
+        return Err(Problem::NotAsPinned(
+            "the embedded ceremony file turns dual control off (a rehearsal), but custodians or a quorum were pinned".into(),
+        ));
+    };
+    if let Some(m) = opts.require_quorum
+        && quorum < m
+    {
+        return Err(Problem::NotAsPinned(format!(
+            "the embedded ceremony file's quorum is {quorum}, smaller than the required {m}"
+        )));
+    }
+    for (name, want) in &opts.custodians {
+        match listed.iter().find(|(n, _)| n == name) {
+            None => {
+                return Err(Problem::NotAsPinned(format!(
+                    "custodian {}: the embedded ceremony file names no custodian so called",
+                    crate::text::escape(name)
+                )));
+            }
+            Some((_, found)) if !found.eq_ignore_ascii_case(want) => {
+                return Err(Problem::NotAsPinned(format!(
+                    "custodian {}: the embedded ceremony file pins approval key {found}, but the pinned key is {}",
+                    crate::text::escape(name),
+                    want.to_ascii_lowercase()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if !opts.custodians.is_empty()
+        && let Some((extra, _)) = listed
+            .iter()
+            .find(|(n, _)| !opts.custodians.iter().any(|(p, _)| p == n))
+    {
+        return Err(Problem::NotAsPinned(format!(
+            "the embedded ceremony file names custodian {}, whom the pins do not name: pin every custodian of the paper record",
+            crate::text::escape(extra)
+        )));
+    }
+    Ok(())
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, a valid date and time.
@@ -733,6 +821,8 @@ struct V2State {
     alias_pre: std::collections::HashMap<u64, p::AliasPreflight>,
     swap_confirmed: Option<crate::quorum::SwapStatement>,
     moved: std::collections::HashSet<u64>,
+    /// Each confirmed statement's point and SHA-256, in order.
+    digests: Vec<(String, String)>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Result<T, Problem> {
@@ -793,7 +883,9 @@ impl V2State {
                 let run_id_ok = match (&s.run_id, self.version) {
                     (Some(id), 4..) => {
                         id.len() == 32
-                            && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                            && id
+                                .bytes()
+                                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
                     }
                     (None, ..4) => true,
                     _ => false,
@@ -980,6 +1072,8 @@ impl V2State {
                 let r: p::RotateConfirmed = typed(kind, data)?;
                 self.rotation_only(kind)?;
                 self.confirm_rotation(&r)?;
+                self.digests
+                    .push((crate::quorum::ROTATE.into(), r.statement_sha256.clone()));
             }
             R::KeyRotated => {
                 let r: p::KeyRotated = typed(kind, data)?;
@@ -1097,6 +1191,8 @@ impl V2State {
             R::SwapConfirmed => {
                 let r: p::SwapConfirmed = typed(kind, data)?;
                 self.confirm_swap(&r)?;
+                self.digests
+                    .push((crate::quorum::SWAP.into(), r.statement_sha256.clone()));
             }
             R::AliasUpdated => {
                 let r: p::AliasUpdated = typed(kind, data)?;
@@ -1152,6 +1248,8 @@ impl V2State {
             R::ImportConfirmed => {
                 let r: p::ImportConfirmed = typed(kind, data)?;
                 self.confirm(&r)?;
+                self.digests
+                    .push((crate::quorum::IMPORT.into(), r.statement_sha256.clone()));
                 let s = self.confirmed.as_ref().map(|s| {
                     (
                         s.kind.clone(),
@@ -1329,7 +1427,8 @@ impl V2State {
             kind: kind.to_string(),
             why,
         };
-        self.dual.same_run(&format!("the statement of {kind}"), statement)?;
+        self.dual
+            .same_run(&format!("the statement of {kind}"), statement)?;
         let digest = crate::quorum::statement_sha256(statement).map_err(|e| bad(e.to_string()))?;
         if digest != statement_sha256 {
             return Err(bad(
