@@ -823,6 +823,15 @@ struct V2State {
     moved: std::collections::HashSet<u64>,
     /// Each confirmed statement's point and SHA-256, in order.
     digests: Vec<(String, String)>,
+    /// The record types seen so far, with the target each named (if any): the step sequence.
+    seen: std::collections::HashSet<(RecordType, Option<u64>)>,
+    /// The type of the previous record.
+    last: Option<RecordType>,
+    /// Each target's `key_imported`, `kept_key_checked`-free facts for the final cross-check.
+    key_imported: std::collections::HashMap<u64, p::KeyImported>,
+    /// Targets whose `import_verified`, `rotation_verified` or `alias_verified` reported a
+    /// problem.
+    problems: std::collections::HashSet<u64>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Result<T, Problem> {
@@ -833,7 +842,287 @@ fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Resu
 }
 
 impl V2State {
+    /// One record: what must precede it (the step sequence), its own rules, then the
+    /// cross-checks of the final record against the step records and the statements.
     fn check(&mut self, kind: RecordType, data: &Value, audit_fp: &str) -> Result<(), Problem> {
+        let target = data.get("target_index").and_then(Value::as_u64);
+        if kind != RecordType::CeremonyStarted {
+            self.sequence(kind, target)?;
+        }
+        self.check_record(kind, data, audit_fp)?;
+        match kind {
+            RecordType::CeremonyFinished => {
+                let r: p::CeremonyFinished = typed(kind, data)?;
+                self.complete(&r.targets)?;
+                self.cross_check(&r.targets)?;
+            }
+            RecordType::CeremonyAborted => {
+                let r: p::CeremonyAborted = typed(kind, data)?;
+                self.cross_check(&r.targets)?;
+            }
+            RecordType::KeyImported => {
+                let r: p::KeyImported = typed(kind, data)?;
+                self.key_imported.insert(r.target_index, r);
+            }
+            RecordType::ImportVerified
+            | RecordType::RotationVerified
+            | RecordType::AliasVerified
+                if data["problems"].as_array().is_some_and(|a| !a.is_empty()) =>
+            {
+                self.problems.extend(target);
+            }
+            _ => {}
+        }
+        self.seen.insert((kind, target));
+        self.last = Some(kind);
+        Ok(())
+    }
+
+    fn has(&self, kind: RecordType, target: u64) -> bool {
+        self.seen.contains(&(kind, Some(target)))
+    }
+
+    fn has_any(&self, kind: RecordType) -> bool {
+        self.seen.iter().any(|(k, _)| *k == kind)
+    }
+
+    /// What must precede a record of `kind` (for `target`), whatever comes after: the rules
+    /// of "The step sequence" in docs/transcript.md. An aborted transcript must hold what
+    /// precedes the step where it stopped, and nothing is required after it.
+    fn sequence(&self, kind: RecordType, target: Option<u64>) -> Result<(), Problem> {
+        use RecordType as R;
+        let misplaced = |why: &'static str| {
+            Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why,
+            })
+        };
+        if kind == R::HsmOpened {
+            if self.has_any(R::HsmOpened) {
+                return misplaced("hsm_opened is written once, as record 1");
+            }
+        } else if kind != R::CeremonyAborted && !self.has_any(R::HsmOpened) {
+            return misplaced(
+                "every record after ceremony_started follows hsm_opened (record 1: the HSM opened and the login)",
+            );
+        }
+        if self.last == Some(R::CleanupDone) && !kind.is_terminal() {
+            return misplaced("only ceremony_finished or ceremony_aborted follows cleanup_done");
+        }
+        if matches!(self.kind.as_str(), "rollback" | "reimport")
+            && !matches!(kind, R::HsmOpened | R::SourceVerified | R::CeremonyAborted)
+            && self.source.is_none()
+        {
+            return misplaced(
+                "in a rollback or a reimport, source_verified follows hsm_opened, before any other record",
+            );
+        }
+        let per_target = |need: R, why: &'static str| -> Result<(), Problem> {
+            match target {
+                Some(i) if !self.has(need, i) => Err(Problem::BadTarget {
+                    index: i,
+                    why: format!("{kind} is not preceded by this target's {need}: {why}"),
+                }),
+                _ => Ok(()),
+            }
+        };
+        match kind {
+            R::CapabilityChecked if self.has_any(R::CapabilityChecked) => {
+                return misplaced("the known-answer test is recorded once per run");
+            }
+            R::CleanupDone if self.has_any(R::CleanupDone) => {
+                return misplaced("cleanup_done is written once");
+            }
+            R::CeremonyFinished if self.last != Some(R::CleanupDone) => {
+                return misplaced(
+                    "ceremony_finished follows cleanup_done (the session objects destroyed)",
+                );
+            }
+            R::ImportParameters => per_target(
+                R::KmsPreflight,
+                "GetParametersForImport is asked for a key DescribeKey checked",
+            )?,
+            R::KeyGenerated => {
+                if self.kind == "reimport" {
+                    return misplaced("a reimport generates nothing: it wraps the kept key");
+                }
+                per_target(
+                    R::ImportParameters,
+                    "the key is generated after its import parameters",
+                )?;
+            }
+            R::KeyWrapped | R::ImportConfirmed if !self.has_any(R::CapabilityChecked) => {
+                return misplaced(
+                    "a wrap, and the import approval, follow capability_checked (the known-answer test)",
+                );
+            }
+            _ => {}
+        }
+        if kind == R::KeyWrapped {
+            per_target(
+                R::ImportParameters,
+                "a key is wrapped under KMS's public key",
+            )?;
+            if self.kind == "reimport" {
+                per_target(R::KeptKeyChecked, "a reimport wraps the checked kept key")?;
+            } else {
+                per_target(R::KeyGenerated, "only a generated key is wrapped")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A finished ceremony: every record its kind requires for every target is there, and
+    /// no target is left behind (docs/transcript.md, "The step sequence").
+    fn complete(&self, outcomes: &[p::TargetOutcome]) -> Result<(), Problem> {
+        use RecordType as R;
+        if matches!(self.kind.as_str(), "rollback" | "reimport") && self.source.is_none() {
+            return Err(Problem::Misplaced {
+                kind: R::CeremonyFinished.to_string(),
+                why: "a finished rollback or reimport has source_verified",
+            });
+        }
+        let allowed: &[&str] = match (self.kind.as_str(), self.strategy.as_str()) {
+            ("import", _) => &["imported", "done", "imported_unrecorded"],
+            ("reimport", _) => &["imported"],
+            ("rotate", "alias-swap") => &["swapped"],
+            ("rotate", _) => &["rotated"],
+            _ => &["rolled_back", "done"],
+        };
+        for o in outcomes {
+            let i = o.index;
+            let bad = |why: String| Problem::BadTarget { index: i, why };
+            if !allowed.contains(&o.status.as_str()) {
+                return Err(bad(format!(
+                    "a finished {} ceremony reports it {}; it leaves every target {}",
+                    if self.strategy.is_empty() {
+                        self.kind.clone()
+                    } else {
+                        format!("{} ({})", self.kind, self.strategy)
+                    },
+                    o.status,
+                    allowed.join(" or ")
+                )));
+            }
+            let mut need: Vec<R> = Vec::new();
+            match o.status.as_str() {
+                "done" | "imported_unrecorded" if self.kind == "rollback" => {
+                    need.push(R::AliasPreflight)
+                }
+                "done" | "imported_unrecorded" => need.push(R::TargetReconciled),
+                "rolled_back" => {
+                    need.extend([R::AliasPreflight, R::AliasUpdated, R::AliasVerified])
+                }
+                _ => {
+                    // imported, rotated, swapped: the import chain, then the kind's own steps.
+                    need.extend([R::KmsPreflight, R::ImportParameters]);
+                    need.push(if self.kind == "reimport" {
+                        R::KeptKeyChecked
+                    } else {
+                        R::KeyGenerated
+                    });
+                    need.push(R::KeyWrapped);
+                    if !self.has(R::ImportReconciled, i) {
+                        need.push(R::KeyImported);
+                    }
+                    need.push(R::ImportVerified);
+                    if self
+                        .targets
+                        .get(i as usize)
+                        .is_some_and(|t| t.keep_key_label.is_some())
+                    {
+                        need.push(R::KeyKept);
+                    }
+                    if o.status == "rotated" {
+                        need.extend([R::RotationPreflight, R::KeyRotated, R::RotationVerified]);
+                    }
+                    if o.status == "swapped" {
+                        need.extend([
+                            R::KeyCreated,
+                            R::AliasPreflight,
+                            R::AliasUpdated,
+                            R::AliasVerified,
+                        ]);
+                    }
+                }
+            }
+            if let Some(missing) = need.iter().find(|k| !self.has(**k, i)) {
+                return Err(bad(format!(
+                    "reported {} in ceremony_finished, but its {missing} record is missing",
+                    o.status
+                )));
+            }
+            if self.problems.contains(&i) {
+                return Err(bad(
+                    "reported finished, but a verification record of it lists problems".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every value the final record repeats is the one the step records and the approved
+    /// statements give: key ARN, KCV, KeyMaterialId.
+    fn cross_check(&self, outcomes: &[p::TargetOutcome]) -> Result<(), Problem> {
+        for o in outcomes {
+            let i = o.index;
+            let bad = |why: String| Problem::BadTarget { index: i, why };
+            if let (Some(said), Some(known)) = (&o.key_arn, self.arns.get(&i))
+                && said != known
+            {
+                return Err(bad(format!(
+                    "the final record says key ARN {said}, but the step records name {known}"
+                )));
+            }
+            let approved = self
+                .confirmed
+                .as_ref()
+                .and_then(|s| s.targets.iter().find(|t| t.target_index == i));
+            let step_kcv = self
+                .generated
+                .get(&i)
+                .map(|g| g.kcv.clone())
+                .or_else(|| self.kept_checked.get(&i).map(|k| k.kcv_now.clone()));
+            let made = matches!(o.status.as_str(), "imported" | "rotated" | "swapped");
+            if made && o.kcv.is_none() {
+                return Err(bad(format!("reported {} without its KCV", o.status)));
+            }
+            if let Some(kcv) = &o.kcv {
+                for (what, want) in [
+                    (
+                        "the approved import statement",
+                        approved.map(|t| t.kcv.clone()),
+                    ),
+                    ("key_generated (or kept_key_checked)", step_kcv.clone()),
+                ] {
+                    if let Some(want) = want
+                        && *kcv != want
+                    {
+                        return Err(bad(format!(
+                            "the final record says KCV {kcv}, but {what} says {want}"
+                        )));
+                    }
+                }
+            }
+            if let (Some(said), Some(Some(imported))) = (
+                &o.key_material_id,
+                self.key_imported.get(&i).map(|k| &k.key_material_id),
+            ) && said != imported
+            {
+                return Err(bad(format!(
+                    "the final record says KeyMaterialId {said}, but key_imported says {imported}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_record(
+        &mut self,
+        kind: RecordType,
+        data: &Value,
+        audit_fp: &str,
+    ) -> Result<(), Problem> {
         use RecordType as R;
         // Nothing but the plan approval itself may follow record 1 before the plan quorum;
         // from version 3 on, the read-only checks (known-answer test, DescribeKey) come first
@@ -1032,6 +1321,21 @@ impl V2State {
             R::KeyWrapped => {
                 let r: p::KeyWrapped = typed(kind, data)?;
                 self.target(r.target_index, Some(&r.key_arn))?;
+                if let Some(params) = self.parameters.get(&r.target_index)
+                    && (params.public_key_sha256 != r.wrapping_public_key_sha256
+                        || params.wrapping_algorithm != r.wrapping_algorithm)
+                {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "key_wrapped used wrapping key {} with {}, but import_parameters gave {} with {}",
+                            r.wrapping_public_key_sha256,
+                            r.wrapping_algorithm,
+                            params.public_key_sha256,
+                            params.wrapping_algorithm
+                        ),
+                    });
+                }
                 if self.confirmed.is_some() {
                     return Err(Problem::Misplaced {
                         kind: kind.to_string(),
@@ -1374,6 +1678,22 @@ impl V2State {
                     return Err(Problem::BadTarget {
                         index: r.target_index,
                         why: "key_kept before KMS held (or may have held) its material".into(),
+                    });
+                }
+                let approved = self.confirmed.as_ref().and_then(|s| {
+                    s.targets
+                        .iter()
+                        .find(|t| t.target_index == r.target_index)
+                        .map(|t| t.kcv.clone())
+                });
+                if approved.as_ref().is_some_and(|kcv| *kcv != r.kcv) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "key_kept says KCV {}, but the approved import statement says {}",
+                            r.kcv,
+                            approved.unwrap_or_default()
+                        ),
                     });
                 }
             }

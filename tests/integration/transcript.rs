@@ -120,11 +120,12 @@ fn writer_and_verifier_round_trip() {
     assert!(!path.exists());
     let started = p::CeremonyStarted {
         kind: Some("import".into()),
+        run_id: Some("0123456789abcdef0123456789abcdef".into()),
         ..v2::started(&signer, &v2::rehearsal_file(&signer))
     };
     w.append(&signer, &started).unwrap();
     assert!(path.exists());
-    // The writer writes the current format (3), whose hsm_opened records the audit key usage.
+    // The writer writes the current format (4), whose hsm_opened records the audit key usage.
     let opened = byok::transcript::payload::HsmOpened {
         audit_key_sign_only: Some(true),
         audit_key_usage: Some("private CKA_SIGN=true; public CKA_VERIFY=true".into()),
@@ -842,6 +843,7 @@ mod v2 {
             resumes: None,
             kind: None,
             strategy: None,
+            run_id: None,
         }
     }
 
@@ -872,6 +874,38 @@ mod v2 {
             statement: statement.clone(),
             statement_sha256: quorum::statement_sha256(statement).unwrap(),
             signature: b64(&by.sign(&signed).unwrap()),
+        }
+    }
+
+    /// The known-answer test every importing ceremony records before its first wrap.
+    pub fn capability_checked() -> p::CapabilityChecked {
+        p::CapabilityChecked {
+            algorithm: "RSAES_OAEP_SHA_1".into(),
+            location: "hsm".into(),
+            mechanism: "CKM_RSA_PKCS_OAEP".into(),
+            known_answer_key_bits: 2048,
+            known_answer_test: "passed".into(),
+            rejected: vec![],
+            process_hardening: None,
+        }
+    }
+
+    /// DescribeKey and the round trip after target `i`'s import, all well.
+    pub fn import_verified(i: usize) -> p::ImportVerified {
+        p::ImportVerified {
+            target_index: i as u64,
+            key_arn: ARNS[i].into(),
+            key_state: "Enabled".into(),
+            enabled: true,
+            origin: "EXTERNAL".into(),
+            expiration_model: Some("KEY_MATERIAL_DOES_NOT_EXPIRE".into()),
+            valid_to_reported: None,
+            current_key_material_id: None,
+            round_trip: "ok".into(),
+            challenge_sha256: "cd".repeat(32),
+            ciphertext_sha256: "ef".repeat(32),
+            problems: vec![],
+            warnings: vec![],
         }
     }
 
@@ -934,6 +968,7 @@ mod v2 {
             audit_key_sha256: k.audit.fingerprint(),
             targets: KEYS.iter().map(|k| k.to_string()).collect(),
             resumes: None,
+            run_id: None,
         });
         let mut targets = vec![import_target(0), import_target(1)];
         statement(&mut targets);
@@ -946,6 +981,7 @@ mod v2 {
             kind: description.map(|_| "rotate".to_string()),
             key_material_description: description.map(str::to_string),
             source_last_line_sha256: None,
+            run_id: None,
         };
         whole(&mut whole_statement);
         let import = v(&whole_statement);
@@ -972,6 +1008,7 @@ mod v2 {
                 }),
             ));
         }
+        recs.push((RecordType::CapabilityChecked, v(&capability_checked())));
         for i in 0..2 {
             let t = import_target(i);
             recs.push((
@@ -1046,6 +1083,9 @@ mod v2 {
                     import_token_sha256: t.import_token_sha256.clone(),
                 }),
             ));
+        }
+        for i in 0..2 {
+            recs.push((RecordType::ImportVerified, v(&import_verified(i))));
         }
         recs.push((
             RecordType::CleanupDone,
@@ -1290,11 +1330,10 @@ mod v2 {
             &k,
             |_| {},
             |r| {
-                let i = r
-                    .iter()
-                    .position(|(t, d)| *t == RecordType::KeyImported && d["target_index"] == 1)
-                    .unwrap();
-                r.remove(i);
+                r.retain(|(t, d)| {
+                    !(matches!(t, RecordType::KeyImported | RecordType::ImportVerified)
+                        && d["target_index"] == 1)
+                });
             },
         )
         .unwrap_err();
@@ -1396,7 +1435,7 @@ mod v2 {
     fn no_step_may_run_before_the_plan_quorum() {
         let k = keys();
         // Without any kms_preflight, the first record after the one plan approval is
-        // import_parameters: the rule is not tied to one record type.
+        // capability_checked: the rule is not tied to one record type.
         let (_, problem) = verify(
             &k,
             |_| {},
@@ -1409,7 +1448,7 @@ mod v2 {
         assert_eq!(
             problem,
             Problem::QuorumMissing {
-                step: "import_parameters".into(),
+                step: "capability_checked".into(),
                 point: "plan",
                 need: 2,
                 have: 1
@@ -1508,6 +1547,7 @@ mod v2 {
             audit_key_sha256: k.audit.fingerprint(),
             targets: KEYS.iter().map(|k| k.to_string()).collect(),
             resumes: None,
+            run_id: None,
         })
     }
 
@@ -1515,7 +1555,7 @@ mod v2 {
     fn decline(k: &Keys, name: &str, by: &SoftSigner) -> p::Declined {
         let plan = plan_statement(k);
         let digest = quorum::statement_sha256(&plan).unwrap();
-        let d = quorum::decline_statement("plan", &digest);
+        let d = quorum::decline_statement("plan", &digest, None);
         p::Declined {
             point: "plan".into(),
             custodian: name.into(),
@@ -1573,15 +1613,15 @@ mod v2 {
     #[test]
     fn v3_import_parameters_before_the_plan_approval_is_refused() {
         let k = keys();
-        // Move the plan approvals after the first import_parameters.
+        // Move the plan approvals after the known-answer test and the first import_parameters.
         let (line, problem) = verify_v3(&k, |r| {
             let approvals: Vec<_> = r.drain(4..6).collect();
             for (i, rec) in approvals.into_iter().enumerate() {
-                r.insert(5 + i, rec);
+                r.insert(6 + i, rec);
             }
         })
         .unwrap_err();
-        assert_eq!(line, 5);
+        assert_eq!(line, 6);
         assert!(
             matches!(problem, Problem::QuorumMissing { .. }),
             "{problem:?}"
@@ -1710,6 +1750,7 @@ mod v2 {
                     key_material_id: NEW.into(),
                 })
                 .collect(),
+            run_id: None,
         };
         rotate(&mut statement);
         let value = v(&statement);
@@ -2216,6 +2257,7 @@ mod v2 {
             audit_key_sha256: k.audit.fingerprint(),
             targets: KEYS.iter().map(|k| k.to_string()).collect(),
             resumes: None,
+            run_id: None,
         });
         let mut started = started(&k.audit, &file);
         started.kind = Some("rollback".into());
@@ -2234,6 +2276,7 @@ mod v2 {
                     to_key_arn: PREVIOUS[i].into(),
                 })
                 .collect(),
+            run_id: None,
         };
         swap(&mut statement);
         let value = v(&statement);
