@@ -86,6 +86,8 @@ pub enum Problem {
     BadTarget { index: u64, why: String },
     #[error("not what the auditor pinned: {0}")]
     NotAsPinned(String),
+    #[error("the ceremony file in record 0 fails `byok check`: {0}")]
+    CeremonyFile(String),
     #[error(
         "{what} carries run id {found}, but record 0's run_id is {expected}: an approval or decline from another run does not count in this one"
     )]
@@ -1152,6 +1154,36 @@ impl V2State {
         match kind {
             R::CeremonyStarted => {
                 let s: p::CeremonyStarted = typed(kind, data)?;
+                // One reading of the ceremony file: `byok check`'s, without its clock.
+                let c = crate::spec::validate_offline(&s.ceremony_file).map_err(|e| {
+                    Problem::CeremonyFile(match e {
+                        crate::spec::SpecError::Invalid { problems, .. } => problems
+                            .iter()
+                            .map(|p| format!("{}: {}", p.field, p.message))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        other => other.to_string(),
+                    })
+                })?;
+                let listed: Vec<(&str, &str)> = s
+                    .targets
+                    .iter()
+                    .map(|t| (t.key.as_str(), t.region.as_str()))
+                    .collect();
+                let filed: Vec<(&str, &str)> = c
+                    .targets
+                    .iter()
+                    .map(|t| (t.key.as_str(), t.region.as_str()))
+                    .collect();
+                if s.ceremony_id != c.id
+                    || (self.version >= 3 && s.kind.as_deref() != Some(c.import.kind.name()))
+                    || listed != filed
+                {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "ceremony_id, kind or the targets (key and region, in order) are not what the embedded ceremony file says".into(),
+                    });
+                }
                 for (i, t) in s.targets.iter().enumerate() {
                     if t.index != i as u64 {
                         return Err(Problem::BadTarget {

@@ -770,22 +770,44 @@ mod v2 {
     /// A one-target rehearsal file (dual control off).
     pub fn rehearsal_file(audit: &SoftSigner) -> String {
         format!(
-            "[ceremony]\nid = \"t\"\noperator = \"O\"\n[hsm]\naudit_key_sha256 = \"{}\"\n[kms]\nregion = \"us-east-1\"\nkey = \"alias/x\"\n[dual_control]\nenabled = false\n",
+            "[ceremony]\nid = \"t\"\ndescription = \"test\"\noperator = \"O\"\n{HSM}audit_key_sha256 = \"{}\"\n[kms]\nregion = \"us-east-1\"\nkey = \"alias/x\"\n{IMPORT}[dual_control]\nenabled = false\n",
             audit.fingerprint()
         )
     }
 
+    /// The HSM part of every test file, valid for `byok check`.
+    const HSM: &str = "[hsm]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"byok-hsm\"\naudit_key_label = \"byok-audit\"\n";
+
+    /// The import part of the test files of kinds that import.
+    const IMPORT: &str = "[import]\nwrapping_algorithm = \"RSAES_OAEP_SHA_1\"\nwrapping_key_spec = \"RSA_4096\"\nwrap = \"hsm\"\nexpiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"\n";
+
     fn file(k: &Keys) -> String {
+        file_for(k, "import")
+    }
+
+    /// A two-target 2-of-3 ceremony file of `kind` (`import`, `rotate` for a new-material
+    /// rotation, `reimport` or `rollback`; the last two get their `[source]` from the caller),
+    /// valid for `byok check` (verify reads the embedded file by its rules).
+    fn file_for(k: &Keys, kind: &str) -> String {
         let mut f = format!(
-            "[ceremony]\nid = \"t\"\noperator = \"O\"\n[hsm]\naudit_key_sha256 = \"{}\"\n[kms]\nregion = \"us-east-1\"\n[dual_control]\nquorum = 2\n",
+            "[ceremony]\nid = \"t\"\nkind = \"{kind}\"\ndescription = \"test\"\noperator = \"O\"\n{HSM}audit_key_sha256 = \"{}\"\n[kms]\nregion = \"us-east-1\"\n",
             k.audit.fingerprint()
         );
+        if kind == "rotate" {
+            f.push_str(&format!(
+                "[rotation]\nstrategy = \"new-material\"\nkey_material_description = \"{DESCRIPTION}\"\n"
+            ));
+        }
+        if kind != "rollback" {
+            f.push_str(IMPORT);
+        }
+        f.push_str("[dual_control]\nquorum = 2\n");
         for key in KEYS {
             f.push_str(&format!("[[target]]\nkey = \"{key}\"\n"));
         }
         for (name, s) in &k.custodians {
             f.push_str(&format!(
-                "[[custodian]]\nname = \"{name}\"\npublic_key_sha256 = \"{}\"\n",
+                "[[custodian]]\nname = \"{name}\"\ntoken_label = \"cust-{name}\"\nkey_label = \"byok-approval\"\npublic_key_sha256 = \"{}\"\n",
                 s.fingerprint()
             ));
         }
@@ -947,7 +969,12 @@ mod v2 {
         statement: impl FnOnce(&mut Vec<ImportTarget>),
         edit: impl FnOnce(&mut Records),
     ) -> Records {
-        records_for(k, &file(k), description, |_| {}, statement, edit)
+        let kind = if description.is_some() {
+            "rotate"
+        } else {
+            "import"
+        };
+        records_for(k, &file_for(k, kind), description, |_| {}, statement, edit)
     }
 
     /// [`records_of`] for the ceremony file `file`; `whole` changes the whole import
@@ -1925,11 +1952,14 @@ mod v2 {
                 why: "reported rotated, but no rotation of it is recorded".into()
             }
         );
-        // The same records in a ceremony whose record 0 says kind = import.
-        let line = first_line(&k, RecordType::RotationPreflight);
+        // The same records under a record 0 that says kind = import: record 0 must say what
+        // the embedded ceremony file says (kind = "rotate").
         let (at, problem) = rotation(&k, |_| {}, |r| r[0].1["kind"] = json!("import")).unwrap_err();
-        assert_eq!(at, line);
-        assert!(matches!(problem, Problem::Misplaced { .. }), "{problem:?}");
+        assert_eq!(at, 1);
+        assert!(
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("not what the embedded ceremony file says")),
+            "{problem:?}"
+        );
     }
 
     #[test]
@@ -1977,7 +2007,7 @@ mod v2 {
     ) -> Result<(), (usize, Problem)> {
         let file = format!(
             "{}[source]\ntranscript = \"old.jsonl\"\nlast_line_sha256 = \"{SOURCE}\"\n",
-            file(k)
+            file_for(k, "reimport")
         );
         let mut r = records_for(
             k,
@@ -2221,12 +2251,12 @@ mod v2 {
             matches!(&problem, Problem::BadPayload { why, .. } if why.contains("not the ceremony file's [source]")),
             "{problem:?}"
         );
-        // A reimport record in an import ceremony.
+        // A record 0 that calls the reimport an import: not what its ceremony file says.
         let (line, problem) =
             reimport(&k, |_| {}, |r| r[0].1["kind"] = json!("import")).unwrap_err();
-        assert_eq!(line, 3);
+        assert_eq!(line, 1);
         assert!(
-            matches!(&problem, Problem::Misplaced { kind, .. } if kind == "source_verified"),
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("not what the embedded ceremony file says")),
             "{problem:?}"
         );
     }
@@ -2248,7 +2278,7 @@ mod v2 {
     ) -> Records {
         let file = format!(
             "{}[source]\ntranscript = \"swap.jsonl\"\nlast_line_sha256 = \"{SOURCE}\"\n",
-            file(k)
+            file_for(k, "rollback")
         );
         let plan = v(&PlanStatement {
             point: "plan".into(),
