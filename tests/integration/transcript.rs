@@ -2602,4 +2602,9 @@ mod v2 {
             "{problem:?}"
         );
     }
+
+    /// Format version 4 and the rules of issue 11 (in its own file).
+    mod v4 {
+        include!("verify_v4.rs");
+    }
 }
