@@ -566,3 +566,57 @@ pub fn custodian_enroll(args: &TokenArgs, name: &str, label: &str) -> Result<i32
     ));
     Ok(exit::OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transcript::RecordType;
+    use crate::transcript::payload::TargetOutcome;
+
+    /// Names, ids and keys from a transcript are written by whoever holds the audit key: an
+    /// escape sequence or a line break in them must reach the terminal as visible text.
+    #[test]
+    fn what_verify_prints_from_a_transcript_is_escaped() {
+        let hostile = "Alice\u{1b}[2K\r\ndual control    OFF\u{202e}";
+        let report = verify::Report {
+            version: 4,
+            records: 3,
+            ceremony_id: hostile.into(),
+            ceremony_file_sha256: "ab".repeat(32),
+            closed: true,
+            resumes: None,
+            targets: vec![TargetOutcome {
+                index: 0,
+                key: hostile.into(),
+                key_arn: Some(hostile.into()),
+                status: hostile.into(),
+                key_material_id: None,
+                kcv: Some(hostile.into()),
+            }],
+            audit_key_sha256: "cd".repeat(32),
+            outcome: RecordType::CeremonyAborted,
+            outcome_data: serde_json::json!({"step": hostile, "error_class": hostile, "message": hostile}),
+            last_line_sha256: "ef".repeat(32),
+            audit_key_pinned_externally: true,
+            quorum: Some(2),
+            approvals: vec![("plan".into(), vec![hostile.into()])],
+            source: None,
+            run_id: Some(hostile.into()),
+            statements: vec![("plan".into(), hostile.into())],
+            custodians: vec![(hostile.into(), hostile.into())],
+        };
+        let opts = VerifyOptions {
+            custodians: vec![(hostile.into(), "12".repeat(32))],
+            ..VerifyOptions::default()
+        };
+        let lines = verify_lines(Path::new("t.jsonl"), &report, &opts);
+        let text = lines.join("\n");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{202e}'));
+        assert_eq!(
+            text.lines().count(),
+            lines.len(),
+            "no line of output holds a line break"
+        );
+        assert!(text.contains("Alice\\u{1b}[2K\\u{d}\\u{a}dual control    OFF\\u{202e}"));
+    }
+}

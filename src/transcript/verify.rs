@@ -543,13 +543,13 @@ fn check_pins(data: &Value, opts: &VerifyOptions) -> Result<(), Problem> {
             None => {
                 return Err(Problem::NotAsPinned(format!(
                     "custodian {}: the embedded ceremony file names no custodian so called",
-                    crate::text::escape(name)
+                    name
                 )));
             }
             Some((_, found)) if !found.eq_ignore_ascii_case(want) => {
                 return Err(Problem::NotAsPinned(format!(
                     "custodian {}: the embedded ceremony file pins approval key {found}, but the pinned key is {}",
-                    crate::text::escape(name),
+                    name,
                     want.to_ascii_lowercase()
                 )));
             }
@@ -563,7 +563,7 @@ fn check_pins(data: &Value, opts: &VerifyOptions) -> Result<(), Problem> {
     {
         return Err(Problem::NotAsPinned(format!(
             "the embedded ceremony file names custodian {}, whom the pins do not name: pin every custodian of the paper record",
-            crate::text::escape(extra)
+            extra
         )));
     }
     Ok(())
