@@ -449,6 +449,9 @@ fn the_pins_exit_codes() {
     crate::common::assert_contains(&text, "not what the auditor pinned: custodian A");
     let (code, text) = run(&["--audit-key-sha256", &fp, "--require-quorum", "3"]);
     assert_eq!(code, Some(1), "{text}");
+    let (code, text) = run(&["--audit-key-sha256", &fp, "--custodian", &format!("Mallory={}", "0".repeat(64))]);
+    assert_eq!(code, Some(1), "{text}");
+    crate::common::assert_contains(&text, "custodian Mallory: the embedded ceremony file names no custodian so called");
 
     // Bad pin input: exit 2 with what to fix.
     for (args, says) in [
@@ -471,4 +474,107 @@ fn the_pins_exit_codes() {
     let (code, text) = run(&["--pin-file", pins.to_str().unwrap(), "--audit-key-sha256", &fp]);
     assert_eq!(code, Some(2), "{text}");
     crate::common::assert_contains(&text, "pinned twice with different values");
+}
+
+/// An aborted transcript needs what precedes the step where it stopped, and nothing after.
+#[test]
+fn an_aborted_transcript_needs_only_what_precedes_where_it_stopped() {
+    let k = keys();
+    let aborted = |edit: &dyn Fn(&mut Records)| {
+        forged(&k, |r| {
+            // Stopped at confirm_import: nothing from the import approvals on.
+            r.truncate(at(r, RecordType::KeyWrapped) + 1);
+            edit(r);
+            r.push((
+                RecordType::CeremonyAborted,
+                v(&p::CeremonyAborted {
+                    step: "confirm_import".into(),
+                    target_index: None,
+                    error_class: "aborted".into(),
+                    message: "declined".into(),
+                    destroyed_handles: vec![10],
+                    kept_keys: vec![],
+                    cleanup_errors: vec![],
+                    targets: (0..2)
+                        .map(|i| p::TargetOutcome {
+                            index: i as u64,
+                            key: KEYS[i].into(),
+                            key_arn: Some(ARNS[i].into()),
+                            status: "not_started".into(),
+                            key_material_id: None,
+                            kcv: None,
+                        })
+                        .collect(),
+                }),
+            ));
+        })
+    };
+    // No import, no import_verified, no cleanup_done: valid, it stopped before them.
+    both4(&k, aborted(&|_| {}), "").unwrap();
+    // But what precedes the wrap must be there.
+    let r = aborted(&|r: &mut Records| {
+        r.remove(at(r, RecordType::CapabilityChecked));
+    });
+    let (_, problem) = both4(&k, r, "does not follow capability_checked").unwrap_err();
+    assert!(
+        matches!(&problem, Problem::Misplaced { kind, .. } if kind == "key_wrapped"),
+        "{problem:?}"
+    );
+    // And its final record must not contradict the step records either.
+    let r = aborted(&|_| {});
+    let mut r = r;
+    let n = r.len() - 1;
+    r[n].1["targets"][0]["kcv"] = json!("abcdef");
+    let (_, problem) = both4(&k, r, "the final record says KCV abcdef").unwrap_err();
+    assert!(
+        matches!(&problem, Problem::BadTarget { index: 0, why } if why.contains("but the approved import statement says") || why.contains("but key_generated")),
+        "{problem:?}"
+    );
+}
+
+#[test]
+fn a_rotation_or_a_rollback_missing_its_own_verification_is_refused() {
+    let k = keys();
+    // A rotation whose target 1 has no rotation_verified.
+    let (_, problem) = rotation(
+        &k,
+        |_| {},
+        |r| {
+            let i = r
+                .iter()
+                .rposition(|(t, d)| *t == RecordType::RotationVerified && d["target_index"] == 1)
+                .unwrap();
+            r.remove(i);
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        problem,
+        Problem::BadTarget {
+            index: 1,
+            why: "reported rotated in ceremony_finished, but its rotation_verified record is missing"
+                .into()
+        }
+    );
+    // A rollback whose target 0 has no alias_verified (both verifiers).
+    let r = rollback(
+        &k,
+        |_| {},
+        |r| {
+            let i = r
+                .iter()
+                .position(|(t, d)| *t == RecordType::AliasVerified && d["target_index"] == 0)
+                .unwrap();
+            r.remove(i);
+        },
+    );
+    let (_, problem) = both(&k, r, "its alias_verified record is missing").unwrap_err();
+    assert_eq!(
+        problem,
+        Problem::BadTarget {
+            index: 0,
+            why: "reported rolled_back in ceremony_finished, but its alias_verified record is missing"
+                .into()
+        }
+    );
 }
