@@ -1,5 +1,8 @@
 //! Offline verification of a transcript, exactly as `docs/transcript.md` specifies it, for
-//! format versions 1 (one target, byok 0.1) and 2 (many targets, typed payloads).
+//! format versions 1 (one target, byok 0.1), 2 (many targets, typed payloads), 3 (kinds,
+//! signed declines) and 4 (a run id in every statement). From version 2 on it also reads the
+//! embedded ceremony file with `byok check`'s rules, requires the step sequence of the
+//! ceremony's kind, and cross-checks what the final record repeats.
 //!
 //! The verifier trusts nothing in the file but checks it against itself (hash chain, sequence,
 //! signatures under the audit key carried in record 0, the fingerprint pinned in the ceremony
