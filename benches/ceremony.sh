@@ -56,7 +56,7 @@ for i in $(seq 1 "$runs"); do
 		-e "s|\"2\{64\}\"|\"$BYOK_CUSTODIAN_BOB_SHA256\"|" \
 		-e "s|\"3\{64\}\"|\"$BYOK_CUSTODIAN_CAROL_SHA256\"|" ceremonies/demo-softhsm.toml >"$file"
 	read -r cpu wall < <(one "$file" "$dir/bench-$i.jsonl")
-	"$bin" verify "$dir/bench-$i.jsonl" >/dev/null
+	"$bin" verify "$dir/bench-$i.jsonl" --audit-key-sha256 "$BYOK_AUDIT_KEY_SHA256" >/dev/null
 	printf 'run %2d: cpu %4d ms, wall %4d ms\n' "$i" "$cpu" "$wall"
 	cpus+=("$cpu")
 done

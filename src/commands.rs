@@ -156,157 +156,338 @@ pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Resu
     Ok(exit::OK)
 }
 
-/// `byok verify TRANSCRIPT [--audit-key-sha256 HEX]`.
-pub fn verify(path: &Path, pins: &PinArgs) -> Result<i32, Error> {
-    let audit_key_sha256 = pins.audit_key_sha256.as_deref();
-    if let Some(fp) = audit_key_sha256
-        && (fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()))
-    {
-        return Err(Error::Usage {
+/// A pin file (`--pin-file`): what the paper record says, for `verify` and `report`. Format in
+/// docs/transcript.md ("Pins").
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinFile {
+    audit_key_sha256: String,
+    ceremony_file_sha256: Option<String>,
+    require_quorum: Option<usize>,
+    #[serde(default)]
+    custodians: std::collections::BTreeMap<String, String>,
+}
+
+/// `HEX` as 64 lowercase hex digits, or a usage error naming `what`.
+fn sha256_pin(what: &str, hex: &str) -> Result<String, Error> {
+    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(hex.to_ascii_lowercase())
+    } else {
+        Err(Error::Usage {
             message: format!(
-                "--audit-key-sha256 must be 64 hex digits (the SHA-256 printed by `byok audit-key create`), found {fp:?}"
+                "{what} must be 64 hex digits (a SHA-256 as byok prints it), found {:?}",
+                crate::text::escape(hex)
             ),
+        })
+    }
+}
+
+/// Sets `slot` to `value`, or fails when a pin given twice (flag and pin file) disagrees.
+fn pin_once<T: PartialEq + std::fmt::Display>(
+    slot: &mut Option<T>,
+    value: T,
+    what: &str,
+) -> Result<(), Error> {
+    match slot {
+        Some(old) if *old != value => Err(Error::Usage {
+            message: format!(
+                "{what} is pinned twice with different values ({old} and {value}); give one value"
+            ),
+        }),
+        _ => {
+            *slot = Some(value);
+            Ok(())
+        }
+    }
+}
+
+/// The auditor's pins (`--audit-key-sha256`, `--pin-file`, `--ceremony-file`, `--custodian`,
+/// `--require-quorum`) as [`VerifyOptions`]: shared by `verify` and `report`. Bad input (not
+/// hex, no `=`, an unreadable or malformed file, two pins of one thing that disagree) is a
+/// usage error (exit 2) that says what to fix.
+pub fn verify_options(pins: &PinArgs) -> Result<VerifyOptions, Error> {
+    let mut audit = match &pins.audit_key_sha256 {
+        Some(hex) => Some(sha256_pin("--audit-key-sha256", hex)?),
+        None => None,
+    };
+    let mut file_sha256 = None;
+    let mut quorum = pins.require_quorum;
+    let mut custodians: Vec<(String, String)> = Vec::new();
+    let mut add_custodian = |name: &str, hex: &str, what: &str| -> Result<(), Error> {
+        if name.trim().is_empty() {
+            return Err(Error::Usage {
+                message: format!("{what}: the custodian's name is empty; write NAME=HEX"),
+            });
+        }
+        let fp = sha256_pin(&format!("{what} ({})", crate::text::escape(name)), hex)?;
+        match custodians.iter().find(|(n, _)| n == name) {
+            Some((_, old)) if *old != fp => Err(Error::Usage {
+                message: format!(
+                    "custodian {} is pinned twice with different keys ({old} and {fp}); give one",
+                    crate::text::escape(name)
+                ),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                custodians.push((name.to_string(), fp));
+                Ok(())
+            }
+        }
+    };
+    for c in &pins.custodian {
+        let Some((name, hex)) = c.split_once('=') else {
+            return Err(Error::Usage {
+                message: format!(
+                    "--custodian {}: expected NAME=HEX, e.g. --custodian Alice=<the SHA-256 of Alice's approval key>",
+                    crate::text::escape(c)
+                ),
+            });
+        };
+        add_custodian(name, hex, "--custodian")?;
+    }
+    if let Some(path) = &pins.ceremony_file {
+        let bytes = std::fs::read(path).map_err(|e| Error::Usage {
+            message: format!(
+                "--ceremony-file {}: cannot read it ({e}); give the approved ceremony file",
+                path.display()
+            ),
+        })?;
+        file_sha256 = Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    }
+    if let Some(path) = &pins.pin_file {
+        let what = format!("--pin-file {}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Usage {
+            message: format!("{what}: cannot read it ({e})"),
+        })?;
+        let file: PinFile = toml::from_str(&text).map_err(|e| Error::Usage {
+            message: format!(
+                "{what}: {}; the format is in docs/transcript.md (Pins)",
+                e.message()
+            ),
+        })?;
+        let fp = sha256_pin(&format!("{what}: audit_key_sha256"), &file.audit_key_sha256)?;
+        pin_once(&mut audit, fp, "the audit key SHA-256")?;
+        if let Some(hex) = &file.ceremony_file_sha256 {
+            let fp = sha256_pin(&format!("{what}: ceremony_file_sha256"), hex)?;
+            pin_once(&mut file_sha256, fp, "the ceremony file SHA-256")?;
+        }
+        if let Some(m) = file.require_quorum {
+            pin_once(&mut quorum, m, "the required quorum")?;
+        }
+        for (name, hex) in &file.custodians {
+            add_custodian(name, hex, &format!("{what}: [custodians]"))?;
+        }
+    }
+    if quorum.is_some_and(|m| m < 2) {
+        return Err(Error::Usage {
+            message:
+                "--require-quorum must be at least 2: dual control means two or more custodians"
+                    .into(),
         });
     }
-    let opts = VerifyOptions {
-        audit_key_sha256: audit_key_sha256.map(str::to_string),
+    Ok(VerifyOptions {
+        audit_key_sha256: audit,
+        ceremony_file_sha256: file_sha256,
+        custodians,
+        require_quorum: quorum,
         allow_truncated: false,
-    };
+    })
+}
+
+/// `byok verify TRANSCRIPT [pins]`: exit 0 valid and the audit key pinned, 8 valid but not
+/// pinned, 1 invalid.
+pub fn verify(path: &Path, pins: &PinArgs) -> Result<i32, Error> {
+    let opts = verify_options(pins)?;
     let result = verify::verify_file(path, &opts).map_err(|source| Error::Io {
         what: format!("cannot read transcript {}", path.display()),
         source,
     })?;
     match result {
         Ok(report) => {
-            out(&format!("{}: valid", path.display()));
-            out(&format!("  ceremony        {}", report.ceremony_id));
-            out(&format!("  records         {}", report.records));
-            out(&format!("  outcome         {}", report.outcome));
-            out(&format!("  format version  {}", report.version));
-            if report.outcome == crate::transcript::RecordType::CeremonyAborted {
-                out(&format!(
-                    "  stopped at      {} ({}): {}",
-                    report.outcome_data["step"].as_str().unwrap_or("?"),
-                    report.outcome_data["error_class"].as_str().unwrap_or("?"),
-                    report.outcome_data["message"].as_str().unwrap_or("?")
-                ));
+            for line in verify_lines(path, &report, &opts) {
+                out(&line);
             }
-            if let Some(r) = &report.resumes {
-                out(&format!(
-                    "  resumes         {} ({} records, {}), last line SHA-256 {}",
-                    r.transcript_name,
-                    r.records,
-                    if r.closed { "closed" } else { "cut off" },
-                    r.last_line_sha256
-                ));
-            }
-            if let Some(s) = &report.source {
-                out(&format!(
-                    "  source          {} (ceremony {}, kind {}, {} records), last line SHA-256 {}",
-                    s.transcript, s.ceremony_id, s.kind, s.records, s.last_line_sha256
-                ));
-            }
-            if let Some(w) = &report.kms_identity {
-                let e = |s: &str| crate::text::escape(s).into_owned();
-                out(&format!(
-                    "  ran at          KMS {} ({}), STS {}; account {}{} as {}",
-                    e(&w.endpoint),
-                    if w.endpoint_overridden {
-                        "named in the ceremony file"
-                    } else {
-                        "AWS"
-                    },
-                    e(&w.sts_endpoint),
-                    e(&w.account),
-                    if w.pinned_account.is_some() {
-                        " (pinned)"
-                    } else {
-                        " (not pinned)"
-                    },
-                    e(&w.caller_arn)
-                ));
-            }
-            if report.version == 1 {
-                if report.outcome != crate::transcript::RecordType::CeremonyAborted {
-                    out(&format!(
-                        "  key             {}",
-                        report.outcome_data["key_arn"].as_str().unwrap_or("?")
-                    ));
-                    out(&format!(
-                        "  kcv             {}",
-                        report.outcome_data["kcv"].as_str().unwrap_or("?")
-                    ));
-                }
+            if report.audit_key_pinned_externally {
+                Ok(exit::OK)
             } else {
-                out(&format!("  targets         {}", report.targets.len()));
-                for t in &report.targets {
-                    out(&format!(
-                        "    {:>4} {:<20} {} key {} kcv {}",
-                        t.index,
-                        t.status,
-                        t.key,
-                        t.key_arn.as_deref().unwrap_or("-"),
-                        t.kcv.as_deref().unwrap_or("-")
-                    ));
-                }
+                out(&format!(
+                    "{}: valid in itself, but NOT PINNED: the audit key was checked only against the ceremony file inside the transcript, which its writer chose; pass --audit-key-sha256 HEX (or --pin-file FILE) with the audit key SHA-256 from the paper record (exit {})",
+                    path.display(),
+                    exit::NOT_PINNED
+                ));
+                Ok(exit::NOT_PINNED)
             }
-            match report.quorum {
-                Some(m) => out(&format!(
-                    "  dual control    {m} distinct custodians per approval point"
-                )),
-                None => out("  dual control    OFF (REHEARSAL): no custodian approved anything"),
-            }
-            for (point, names) in &report.approvals {
-                out(&format!("  approved        {point}: {}", names.join(", ")));
-            }
-            out(&format!(
-                "  audit key       SHA-256 {}",
-                report.audit_key_sha256
-            ));
-            if !report.audit_key_pinned_externally {
-                out(
-                    "  note            the audit key was checked only against the ceremony file inside the transcript; pass --audit-key-sha256 from a record you trust",
-                );
-            }
-            out(&format!(
-                "  last line       SHA-256 {}",
-                report.last_line_sha256
-            ));
-            Ok(exit::OK)
         }
         Err(invalid) => {
-            out(&format!("{}: INVALID at {invalid}", path.display()));
+            out(&format!(
+                "{}: INVALID at {}",
+                path.display(),
+                crate::text::escape(&invalid.to_string())
+            ));
             Ok(exit::INVALID_TRANSCRIPT)
         }
     }
 }
 
-/// The verifier's options from the auditor's pins. Only `--audit-key-sha256` takes effect
-/// here; the other pins are refused until the verifier checks them (issue 11).
-pub fn verify_options(pins: &PinArgs) -> Result<VerifyOptions, Error> {
-    let audit_key_sha256 = pins.audit_key_sha256.as_deref();
-    if let Some(fp) = audit_key_sha256
-        && (fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()))
-    {
-        return Err(Error::Usage {
-            message: format!(
-                "--audit-key-sha256 must be 64 hex digits (the SHA-256 printed by `byok audit-key create`), found {:?}",
-                crate::text::escape(fp)
-            ),
-        });
+/// What `byok verify` prints for a valid transcript. Everything taken from the transcript is
+/// escaped ([`crate::text::escape`]): its writer must not be able to steer the terminal.
+fn verify_lines(path: &Path, report: &verify::Report, opts: &VerifyOptions) -> Vec<String> {
+    use crate::text::escape as e;
+    let field = |v: &serde_json::Value, name: &str| e(v[name].as_str().unwrap_or("?")).into_owned();
+    let mut lines = vec![
+        format!("{}: valid", path.display()),
+        format!("  ceremony        {}", e(&report.ceremony_id)),
+        format!("  records         {}", report.records),
+        format!("  outcome         {}", report.outcome),
+        format!("  format version  {}", report.version),
+    ];
+    if let Some(id) = &report.run_id {
+        lines.push(format!("  run id          {}", e(id)));
     }
-    if pins.pin_file.is_some()
-        || pins.ceremony_file.is_some()
-        || !pins.custodian.is_empty()
-        || pins.require_quorum.is_some()
-    {
-        return Err(Error::Usage {
-            message: "--pin-file, --ceremony-file, --custodian and --require-quorum are not checked by this build yet; pin the audit key with --audit-key-sha256".into(),
-        });
+    lines.push(format!(
+        "  ceremony file   SHA-256 {}",
+        e(&report.ceremony_file_sha256)
+    ));
+    if report.outcome == crate::transcript::RecordType::CeremonyAborted {
+        lines.push(format!(
+            "  stopped at      {} ({}): {}",
+            field(&report.outcome_data, "step"),
+            field(&report.outcome_data, "error_class"),
+            field(&report.outcome_data, "message")
+        ));
     }
-    Ok(VerifyOptions {
-        audit_key_sha256: audit_key_sha256.map(str::to_ascii_lowercase),
-        allow_truncated: false,
+    if let Some(r) = &report.resumes {
+        lines.push(format!(
+            "  resumes         {} ({} records, {}), last line SHA-256 {}",
+            e(&r.transcript_name),
+            r.records,
+            if r.closed { "closed" } else { "cut off" },
+            e(&r.last_line_sha256)
+        ));
+    }
+    if let Some(s) = &report.source {
+        lines.push(format!(
+            "  source          {} (ceremony {}, kind {}, {} records), last line SHA-256 {}",
+            e(&s.transcript),
+            e(&s.ceremony_id),
+            e(&s.kind),
+            s.records,
+            e(&s.last_line_sha256)
+        ));
+    }
+    if let Some(w) = &report.kms_identity {
+        lines.push(format!(
+            "  ran at          KMS {} ({}), STS {}; account {}{} as {}",
+            e(&w.endpoint),
+            if w.endpoint_overridden {
+                "named in the ceremony file"
+            } else {
+                "AWS"
+            },
+            e(&w.sts_endpoint),
+            e(&w.account),
+            if w.pinned_account.is_some() {
+                " (pinned)"
+            } else {
+                " (not pinned)"
+            },
+            e(&w.caller_arn)
+        ));
+    }
+    if report.version == 1 {
+        if report.outcome != crate::transcript::RecordType::CeremonyAborted {
+            lines.push(format!(
+                "  key             {}",
+                field(&report.outcome_data, "key_arn")
+            ));
+            lines.push(format!(
+                "  kcv             {}",
+                field(&report.outcome_data, "kcv")
+            ));
+        }
+    } else {
+        lines.push(format!("  targets         {}", report.targets.len()));
+        for t in &report.targets {
+            lines.push(format!(
+                "    {:>4} {:<20} {} key {} kcv {}",
+                t.index,
+                e(&t.status),
+                e(&t.key),
+                e(t.key_arn.as_deref().unwrap_or("-")),
+                e(t.kcv.as_deref().unwrap_or("-"))
+            ));
+        }
+    }
+    match report.quorum {
+        Some(m) => lines.push(format!(
+            "  dual control    {m} distinct custodians per approval point"
+        )),
+        None => {
+            lines.push("  dual control    OFF (REHEARSAL): no custodian approved anything".into())
+        }
+    }
+    for (name, fp) in &report.custodians {
+        lines.push(format!(
+            "  custodian       {} key SHA-256 {}",
+            e(name),
+            e(fp)
+        ));
+    }
+    for (point, names) in &report.approvals {
+        let names: Vec<String> = names.iter().map(|n| e(n).into_owned()).collect();
+        lines.push(format!("  approved        {point}: {}", names.join(", ")));
+    }
+    for (point, digest) in &report.statements {
+        lines.push(format!("  statement       {point} SHA-256 {}", e(digest)));
+    }
+    if report.version < 4 && report.quorum.is_some() {
+        lines.push(
+            "  note            format version < 4: the approvals carry no run id, so they are not tied to this one run (an approval from another run of the same file would count)".into(),
+        );
+    }
+    lines.push(format!(
+        "  audit key       SHA-256 {}",
+        report.audit_key_sha256
+    ));
+    lines.extend(pinned_lines(opts));
+    lines.push(format!(
+        "  last line       SHA-256 {}",
+        report.last_line_sha256
+    ));
+    lines
+}
+
+/// What the auditor pinned from outside the transcript, one line each.
+fn pinned_lines(opts: &VerifyOptions) -> Vec<String> {
+    let mut lines = Vec::new();
+    match &opts.audit_key_sha256 {
+        Some(fp) => lines.push(format!("  pinned          audit key SHA-256 {fp}")),
+        None => lines.push(
+            "  pinned          NOT the audit key (no --audit-key-sha256 or --pin-file)".into(),
+        ),
+    }
+    if let Some(fp) = &opts.ceremony_file_sha256 {
+        lines.push(format!(
+            "  pinned          ceremony file SHA-256 {fp} (byte-identical)"
+        ));
+    }
+    for (name, fp) in &opts.custodians {
+        lines.push(format!(
+            "  pinned          custodian {} key SHA-256 {fp}",
+            crate::text::escape(name)
+        ));
+    }
+    if let Some(m) = opts.require_quorum {
+        lines.push(format!("  pinned          quorum of at least {m}"));
+    }
+    lines
+}
+
+/// `byok report TRANSCRIPT [pins] [--html OUT] [--json]`: not built yet (issue 11).
+pub fn report(path: &Path, pins: &PinArgs, html: Option<&Path>, json: bool) -> Result<i32, Error> {
+    let _ = (pins, html, json);
+    Err(Error::Usage {
+        message: format!("byok report {}: not built yet", path.display()),
     })
 }
 
@@ -437,4 +618,58 @@ pub fn custodian_enroll(args: &TokenArgs, name: &str, label: &str) -> Result<i32
         d.token_label
     ));
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transcript::RecordType;
+    use crate::transcript::payload::TargetOutcome;
+
+    /// Names, ids and keys from a transcript are written by whoever holds the audit key: an
+    /// escape sequence or a line break in them must reach the terminal as visible text.
+    #[test]
+    fn what_verify_prints_from_a_transcript_is_escaped() {
+        let hostile = "Alice\u{1b}[2K\r\ndual control    OFF\u{202e}";
+        let report = verify::Report {
+            version: 4,
+            records: 3,
+            ceremony_id: hostile.into(),
+            ceremony_file_sha256: "ab".repeat(32),
+            closed: true,
+            resumes: None,
+            targets: vec![TargetOutcome {
+                index: 0,
+                key: hostile.into(),
+                key_arn: Some(hostile.into()),
+                status: hostile.into(),
+                key_material_id: None,
+                kcv: Some(hostile.into()),
+            }],
+            audit_key_sha256: "cd".repeat(32),
+            outcome: RecordType::CeremonyAborted,
+            outcome_data: serde_json::json!({"step": hostile, "error_class": hostile, "message": hostile}),
+            last_line_sha256: "ef".repeat(32),
+            audit_key_pinned_externally: true,
+            quorum: Some(2),
+            approvals: vec![("plan".into(), vec![hostile.into()])],
+            source: None,
+            run_id: Some(hostile.into()),
+            statements: vec![("plan".into(), hostile.into())],
+            custodians: vec![(hostile.into(), hostile.into())],
+        };
+        let opts = VerifyOptions {
+            custodians: vec![(hostile.into(), "12".repeat(32))],
+            ..VerifyOptions::default()
+        };
+        let lines = verify_lines(Path::new("t.jsonl"), &report, &opts);
+        let text = lines.join("\n");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{202e}'));
+        assert_eq!(
+            text.lines().count(),
+            lines.len(),
+            "no line of output holds a line break"
+        );
+        assert!(text.contains("Alice\\u{1b}[2K\\u{d}\\u{a}dual control    OFF\\u{202e}"));
+    }
 }

@@ -152,4 +152,20 @@ mod tests {
         );
         assert_eq!(point_from_spki(&a[1..]), Err(EncodingError::NotP256Spki));
     }
+
+    /// A signature is one DER `ECDSA-Sig-Value` and nothing else: the same signature twice
+    /// (DER ‖ DER), or followed by one byte, does not verify.
+    #[test]
+    fn a_signature_with_trailing_bytes_does_not_verify() {
+        let rng = ring::rand::SystemRandom::new();
+        let alg = &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+        let point = ring::signature::KeyPair::public_key(&key).as_ref().to_vec();
+        let verifier = Verifier::from_spki(&spki_from_ec_point(&point).unwrap()).unwrap();
+        let sig = key.sign(&rng, b"record").unwrap().as_ref().to_vec();
+        assert!(verifier.verify(b"record", &sig));
+        assert!(!verifier.verify(b"record", &[sig.clone(), sig.clone()].concat()));
+        assert!(!verifier.verify(b"record", &[sig.as_slice(), &[0]].concat()));
+    }
 }

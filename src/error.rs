@@ -11,9 +11,10 @@ use crate::step::Step;
 pub mod exit {
     /// Success; for `verify`, the transcript is valid.
     pub const OK: i32 = 0;
-    /// `verify`: the transcript is invalid.
+    /// `verify`: the transcript is invalid, or not what the auditor's pins say.
     pub const INVALID_TRANSCRIPT: i32 = 1;
-    /// Bad input: command line, ceremony file, existing output path, unanswered prompt.
+    /// Bad input: command line (for `verify` and `report`, a malformed pin or an unreadable
+    /// pin or ceremony file), ceremony file, existing output path, unanswered prompt.
     pub const INPUT: i32 = 2;
     /// A precondition does not hold: key state, token capability, expired parameters.
     pub const PRECONDITION: i32 = 3;

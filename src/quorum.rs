@@ -23,13 +23,18 @@ pub const SWAP: &str = "swap";
 pub const DECLINE: &str = "decline";
 
 /// What a custodian signs to decline a statement (format version 3): it names the approval
-/// point and the SHA-256 of the statement declined.
-pub fn decline_statement(point: &str, statement_sha256: &str) -> Value {
-    serde_json::json!({
+/// point and the SHA-256 of the statement declined; from format version 4 on, also the run id
+/// of record 0 (`run_id`), so that a decline cannot be replayed into another run.
+pub fn decline_statement(point: &str, statement_sha256: &str, run_id: Option<&str>) -> Value {
+    let mut v = serde_json::json!({
         "point": DECLINE,
         "declines": point,
         "statement_sha256": statement_sha256,
-    })
+    });
+    if let (Some(id), Value::Object(map)) = (run_id, &mut v) {
+        map.insert("run_id".into(), Value::String(id.to_string()));
+    }
+    v
 }
 
 /// The plan statement (format version 2): approved before anything changes in the HSM or
@@ -46,6 +51,9 @@ pub struct PlanStatement {
     pub targets: Vec<String>,
     /// SHA-256 of the last line of the transcript this run resumes, or null.
     pub resumes: Option<String>,
+    /// (v4) The run id of record 0 (`ceremony_started.run_id`): ties the approval to this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// The import statement (format version 2): every wrapped target at once.
@@ -67,6 +75,9 @@ pub struct ImportStatement {
     /// material is imported again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_last_line_sha256: Option<String>,
+    /// (v4) The run id of record 0 (`ceremony_started.run_id`): ties the approval to this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// The rotate statement (v3, `kind = "rotate"`): approved after the imports, before
@@ -77,6 +88,9 @@ pub struct RotateStatement {
     pub point: String,
     pub ceremony_id: String,
     pub targets: Vec<RotateTarget>,
+    /// (v4) The run id of record 0 (`ceremony_started.run_id`): ties the approval to this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// One target of a rotate statement.
@@ -101,6 +115,9 @@ pub struct SwapStatement {
     /// `rotate` (alias-swap) or `rollback`.
     pub kind: String,
     pub targets: Vec<SwapTarget>,
+    /// (v4) The run id of record 0 (`ceremony_started.run_id`): ties the approval to this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// One target of a swap statement.

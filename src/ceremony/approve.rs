@@ -30,6 +30,7 @@ pub(super) fn plan(run: &mut Run<'_>) -> Result<(), Error> {
             .earlier
             .as_ref()
             .map(|e| e.link.last_line_sha256.clone()),
+        run_id: Some(run.run_id.clone()),
     };
     let human = super::plan::approval_view(
         c,
@@ -147,6 +148,7 @@ fn import_once(run: &mut Run<'_>) -> Result<Option<(Value, Vec<String>)>, Error>
         },
         key_material_description: c.import.kind.key_material_description().map(str::to_string),
         source_last_line_sha256: run.source.as_ref().map(|s| s.last_line_sha256.clone()),
+        run_id: Some(run.run_id.clone()),
     };
     let value = quorum::to_value(&statement).map_err(|e| refused(e.to_string()))?;
     let what = match &run.source {
@@ -267,7 +269,7 @@ pub(super) fn approve(
                 "  {} declines: the decline is recorded only when signed on {}'s own token",
                 custodian.name, custodian.name
             ));
-            let decline = quorum::decline_statement(point, &digest);
+            let decline = quorum::decline_statement(point, &digest, Some(&run.run_id));
             let bytes = quorum::signed_bytes(&decline).map_err(|e| refused(e.to_string()))?;
             ("decline", bytes)
         };
@@ -323,7 +325,7 @@ pub(super) fn approve(
                 statement: statement.clone(),
                 statement_sha256: digest.clone(),
                 signed_by: Some("custodian_token".into()),
-                decline: Some(quorum::decline_statement(point, &digest)),
+                decline: Some(quorum::decline_statement(point, &digest, Some(&run.run_id))),
                 public_key: Some(super::b64(&signature.spki)),
                 signature: Some(super::b64(&signature.signature)),
             })?;

@@ -188,6 +188,7 @@ pub fn run(
     let (signer, trusted) = start::open(ceremony, hsm, prompter, earlier.as_ref())
         .map_err(|e| before(Step::OpenHsm, e))?;
     let paced = Paced::new(kms, ceremony.kms.rates.clone(), &ceremony.kms.region);
+    let run_id = new_run_id().map_err(|e| before(Step::Start, e))?;
     let mut run = Run {
         ceremony,
         hsm,
@@ -196,6 +197,7 @@ pub fn run(
         prompter,
         now,
         signer: &signer,
+        run_id,
         writer,
         step: Step::Start,
         failed_target: None,
@@ -231,6 +233,9 @@ pub(crate) struct Run<'a> {
     prompter: &'a mut dyn Prompter,
     now: &'a dyn Fn() -> OffsetDateTime,
     signer: &'a HsmSigner<'a>,
+    /// 128 random bits (hex) written in record 0 and in every statement custodians sign, so
+    /// that an approval from another run of the same file does not count in this one.
+    run_id: String,
     writer: TranscriptWriter,
     step: Step,
     /// The target whose step failed first, and that step, for the abort record (events of
@@ -321,6 +326,18 @@ impl Run<'_> {
             self.failed_step = Some(self.step);
         }
     }
+}
+
+/// A fresh run id: 128 bits from the operating system's RNG, as 32 lowercase hex digits.
+fn new_run_id() -> Result<String, Error> {
+    use rand_core::RngCore as _;
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| Error::Refused {
+            reason: format!("the operating system's random number generator failed: {e}"),
+        })?;
+    Ok(hex::encode(bytes))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -70,6 +70,7 @@ impl Earlier {
         let opts = VerifyOptions {
             audit_key_sha256: Some(ceremony.hsm.audit_key_sha256.clone()),
             allow_truncated: true,
+            ..VerifyOptions::default()
         };
         let report = verify::verify_bytes(&bytes, &opts).map_err(|invalid| {
             refused(format!(

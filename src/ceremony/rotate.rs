@@ -78,6 +78,7 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
         point: quorum::ROTATE.into(),
         ceremony_id: c.id.clone(),
         targets: entries,
+        run_id: Some(run.run_id.clone()),
     };
     let confirmed = super::approve::confirm(
         run,

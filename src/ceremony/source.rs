@@ -83,6 +83,7 @@ impl Source {
         let opts = VerifyOptions {
             audit_key_sha256: Some(audit_key_sha256.to_string()),
             allow_truncated: false,
+            ..VerifyOptions::default()
         };
         // Whatever comes from the transcript is printed escaped: it was written by whoever held
         // the audit key, and must not drive the operator's terminal.

@@ -185,6 +185,7 @@ pub(super) fn record(run: &mut Run<'_>) -> Result<(), Error> {
         resumes: run.earlier.as_ref().map(|e| e.link.clone()),
         kind: Some(c.import.kind.name().into()),
         strategy: c.import.kind.strategy().map(str::to_string),
+        run_id: Some(run.run_id.clone()),
     };
     run.record(&started)?;
 

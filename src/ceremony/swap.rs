@@ -340,6 +340,7 @@ pub(super) fn targets(run: &mut Run<'_>) -> Result<(), Error> {
         ceremony_id: c.id.clone(),
         kind: c.import.kind.name().into(),
         targets: entries,
+        run_id: Some(run.run_id.clone()),
     };
     let confirmed = super::approve::confirm(
         run,

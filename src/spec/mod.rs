@@ -364,6 +364,20 @@ pub fn load(path: &Path, now: OffsetDateTime) -> Result<Ceremony, SpecError> {
 
 /// Parses and validates ceremony file text.
 pub fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Ceremony, SpecError> {
+    parse_at(path, text, Some(now))
+}
+
+/// The ceremony file embedded in a transcript, validated by the same code and rules as
+/// `byok check` except the time-dependent ones (`import.valid_to` in the future and at most
+/// 365 days ahead): `byok verify` reads old transcripts long after their run. The
+/// [`Ceremony`] returned is for its rules only: a `valid_for` is counted from the Unix epoch,
+/// not from the run's start.
+pub fn validate_offline(text: &str) -> Result<Ceremony, SpecError> {
+    parse_at(Path::new("(the embedded ceremony file)"), text, None)
+}
+
+/// [`parse`], with the time-dependent rules checked against `now`, or not at all (`None`).
+fn parse_at(path: &Path, text: &str, now: Option<OffsetDateTime>) -> Result<Ceremony, SpecError> {
     let invalid = |problems: Vec<FieldProblem>| SpecError::Invalid {
         path: path.to_path_buf(),
         problems,
@@ -571,7 +585,7 @@ type Validated = (
 
 fn validate(
     raw: raw::RawFile,
-    now: OffsetDateTime,
+    now: Option<OffsetDateTime>,
     problems: &mut Vec<FieldProblem>,
 ) -> Option<Validated> {
     let mut bad = |field: &str, message: String| {
@@ -967,7 +981,10 @@ fn validate(
             None
         }
         ("KEY_MATERIAL_EXPIRES", Ok(Some(ValidTo::For(days)))) => {
-            let valid_to = now.replace_nanosecond(0).unwrap_or(now) + time::Duration::days(days);
+            // Offline (verify) no run's start is known; the value is not used there.
+            let start = now.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let valid_to =
+                start.replace_nanosecond(0).unwrap_or(start) + time::Duration::days(days);
             Some(Expiration::Expires { valid_to })
         }
         ("KEY_MATERIAL_EXPIRES", Ok(Some(ValidTo::At(dt)))) => match datetime(&dt) {
@@ -980,7 +997,7 @@ fn validate(
                 );
                 None
             }
-            Some(valid_to) => match check_valid_to(valid_to, now) {
+            Some(valid_to) => match now.map_or(Ok(()), |now| check_valid_to(valid_to, now)) {
                 Ok(()) => Some(Expiration::Expires { valid_to }),
                 Err(why) => {
                     bad("import.valid_to", why);

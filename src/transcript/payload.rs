@@ -95,6 +95,10 @@ pub struct CeremonyStarted {
     /// rotation: `new-material` (byok 0.3.0 wrote no strategy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
+    /// (v4) 128 random bits from the operating system, as 32 lowercase hex digits: every
+    /// statement custodians sign in this run carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// Dual control as the ceremony file sets it.

@@ -11,8 +11,9 @@ pub const FORMAT_VERSION: u64 = 4;
 
 /// Format versions `byok verify` reads: version 1 (one target per ceremony, byok 0.1), 2 (many
 /// targets, byok 0.2) and 3 (the known-answer test and the KMS preflight before the plan
-/// approval, signed declines, `approval_failed`; byok 0.3) and 4 (`kms_identity`: where the
-/// ceremony ran and as whom; byok 0.4).
+/// approval, signed declines, `approval_failed`; byok 0.3) and 4 (a random run id in record 0
+/// and in every statement custodians sign, and `kms_identity`: where the ceremony ran and as
+/// whom; byok 0.4).
 pub const SUPPORTED_VERSIONS: [u64; 4] = [1, 2, 3, 4];
 
 /// `prev` of the first record: 64 zeros.

@@ -1,5 +1,8 @@
 //! Offline verification of a transcript, exactly as `docs/transcript.md` specifies it, for
-//! format versions 1 (one target, byok 0.1) and 2 (many targets, typed payloads).
+//! format versions 1 (one target, byok 0.1), 2 (many targets, typed payloads), 3 (kinds,
+//! signed declines) and 4 (a run id in every statement). From version 2 on it also reads the
+//! embedded ceremony file with `byok check`'s rules, requires the step sequence of the
+//! ceremony's kind, and cross-checks what the final record repeats.
 //!
 //! The verifier trusts nothing in the file but checks it against itself (hash chain, sequence,
 //! signatures under the audit key carried in record 0, the fingerprint pinned in the ceremony
@@ -22,6 +25,14 @@ use crate::jcs;
 pub struct VerifyOptions {
     /// Expected SHA-256 (hex) of the audit key's SPKI DER, from a source outside the transcript.
     pub audit_key_sha256: Option<String>,
+    /// Expected SHA-256 (hex) of the ceremony file embedded in record 0: the approved file,
+    /// from `--ceremony-file` or a pin file.
+    pub ceremony_file_sha256: Option<String>,
+    /// Custodian name → expected SHA-256 (hex) of their approval key's SPKI. When any is
+    /// given, the embedded ceremony file must name exactly these custodians with these keys.
+    pub custodians: Vec<(String, String)>,
+    /// The smallest quorum the auditor accepts; a rehearsal (dual control off) fails it.
+    pub require_quorum: Option<usize>,
     /// Accept a transcript cut off by a crash (no closing record, or a partial last line,
     /// which is then ignored): `byok run --resume` reads such transcripts. `byok verify`
     /// never sets it: for an auditor a cut-off transcript is invalid.
@@ -79,6 +90,18 @@ pub enum Problem {
     /// `kms_identity` missing, or disagreeing with the ceremony file's `[kms]` pins.
     #[error("kms_identity: {0}")]
     Whereabouts(String),
+    #[error("not what the auditor pinned: {0}")]
+    NotAsPinned(String),
+    #[error("the ceremony file in record 0 fails `byok check`: {0}")]
+    CeremonyFile(String),
+    #[error(
+        "{what} carries run id {found}, but record 0's run_id is {expected}: an approval or decline from another run does not count in this one"
+    )]
+    WrongRun {
+        what: String,
+        found: String,
+        expected: String,
+    },
 }
 
 /// The first invalid line of a transcript.
@@ -121,6 +144,13 @@ pub struct Report {
     pub source: Option<p::SourceVerified>,
     /// Where the ceremony ran and as whom: its `kms_identity` (version 4).
     pub kms_identity: Option<p::KmsIdentity>,
+    /// (v4) Record 0's run id.
+    pub run_id: Option<String>,
+    /// The SHA-256 of each statement custodians approved (or, in a rehearsal, the operator
+    /// confirmed), by approval point, in transcript order: what the paper record lists.
+    pub statements: Vec<(String, String)>,
+    /// The custodians the embedded ceremony file pins: name and approval-key SHA-256.
+    pub custodians: Vec<(String, String)>,
 }
 
 /// Reads and verifies a transcript file.
@@ -369,6 +399,7 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
+            check_pins(&map["data"], opts).map_err(|p| bad(n, p))?;
         }
         if version == 1 {
             if n == 1 {
@@ -403,6 +434,14 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
     } else {
         (v2.quorum, v2.dual.summary())
     };
+    let dual_state = if version == 1 { &dual } else { &v2.dual };
+    let mut statements = Vec::new();
+    if quorum.is_some()
+        && let Ok(digest) = crate::quorum::statement_sha256(&dual_state.plan_expected)
+    {
+        statements.push((crate::quorum::PLAN.to_string(), digest));
+    }
+    statements.extend(v2.digests.iter().cloned());
     let targets = match outcome {
         RecordType::CeremonyFinished => {
             serde_json::from_value::<p::CeremonyFinished>(outcome_data.clone())
@@ -433,6 +472,9 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
         approvals,
         source: v2.source.clone(),
         kms_identity: v2.identity.clone(),
+        run_id: dual_state.run_id.clone(),
+        statements,
+        custodians: dual_state.pinned.clone(),
     })
 }
 
@@ -571,6 +613,65 @@ fn start_record(
     Ok((verifier, id, found))
 }
 
+/// Record 0 against what the auditor pinned besides the audit key: the ceremony file's
+/// SHA-256, the custodians and their keys, the smallest quorum.
+fn check_pins(data: &Value, opts: &VerifyOptions) -> Result<(), Problem> {
+    let file = data["ceremony_file"].as_str().unwrap_or_default();
+    if let Some(want) = &opts.ceremony_file_sha256 {
+        let found = hex::encode(Sha256::digest(file.as_bytes()));
+        if !want.eq_ignore_ascii_case(&found) {
+            return Err(Problem::NotAsPinned(format!(
+                "the embedded ceremony file's SHA-256 is {found}, but the approved file's is {}: they are not byte-identical",
+                want.to_ascii_lowercase()
+            )));
+        }
+    }
+    if opts.custodians.is_empty() && opts.require_quorum.is_none() {
+        return Ok(());
+    }
+    let Some((quorum, listed)) = crate::spec::pinned_dual_control(file) else {
+        return Err(Problem::NotAsPinned(
+            "the embedded ceremony file turns dual control off (a rehearsal), but custodians or a quorum were pinned".into(),
+        ));
+    };
+    if let Some(m) = opts.require_quorum
+        && quorum < m
+    {
+        return Err(Problem::NotAsPinned(format!(
+            "the embedded ceremony file's quorum is {quorum}, smaller than the required {m}"
+        )));
+    }
+    for (name, want) in &opts.custodians {
+        match listed.iter().find(|(n, _)| n == name) {
+            None => {
+                return Err(Problem::NotAsPinned(format!(
+                    "custodian {}: the embedded ceremony file names no custodian so called",
+                    name
+                )));
+            }
+            Some((_, found)) if !found.eq_ignore_ascii_case(want) => {
+                return Err(Problem::NotAsPinned(format!(
+                    "custodian {}: the embedded ceremony file pins approval key {found}, but the pinned key is {}",
+                    name,
+                    want.to_ascii_lowercase()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if !opts.custodians.is_empty()
+        && let Some((extra, _)) = listed
+            .iter()
+            .find(|(n, _)| !opts.custodians.iter().any(|(p, _)| p == n))
+    {
+        return Err(Problem::NotAsPinned(format!(
+            "the embedded ceremony file names custodian {}, whom the pins do not name: pin every custodian of the paper record",
+            extra
+        )));
+    }
+    Ok(())
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, a valid date and time.
 fn is_rfc3339_utc(s: &str) -> bool {
     crate::rfc3339::parse(s).is_some()
@@ -590,6 +691,8 @@ struct DualState {
     facts: std::collections::HashMap<RecordType, Value>,
     ceremony_id: String,
     preflight_seen: bool,
+    /// (v4) Record 0's run id: every statement approved or declined carries it.
+    run_id: Option<String>,
 }
 
 impl DualState {
@@ -721,6 +824,7 @@ impl DualState {
         if statement["point"].as_str() != Some(point) {
             return Err(bad(format!("the statement's point is not {point}")));
         }
+        self.same_run(&format!("{name}'s {point} approval"), &statement)?;
         let signed = jcs::to_vec(&statement).map_err(|e| bad(e.to_string()))?;
         if data["statement_sha256"].as_str() != Some(hex::encode(Sha256::digest(&signed)).as_str())
         {
@@ -747,6 +851,24 @@ impl DualState {
         }
         self.approved.push((point, name, fp, statement));
         Ok(())
+    }
+
+    /// A statement carries record 0's run id (format version 4), or none before.
+    fn same_run(&self, what: &str, statement: &Value) -> Result<(), Problem> {
+        let found = statement.get("run_id");
+        let ok = match (&self.run_id, found) {
+            (None, None) => true,
+            (Some(want), Some(Value::String(got))) => want == got,
+            _ => false,
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(Problem::WrongRun {
+            what: what.to_string(),
+            found: found.map_or_else(|| "(none)".to_string(), |v| v.to_string()),
+            expected: self.run_id.clone().unwrap_or_else(|| "(none)".to_string()),
+        })
     }
 
     fn summary(&self) -> Vec<(String, Vec<String>)> {
@@ -809,6 +931,17 @@ struct V2State {
     /// (v4) Why the `kms_identity` just read disagrees with the ceremony file's pins: only
     /// `ceremony_aborted` may follow it.
     identity_refused: Option<String>,
+    /// Each confirmed statement's point and SHA-256, in order.
+    digests: Vec<(String, String)>,
+    /// The record types seen so far, with the target each named (if any): the step sequence.
+    seen: std::collections::HashSet<(RecordType, Option<u64>)>,
+    /// The type of the previous record.
+    last: Option<RecordType>,
+    /// Each target's `key_imported`, `kept_key_checked`-free facts for the final cross-check.
+    key_imported: std::collections::HashMap<u64, p::KeyImported>,
+    /// Targets whose `import_verified`, `rotation_verified` or `alias_verified` reported a
+    /// problem.
+    problems: std::collections::HashSet<u64>,
 }
 
 /// An optional pin as printed: `"VALUE"` (escaped) or `none`.
@@ -824,7 +957,287 @@ fn typed<T: serde::de::DeserializeOwned>(kind: RecordType, data: &Value) -> Resu
 }
 
 impl V2State {
+    /// One record: what must precede it (the step sequence), its own rules, then the
+    /// cross-checks of the final record against the step records and the statements.
     fn check(&mut self, kind: RecordType, data: &Value, audit_fp: &str) -> Result<(), Problem> {
+        let target = data.get("target_index").and_then(Value::as_u64);
+        if kind != RecordType::CeremonyStarted {
+            self.sequence(kind, target)?;
+        }
+        self.check_record(kind, data, audit_fp)?;
+        match kind {
+            RecordType::CeremonyFinished => {
+                let r: p::CeremonyFinished = typed(kind, data)?;
+                self.complete(&r.targets)?;
+                self.cross_check(&r.targets)?;
+            }
+            RecordType::CeremonyAborted => {
+                let r: p::CeremonyAborted = typed(kind, data)?;
+                self.cross_check(&r.targets)?;
+            }
+            RecordType::KeyImported => {
+                let r: p::KeyImported = typed(kind, data)?;
+                self.key_imported.insert(r.target_index, r);
+            }
+            RecordType::ImportVerified
+            | RecordType::RotationVerified
+            | RecordType::AliasVerified
+                if data["problems"].as_array().is_some_and(|a| !a.is_empty()) =>
+            {
+                self.problems.extend(target);
+            }
+            _ => {}
+        }
+        self.seen.insert((kind, target));
+        self.last = Some(kind);
+        Ok(())
+    }
+
+    fn has(&self, kind: RecordType, target: u64) -> bool {
+        self.seen.contains(&(kind, Some(target)))
+    }
+
+    fn has_any(&self, kind: RecordType) -> bool {
+        self.seen.iter().any(|(k, _)| *k == kind)
+    }
+
+    /// What must precede a record of `kind` (for `target`), whatever comes after: the rules
+    /// of "The step sequence" in docs/transcript.md. An aborted transcript must hold what
+    /// precedes the step where it stopped, and nothing is required after it.
+    fn sequence(&self, kind: RecordType, target: Option<u64>) -> Result<(), Problem> {
+        use RecordType as R;
+        let misplaced = |why: &'static str| {
+            Err(Problem::Misplaced {
+                kind: kind.to_string(),
+                why,
+            })
+        };
+        if kind == R::HsmOpened {
+            if self.has_any(R::HsmOpened) {
+                return misplaced("hsm_opened is written once, as record 1");
+            }
+        } else if kind != R::CeremonyAborted && !self.has_any(R::HsmOpened) {
+            return misplaced(
+                "every record after ceremony_started follows hsm_opened (record 1: the HSM opened and the login)",
+            );
+        }
+        if self.last == Some(R::CleanupDone) && !kind.is_terminal() {
+            return misplaced("only ceremony_finished or ceremony_aborted follows cleanup_done");
+        }
+        if matches!(self.kind.as_str(), "rollback" | "reimport")
+            && !matches!(kind, R::HsmOpened | R::SourceVerified | R::CeremonyAborted)
+            && self.source.is_none()
+        {
+            return misplaced(
+                "in a rollback or a reimport, source_verified follows hsm_opened, before any other record",
+            );
+        }
+        let per_target = |need: R, why: &'static str| -> Result<(), Problem> {
+            match target {
+                Some(i) if !self.has(need, i) => Err(Problem::BadTarget {
+                    index: i,
+                    why: format!("{kind} is not preceded by this target's {need}: {why}"),
+                }),
+                _ => Ok(()),
+            }
+        };
+        match kind {
+            R::CapabilityChecked if self.has_any(R::CapabilityChecked) => {
+                return misplaced("the known-answer test is recorded once per run");
+            }
+            R::CleanupDone if self.has_any(R::CleanupDone) => {
+                return misplaced("cleanup_done is written once");
+            }
+            R::CeremonyFinished if self.last != Some(R::CleanupDone) => {
+                return misplaced(
+                    "ceremony_finished follows cleanup_done (the session objects destroyed)",
+                );
+            }
+            R::ImportParameters => per_target(
+                R::KmsPreflight,
+                "GetParametersForImport is asked for a key DescribeKey checked",
+            )?,
+            R::KeyGenerated => {
+                if self.kind == "reimport" {
+                    return misplaced("a reimport generates nothing: it wraps the kept key");
+                }
+                per_target(
+                    R::ImportParameters,
+                    "the key is generated after its import parameters",
+                )?;
+            }
+            R::KeyWrapped | R::ImportConfirmed if !self.has_any(R::CapabilityChecked) => {
+                return misplaced(
+                    "a wrap, and the import approval, follow capability_checked (the known-answer test)",
+                );
+            }
+            _ => {}
+        }
+        if kind == R::KeyWrapped {
+            per_target(
+                R::ImportParameters,
+                "a key is wrapped under KMS's public key",
+            )?;
+            if self.kind == "reimport" {
+                per_target(R::KeptKeyChecked, "a reimport wraps the checked kept key")?;
+            } else {
+                per_target(R::KeyGenerated, "only a generated key is wrapped")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A finished ceremony: every record its kind requires for every target is there, and
+    /// no target is left behind (docs/transcript.md, "The step sequence").
+    fn complete(&self, outcomes: &[p::TargetOutcome]) -> Result<(), Problem> {
+        use RecordType as R;
+        if matches!(self.kind.as_str(), "rollback" | "reimport") && self.source.is_none() {
+            return Err(Problem::Misplaced {
+                kind: R::CeremonyFinished.to_string(),
+                why: "a finished rollback or reimport has source_verified",
+            });
+        }
+        let allowed: &[&str] = match (self.kind.as_str(), self.strategy.as_str()) {
+            ("import", _) => &["imported", "done", "imported_unrecorded"],
+            ("reimport", _) => &["imported"],
+            ("rotate", "alias-swap") => &["swapped"],
+            ("rotate", _) => &["rotated"],
+            _ => &["rolled_back", "done"],
+        };
+        for o in outcomes {
+            let i = o.index;
+            let bad = |why: String| Problem::BadTarget { index: i, why };
+            if !allowed.contains(&o.status.as_str()) {
+                return Err(bad(format!(
+                    "a finished {} ceremony reports it {}; it leaves every target {}",
+                    if self.strategy.is_empty() {
+                        self.kind.clone()
+                    } else {
+                        format!("{} ({})", self.kind, self.strategy)
+                    },
+                    o.status,
+                    allowed.join(" or ")
+                )));
+            }
+            let mut need: Vec<R> = Vec::new();
+            match o.status.as_str() {
+                "done" | "imported_unrecorded" if self.kind == "rollback" => {
+                    need.push(R::AliasPreflight)
+                }
+                "done" | "imported_unrecorded" => need.push(R::TargetReconciled),
+                "rolled_back" => {
+                    need.extend([R::AliasPreflight, R::AliasUpdated, R::AliasVerified])
+                }
+                _ => {
+                    // imported, rotated, swapped: the import chain, then the kind's own steps.
+                    need.extend([R::KmsPreflight, R::ImportParameters]);
+                    need.push(if self.kind == "reimport" {
+                        R::KeptKeyChecked
+                    } else {
+                        R::KeyGenerated
+                    });
+                    need.push(R::KeyWrapped);
+                    if !self.has(R::ImportReconciled, i) {
+                        need.push(R::KeyImported);
+                    }
+                    need.push(R::ImportVerified);
+                    if self
+                        .targets
+                        .get(i as usize)
+                        .is_some_and(|t| t.keep_key_label.is_some())
+                    {
+                        need.push(R::KeyKept);
+                    }
+                    if o.status == "rotated" {
+                        need.extend([R::RotationPreflight, R::KeyRotated, R::RotationVerified]);
+                    }
+                    if o.status == "swapped" {
+                        need.extend([
+                            R::KeyCreated,
+                            R::AliasPreflight,
+                            R::AliasUpdated,
+                            R::AliasVerified,
+                        ]);
+                    }
+                }
+            }
+            if let Some(missing) = need.iter().find(|k| !self.has(**k, i)) {
+                return Err(bad(format!(
+                    "reported {} in ceremony_finished, but its {missing} record is missing",
+                    o.status
+                )));
+            }
+            if self.problems.contains(&i) {
+                return Err(bad(
+                    "reported finished, but a verification record of it lists problems".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every value the final record repeats is the one the step records and the approved
+    /// statements give: key ARN, KCV, KeyMaterialId.
+    fn cross_check(&self, outcomes: &[p::TargetOutcome]) -> Result<(), Problem> {
+        for o in outcomes {
+            let i = o.index;
+            let bad = |why: String| Problem::BadTarget { index: i, why };
+            if let (Some(said), Some(known)) = (&o.key_arn, self.arns.get(&i))
+                && said != known
+            {
+                return Err(bad(format!(
+                    "the final record says key ARN {said}, but the step records name {known}"
+                )));
+            }
+            let approved = self
+                .confirmed
+                .as_ref()
+                .and_then(|s| s.targets.iter().find(|t| t.target_index == i));
+            let step_kcv = self
+                .generated
+                .get(&i)
+                .map(|g| g.kcv.clone())
+                .or_else(|| self.kept_checked.get(&i).map(|k| k.kcv_now.clone()));
+            let made = matches!(o.status.as_str(), "imported" | "rotated" | "swapped");
+            if made && o.kcv.is_none() {
+                return Err(bad(format!("reported {} without its KCV", o.status)));
+            }
+            if let Some(kcv) = &o.kcv {
+                for (what, want) in [
+                    (
+                        "the approved import statement",
+                        approved.map(|t| t.kcv.clone()),
+                    ),
+                    ("key_generated (or kept_key_checked)", step_kcv.clone()),
+                ] {
+                    if let Some(want) = want
+                        && *kcv != want
+                    {
+                        return Err(bad(format!(
+                            "the final record says KCV {kcv}, but {what} says {want}"
+                        )));
+                    }
+                }
+            }
+            if let (Some(said), Some(Some(imported))) = (
+                &o.key_material_id,
+                self.key_imported.get(&i).map(|k| &k.key_material_id),
+            ) && said != imported
+            {
+                return Err(bad(format!(
+                    "the final record says KeyMaterialId {said}, but key_imported says {imported}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_record(
+        &mut self,
+        kind: RecordType,
+        data: &Value,
+        audit_fp: &str,
+    ) -> Result<(), Problem> {
         use RecordType as R;
         // Nothing but the plan approval itself may follow record 1 before the plan quorum;
         // from version 3 on, the read-only checks (known-answer test, DescribeKey) come first
@@ -887,6 +1300,36 @@ impl V2State {
             }
             R::CeremonyStarted => {
                 let s: p::CeremonyStarted = typed(kind, data)?;
+                // One reading of the ceremony file: `byok check`'s, without its clock.
+                let c = crate::spec::validate_offline(&s.ceremony_file).map_err(|e| {
+                    Problem::CeremonyFile(match e {
+                        crate::spec::SpecError::Invalid { problems, .. } => problems
+                            .iter()
+                            .map(|p| format!("{}: {}", p.field, p.message))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        other => other.to_string(),
+                    })
+                })?;
+                let listed: Vec<(&str, &str)> = s
+                    .targets
+                    .iter()
+                    .map(|t| (t.key.as_str(), t.region.as_str()))
+                    .collect();
+                let filed: Vec<(&str, &str)> = c
+                    .targets
+                    .iter()
+                    .map(|t| (t.key.as_str(), t.region.as_str()))
+                    .collect();
+                if s.ceremony_id != c.id
+                    || (self.version >= 3 && s.kind.as_deref() != Some(c.import.kind.name()))
+                    || listed != filed
+                {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "ceremony_id, kind or the targets (key and region, in order) are not what the embedded ceremony file says".into(),
+                    });
+                }
                 for (i, t) in s.targets.iter().enumerate() {
                     if t.index != i as u64 {
                         return Err(Problem::BadTarget {
@@ -904,6 +1347,23 @@ impl V2State {
                     });
                 }
                 self.dual = DualState::from_start(data, audit_fp)?;
+                let run_id_ok = match (&s.run_id, self.version) {
+                    (Some(id), 4..) => {
+                        id.len() == 32
+                            && id
+                                .bytes()
+                                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                    }
+                    (None, ..4) => true,
+                    _ => false,
+                };
+                if !run_id_ok {
+                    return Err(Problem::BadPayload {
+                        kind: kind.to_string(),
+                        why: "run_id is 32 lowercase hex digits (128 random bits) from format version 4 on, and absent before".into(),
+                    });
+                }
+                self.dual.run_id.clone_from(&s.run_id);
                 self.dual.plan_expected = crate::quorum::to_value(&crate::quorum::PlanStatement {
                     point: crate::quorum::PLAN.into(),
                     ceremony_id: s.ceremony_id.clone(),
@@ -911,6 +1371,7 @@ impl V2State {
                     audit_key_sha256: audit_fp.to_string(),
                     targets: s.targets.iter().map(|t| t.key.clone()).collect(),
                     resumes: s.resumes.as_ref().map(|r| r.last_line_sha256.clone()),
+                    run_id: s.run_id.clone(),
                 })
                 .map_err(|e| Problem::BadPayload {
                     kind: kind.to_string(),
@@ -1038,6 +1499,21 @@ impl V2State {
             R::KeyWrapped => {
                 let r: p::KeyWrapped = typed(kind, data)?;
                 self.target(r.target_index, Some(&r.key_arn))?;
+                if let Some(params) = self.parameters.get(&r.target_index)
+                    && (params.public_key_sha256 != r.wrapping_public_key_sha256
+                        || params.wrapping_algorithm != r.wrapping_algorithm)
+                {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "key_wrapped used wrapping key {} with {}, but import_parameters gave {} with {}",
+                            r.wrapping_public_key_sha256,
+                            r.wrapping_algorithm,
+                            params.public_key_sha256,
+                            params.wrapping_algorithm
+                        ),
+                    });
+                }
                 if self.confirmed.is_some() {
                     return Err(Problem::Misplaced {
                         kind: kind.to_string(),
@@ -1078,6 +1554,8 @@ impl V2State {
                 let r: p::RotateConfirmed = typed(kind, data)?;
                 self.rotation_only(kind)?;
                 self.confirm_rotation(&r)?;
+                self.digests
+                    .push((crate::quorum::ROTATE.into(), r.statement_sha256.clone()));
             }
             R::KeyRotated => {
                 let r: p::KeyRotated = typed(kind, data)?;
@@ -1195,6 +1673,8 @@ impl V2State {
             R::SwapConfirmed => {
                 let r: p::SwapConfirmed = typed(kind, data)?;
                 self.confirm_swap(&r)?;
+                self.digests
+                    .push((crate::quorum::SWAP.into(), r.statement_sha256.clone()));
             }
             R::AliasUpdated => {
                 let r: p::AliasUpdated = typed(kind, data)?;
@@ -1250,6 +1730,8 @@ impl V2State {
             R::ImportConfirmed => {
                 let r: p::ImportConfirmed = typed(kind, data)?;
                 self.confirm(&r)?;
+                self.digests
+                    .push((crate::quorum::IMPORT.into(), r.statement_sha256.clone()));
                 let s = self.confirmed.as_ref().map(|s| {
                     (
                         s.kind.clone(),
@@ -1376,6 +1858,22 @@ impl V2State {
                         why: "key_kept before KMS held (or may have held) its material".into(),
                     });
                 }
+                let approved = self.confirmed.as_ref().and_then(|s| {
+                    s.targets
+                        .iter()
+                        .find(|t| t.target_index == r.target_index)
+                        .map(|t| t.kcv.clone())
+                });
+                if approved.as_ref().is_some_and(|kcv| *kcv != r.kcv) {
+                    return Err(Problem::BadTarget {
+                        index: r.target_index,
+                        why: format!(
+                            "key_kept says KCV {}, but the approved import statement says {}",
+                            r.kcv,
+                            approved.unwrap_or_default()
+                        ),
+                    });
+                }
             }
             R::ImportVerified => {
                 let r: p::ImportVerified = typed(kind, data)?;
@@ -1427,6 +1925,8 @@ impl V2State {
             kind: kind.to_string(),
             why,
         };
+        self.dual
+            .same_run(&format!("the statement of {kind}"), statement)?;
         let digest = crate::quorum::statement_sha256(statement).map_err(|e| bad(e.to_string()))?;
         if digest != statement_sha256 {
             return Err(bad(
@@ -1806,13 +2306,21 @@ impl V2State {
                     r.custodian
                 ))
             })?;
+        self.dual.same_run(
+            &format!("the {} statement {} declined", r.point, r.custodian),
+            &r.statement,
+        )?;
         let signed_statement = jcs::to_vec(&r.statement).map_err(|e| bad(e.to_string()))?;
         if r.statement_sha256 != hex::encode(Sha256::digest(&signed_statement)) {
             return Err(bad(
                 "declined: statement_sha256 is not the SHA-256 of the statement".into(),
             ));
         }
-        let expected = crate::quorum::decline_statement(&r.point, &r.statement_sha256);
+        let expected = crate::quorum::decline_statement(
+            &r.point,
+            &r.statement_sha256,
+            self.dual.run_id.as_deref(),
+        );
         if r.signed_by.as_deref() != Some("custodian_token")
             || r.decline.as_ref() != Some(&expected)
         {

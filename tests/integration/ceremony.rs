@@ -144,8 +144,28 @@ fn full_ceremony_on(
         first(&recs, "ceremony_started")["data"]["dual_control"]["enabled"],
         !rehearsal
     );
+    // Format version 4: a fresh run id in record 0, and in every statement custodians signed.
+    let run_id = first(&recs, "ceremony_started")["data"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        run_id.len() == 32
+            && run_id
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{run_id}"
+    );
+    for r in recs
+        .iter()
+        .filter(|r| r["type"] == "approval" || r["type"] == "import_confirmed")
+    {
+        assert_eq!(r["data"]["statement"]["run_id"], run_id.as_str(), "{r}");
+    }
     let out = verify(&hsm, &t);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_contains(&stdout(&out), &format!("  run id          {run_id}"));
+    assert_contains(&stdout(&out), "  statement       import SHA-256 ");
     // The transcript contract is precise enough for an independent verifier.
     let independent = reference_verify(&t, &hsm.audit_sha256);
     if !rehearsal {

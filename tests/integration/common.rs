@@ -72,7 +72,17 @@ pub fn module() -> String {
 /// Runs the reference verifier of `docs/transcript.md` Appendix A on `transcript`; fails
 /// unless it says INVALID. Returns its message.
 pub fn reference_rejects(transcript: &Path, audit_key_sha256: &str) -> String {
-    let out = reference_run(transcript, audit_key_sha256);
+    reference_rejects_pinned(transcript, audit_key_sha256, &[])
+}
+
+/// [`reference_rejects`] with the reference verifier's other pins (`--custodian NAME=HEX`,
+/// `--require-quorum M`, `--ceremony-file-sha256 HEX`) in `pins`.
+pub fn reference_rejects_pinned(
+    transcript: &Path,
+    audit_key_sha256: &str,
+    pins: &[&str],
+) -> String {
+    let out = reference_run(transcript, audit_key_sha256, pins);
     assert!(
         !out.status.success(),
         "the reference verifier of docs/transcript.md accepts {}: {}",
@@ -85,7 +95,7 @@ pub fn reference_rejects(transcript: &Path, audit_key_sha256: &str) -> String {
 /// Runs the reference verifier of `docs/transcript.md` Appendix A (Python and `openssl`, no
 /// byok code) on `transcript`, pinning the audit key; fails unless it says valid.
 pub fn reference_verify(transcript: &Path, audit_key_sha256: &str) -> String {
-    let out = reference_run(transcript, audit_key_sha256);
+    let out = reference_run(transcript, audit_key_sha256, &[]);
     assert!(
         out.status.success(),
         "the reference verifier of docs/transcript.md rejects {}: {}{}",
@@ -98,7 +108,7 @@ pub fn reference_verify(transcript: &Path, audit_key_sha256: &str) -> String {
     text
 }
 
-fn reference_run(transcript: &Path, audit_key_sha256: &str) -> Output {
+fn reference_run(transcript: &Path, audit_key_sha256: &str, pins: &[&str]) -> Output {
     let doc =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/transcript.md"))
             .expect("read docs/transcript.md");
@@ -119,6 +129,7 @@ fn reference_run(transcript: &Path, audit_key_sha256: &str) -> Output {
         .arg(&script)
         .arg(transcript)
         .arg(audit_key_sha256)
+        .args(pins)
         .output()
         .expect("python3 must be installed")
 }

@@ -120,11 +120,12 @@ fn writer_and_verifier_round_trip() {
     assert!(!path.exists());
     let started = p::CeremonyStarted {
         kind: Some("import".into()),
+        run_id: Some("0123456789abcdef0123456789abcdef".into()),
         ..v2::started(&signer, &v2::rehearsal_file(&signer))
     };
     w.append(&signer, &started).unwrap();
     assert!(path.exists());
-    // The writer writes the current format (3), whose hsm_opened records the audit key usage.
+    // The writer writes the current format (4), whose hsm_opened records the audit key usage.
     let opened = byok::transcript::payload::HsmOpened {
         audit_key_sign_only: Some(true),
         audit_key_usage: Some("private CKA_SIGN=true; public CKA_VERIFY=true".into()),
@@ -769,22 +770,44 @@ mod v2 {
     /// A one-target rehearsal file (dual control off).
     pub fn rehearsal_file(audit: &SoftSigner) -> String {
         format!(
-            "[ceremony]\nid = \"t\"\noperator = \"O\"\n[hsm]\naudit_key_sha256 = \"{}\"\n[kms]\nregion = \"us-east-1\"\nkey = \"alias/x\"\n[dual_control]\nenabled = false\n",
+            "[ceremony]\nid = \"t\"\ndescription = \"test\"\noperator = \"O\"\n{HSM}audit_key_sha256 = \"{}\"\n[kms]\nregion = \"us-east-1\"\nkey = \"alias/x\"\n{IMPORT}[dual_control]\nenabled = false\n",
             audit.fingerprint()
         )
     }
 
+    /// The HSM part of every test file, valid for `byok check`.
+    const HSM: &str = "[hsm]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"byok-hsm\"\naudit_key_label = \"byok-audit\"\n";
+
+    /// The import part of the test files of kinds that import.
+    const IMPORT: &str = "[import]\nwrapping_algorithm = \"RSAES_OAEP_SHA_1\"\nwrapping_key_spec = \"RSA_4096\"\nwrap = \"hsm\"\nexpiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"\n";
+
     fn file(k: &Keys) -> String {
+        file_for(k, "import")
+    }
+
+    /// A two-target 2-of-3 ceremony file of `kind` (`import`, `rotate` for a new-material
+    /// rotation, `reimport` or `rollback`; the last two get their `[source]` from the caller),
+    /// valid for `byok check` (verify reads the embedded file by its rules).
+    fn file_for(k: &Keys, kind: &str) -> String {
         let mut f = format!(
-            "[ceremony]\nid = \"t\"\noperator = \"O\"\n[hsm]\naudit_key_sha256 = \"{}\"\n[kms]\nregion = \"us-east-1\"\n[dual_control]\nquorum = 2\n",
+            "[ceremony]\nid = \"t\"\nkind = \"{kind}\"\ndescription = \"test\"\noperator = \"O\"\n{HSM}audit_key_sha256 = \"{}\"\n[kms]\nregion = \"us-east-1\"\n",
             k.audit.fingerprint()
         );
+        if kind == "rotate" {
+            f.push_str(&format!(
+                "[rotation]\nstrategy = \"new-material\"\nkey_material_description = \"{DESCRIPTION}\"\n"
+            ));
+        }
+        if kind != "rollback" {
+            f.push_str(IMPORT);
+        }
+        f.push_str("[dual_control]\nquorum = 2\n");
         for key in KEYS {
             f.push_str(&format!("[[target]]\nkey = \"{key}\"\n"));
         }
         for (name, s) in &k.custodians {
             f.push_str(&format!(
-                "[[custodian]]\nname = \"{name}\"\npublic_key_sha256 = \"{}\"\n",
+                "[[custodian]]\nname = \"{name}\"\ntoken_label = \"cust-{name}\"\nkey_label = \"byok-approval\"\npublic_key_sha256 = \"{}\"\n",
                 s.fingerprint()
             ));
         }
@@ -842,6 +865,7 @@ mod v2 {
             resumes: None,
             kind: None,
             strategy: None,
+            run_id: None,
         }
     }
 
@@ -872,6 +896,38 @@ mod v2 {
             statement: statement.clone(),
             statement_sha256: quorum::statement_sha256(statement).unwrap(),
             signature: b64(&by.sign(&signed).unwrap()),
+        }
+    }
+
+    /// The known-answer test every importing ceremony records before its first wrap.
+    pub fn capability_checked() -> p::CapabilityChecked {
+        p::CapabilityChecked {
+            algorithm: "RSAES_OAEP_SHA_1".into(),
+            location: "hsm".into(),
+            mechanism: "CKM_RSA_PKCS_OAEP".into(),
+            known_answer_key_bits: 2048,
+            known_answer_test: "passed".into(),
+            rejected: vec![],
+            process_hardening: None,
+        }
+    }
+
+    /// DescribeKey and the round trip after target `i`'s import, all well.
+    pub fn import_verified(i: usize) -> p::ImportVerified {
+        p::ImportVerified {
+            target_index: i as u64,
+            key_arn: ARNS[i].into(),
+            key_state: "Enabled".into(),
+            enabled: true,
+            origin: "EXTERNAL".into(),
+            expiration_model: Some("KEY_MATERIAL_DOES_NOT_EXPIRE".into()),
+            valid_to_reported: None,
+            current_key_material_id: None,
+            round_trip: "ok".into(),
+            challenge_sha256: "cd".repeat(32),
+            ciphertext_sha256: "ef".repeat(32),
+            problems: vec![],
+            warnings: vec![],
         }
     }
 
@@ -913,7 +969,12 @@ mod v2 {
         statement: impl FnOnce(&mut Vec<ImportTarget>),
         edit: impl FnOnce(&mut Records),
     ) -> Records {
-        records_for(k, &file(k), description, |_| {}, statement, edit)
+        let kind = if description.is_some() {
+            "rotate"
+        } else {
+            "import"
+        };
+        records_for(k, &file_for(k, kind), description, |_| {}, statement, edit)
     }
 
     /// [`records_of`] for the ceremony file `file`; `whole` changes the whole import
@@ -934,6 +995,7 @@ mod v2 {
             audit_key_sha256: k.audit.fingerprint(),
             targets: KEYS.iter().map(|k| k.to_string()).collect(),
             resumes: None,
+            run_id: None,
         });
         let mut targets = vec![import_target(0), import_target(1)];
         statement(&mut targets);
@@ -946,6 +1008,7 @@ mod v2 {
             kind: description.map(|_| "rotate".to_string()),
             key_material_description: description.map(str::to_string),
             source_last_line_sha256: None,
+            run_id: None,
         };
         whole(&mut whole_statement);
         let import = v(&whole_statement);
@@ -972,6 +1035,7 @@ mod v2 {
                 }),
             ));
         }
+        recs.push((RecordType::CapabilityChecked, v(&capability_checked())));
         for i in 0..2 {
             let t = import_target(i);
             recs.push((
@@ -1046,6 +1110,9 @@ mod v2 {
                     import_token_sha256: t.import_token_sha256.clone(),
                 }),
             ));
+        }
+        for i in 0..2 {
+            recs.push((RecordType::ImportVerified, v(&import_verified(i))));
         }
         recs.push((
             RecordType::CleanupDone,
@@ -1290,11 +1357,10 @@ mod v2 {
             &k,
             |_| {},
             |r| {
-                let i = r
-                    .iter()
-                    .position(|(t, d)| *t == RecordType::KeyImported && d["target_index"] == 1)
-                    .unwrap();
-                r.remove(i);
+                r.retain(|(t, d)| {
+                    !(matches!(t, RecordType::KeyImported | RecordType::ImportVerified)
+                        && d["target_index"] == 1)
+                });
             },
         )
         .unwrap_err();
@@ -1396,7 +1462,7 @@ mod v2 {
     fn no_step_may_run_before_the_plan_quorum() {
         let k = keys();
         // Without any kms_preflight, the first record after the one plan approval is
-        // import_parameters: the rule is not tied to one record type.
+        // capability_checked: the rule is not tied to one record type.
         let (_, problem) = verify(
             &k,
             |_| {},
@@ -1409,7 +1475,7 @@ mod v2 {
         assert_eq!(
             problem,
             Problem::QuorumMissing {
-                step: "import_parameters".into(),
+                step: "capability_checked".into(),
                 point: "plan",
                 need: 2,
                 have: 1
@@ -1508,6 +1574,7 @@ mod v2 {
             audit_key_sha256: k.audit.fingerprint(),
             targets: KEYS.iter().map(|k| k.to_string()).collect(),
             resumes: None,
+            run_id: None,
         })
     }
 
@@ -1515,7 +1582,7 @@ mod v2 {
     fn decline(k: &Keys, name: &str, by: &SoftSigner) -> p::Declined {
         let plan = plan_statement(k);
         let digest = quorum::statement_sha256(&plan).unwrap();
-        let d = quorum::decline_statement("plan", &digest);
+        let d = quorum::decline_statement("plan", &digest, None);
         p::Declined {
             point: "plan".into(),
             custodian: name.into(),
@@ -1573,15 +1640,15 @@ mod v2 {
     #[test]
     fn v3_import_parameters_before_the_plan_approval_is_refused() {
         let k = keys();
-        // Move the plan approvals after the first import_parameters.
+        // Move the plan approvals after the known-answer test and the first import_parameters.
         let (line, problem) = verify_v3(&k, |r| {
             let approvals: Vec<_> = r.drain(4..6).collect();
             for (i, rec) in approvals.into_iter().enumerate() {
-                r.insert(5 + i, rec);
+                r.insert(6 + i, rec);
             }
         })
         .unwrap_err();
-        assert_eq!(line, 5);
+        assert_eq!(line, 6);
         assert!(
             matches!(problem, Problem::QuorumMissing { .. }),
             "{problem:?}"
@@ -1710,6 +1777,7 @@ mod v2 {
                     key_material_id: NEW.into(),
                 })
                 .collect(),
+            run_id: None,
         };
         rotate(&mut statement);
         let value = v(&statement);
@@ -1884,11 +1952,14 @@ mod v2 {
                 why: "reported rotated, but no rotation of it is recorded".into()
             }
         );
-        // The same records in a ceremony whose record 0 says kind = import.
-        let line = first_line(&k, RecordType::RotationPreflight);
+        // The same records under a record 0 that says kind = import: record 0 must say what
+        // the embedded ceremony file says (kind = "rotate").
         let (at, problem) = rotation(&k, |_| {}, |r| r[0].1["kind"] = json!("import")).unwrap_err();
-        assert_eq!(at, line);
-        assert!(matches!(problem, Problem::Misplaced { .. }), "{problem:?}");
+        assert_eq!(at, 1);
+        assert!(
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("not what the embedded ceremony file says")),
+            "{problem:?}"
+        );
     }
 
     #[test]
@@ -1936,7 +2007,7 @@ mod v2 {
     ) -> Result<(), (usize, Problem)> {
         let file = format!(
             "{}[source]\ntranscript = \"old.jsonl\"\nlast_line_sha256 = \"{SOURCE}\"\n",
-            file(k)
+            file_for(k, "reimport")
         );
         let mut r = records_for(
             k,
@@ -2180,12 +2251,12 @@ mod v2 {
             matches!(&problem, Problem::BadPayload { why, .. } if why.contains("not the ceremony file's [source]")),
             "{problem:?}"
         );
-        // A reimport record in an import ceremony.
+        // A record 0 that calls the reimport an import: not what its ceremony file says.
         let (line, problem) =
             reimport(&k, |_| {}, |r| r[0].1["kind"] = json!("import")).unwrap_err();
-        assert_eq!(line, 3);
+        assert_eq!(line, 1);
         assert!(
-            matches!(&problem, Problem::Misplaced { kind, .. } if kind == "source_verified"),
+            matches!(&problem, Problem::BadPayload { why, .. } if why.contains("not what the embedded ceremony file says")),
             "{problem:?}"
         );
     }
@@ -2207,7 +2278,7 @@ mod v2 {
     ) -> Records {
         let file = format!(
             "{}[source]\ntranscript = \"swap.jsonl\"\nlast_line_sha256 = \"{SOURCE}\"\n",
-            file(k)
+            file_for(k, "rollback")
         );
         let plan = v(&PlanStatement {
             point: "plan".into(),
@@ -2216,6 +2287,7 @@ mod v2 {
             audit_key_sha256: k.audit.fingerprint(),
             targets: KEYS.iter().map(|k| k.to_string()).collect(),
             resumes: None,
+            run_id: None,
         });
         let mut started = started(&k.audit, &file);
         started.kind = Some("rollback".into());
@@ -2234,6 +2306,7 @@ mod v2 {
                     to_key_arn: PREVIOUS[i].into(),
                 })
                 .collect(),
+            run_id: None,
         };
         swap(&mut statement);
         let value = v(&statement);
@@ -2780,5 +2853,10 @@ mod v2 {
         let (line, problem) = both(&k, r, "exists only from format version 4 on").unwrap_err();
         assert_eq!(line, at);
         assert!(matches!(problem, Problem::Misplaced { .. }), "{problem:?}");
+    }
+
+    /// Format version 4 and the rules of issue 11 (in its own file).
+    mod v4 {
+        include!("verify_v4.rs");
     }
 }
