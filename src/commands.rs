@@ -483,14 +483,6 @@ fn pinned_lines(opts: &VerifyOptions) -> Vec<String> {
     lines
 }
 
-/// `byok report TRANSCRIPT [pins] [--html OUT] [--json]`: not built yet (issue 11).
-pub fn report(path: &Path, pins: &PinArgs, html: Option<&Path>, json: bool) -> Result<i32, Error> {
-    let _ = (pins, html, json);
-    Err(Error::Usage {
-        message: format!("byok report {}: not built yet", path.display()),
-    })
-}
-
 /// `byok report TRANSCRIPT [pins] [--html OUT] [--json]`: the verdict (exit codes as
 /// `verify`) and what the transcript says, as text, one HTML page, or JSON (docs/report.md).
 pub fn report(path: &Path, pins: &PinArgs, html: Option<&Path>, json: bool) -> Result<i32, Error> {
@@ -657,6 +649,7 @@ mod tests {
             run_id: Some(hostile.into()),
             statements: vec![("plan".into(), hostile.into())],
             custodians: vec![(hostile.into(), hostile.into())],
+            kms_identity: None,
         };
         let opts = VerifyOptions {
             custodians: vec![(hostile.into(), "12".repeat(32))],
