@@ -2679,6 +2679,8 @@ mod v2 {
                 v3_order(r);
                 let at = position(r, RecordType::KmsPreflight);
                 r.insert(at, (RecordType::KmsIdentity, v(&id)));
+                // Version 4 also ties every statement to record 0's run id.
+                v4::to_v4(k, r, v4::RUN, v4::RUN);
                 edit(r);
             },
         )
@@ -2847,8 +2849,19 @@ mod v2 {
         let at = position(&r, RecordType::KmsIdentity) + 2;
         let why = whereabouts_problem(both_v4(&k, r, "a second kms_identity"), at);
         crate::common::assert_contains(&why, "a second kms_identity");
-        // The same record in a version-3 transcript.
-        let r = records_v4(&k, |_| {}, |_| {});
+        // The same record in a version-3 transcript (no run id either).
+        let r = records_for(
+            &k,
+            &file_v4(&k),
+            None,
+            |_| {},
+            |_| {},
+            |r| {
+                v3_order(r);
+                let at = position(r, RecordType::KmsPreflight);
+                r.insert(at, (RecordType::KmsIdentity, v(&identity())));
+            },
+        );
         let at = position(&r, RecordType::KmsIdentity) + 1;
         let (line, problem) = both(&k, r, "exists only from format version 4 on").unwrap_err();
         assert_eq!(line, at);

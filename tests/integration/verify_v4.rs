@@ -8,12 +8,12 @@
 
 use super::*;
 
-const RUN: &str = "5a4d1e7c0b9f23a86e1d4c7b2a9f0e31";
+pub(super) const RUN: &str = "5a4d1e7c0b9f23a86e1d4c7b2a9f0e31";
 const OTHER_RUN: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 /// `r` as version 4 writes it: record 0 carries `run_id`, and every statement the custodians
 /// signed carries `statement_run` and is signed again (the `*_confirmed` records repeat it).
-fn to_v4(k: &Keys, r: &mut Records, run_id: &str, statement_run: &str) {
+pub(super) fn to_v4(k: &Keys, r: &mut Records, run_id: &str, statement_run: &str) {
     r[0].1["run_id"] = json!(run_id);
     for (kind, d) in r.iter_mut() {
         match kind {
@@ -37,8 +37,26 @@ fn to_v4(k: &Keys, r: &mut Records, run_id: &str, statement_run: &str) {
 fn forged(k: &Keys, edit: impl FnOnce(&mut Records)) -> Records {
     let mut r = records(k, |_| {}, v3_order);
     to_v4(k, &mut r, RUN, RUN);
+    let at = position(&r, RecordType::KmsPreflight);
+    r.insert(at, (RecordType::KmsIdentity, v(&aws_identity())));
     edit(&mut r);
     r
+}
+
+/// Where a ceremony whose file names no endpoint and pins no account ran: AWS's own
+/// endpoints, as `kms_identity` records them.
+fn aws_identity() -> p::KmsIdentity {
+    p::KmsIdentity {
+        region: "us-east-1".into(),
+        endpoint: "https://kms.us-east-1.amazonaws.com".into(),
+        endpoint_overridden: false,
+        endpoint_source: "aws".into(),
+        endpoint_env: vec![],
+        sts_endpoint: "https://sts.us-east-1.amazonaws.com".into(),
+        account: "111122223333".into(),
+        caller_arn: "arn:aws:iam::111122223333:role/byok-ceremony".into(),
+        pinned_account: None,
+    }
 }
 
 fn write(k: &Keys, r: Records, dir: &std::path::Path) -> std::path::PathBuf {
@@ -105,6 +123,8 @@ fn approvals_replayed_from_another_run_are_refused() {
     let mut r = records(&k, |_| {}, v3_order);
     // The custodians signed statements of run OTHER_RUN; record 0 is of run RUN.
     to_v4(&k, &mut r, RUN, OTHER_RUN);
+    let preflight = position(&r, RecordType::KmsPreflight);
+    r.insert(preflight, (RecordType::KmsIdentity, v(&aws_identity())));
     let first = at(&r, RecordType::Approval) + 1;
     let (line, problem) = both4(&k, r, "carries another run id").unwrap_err();
     assert_eq!(line, first);
