@@ -202,279 +202,283 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
     let mut count = 0usize;
 
     let lines: Vec<&str> = body.split('\n').collect();
-    let parsed = parse_lines(&lines);
-    for ((index, line), pre) in lines.iter().copied().enumerate().zip(parsed) {
-        let n = index + 1;
-        let seq = index as u64;
-        let Parsed {
-            value,
-            canonical,
-            signature_ok,
-        } = pre;
-        let value = value.map_err(|e| bad(n, Problem::NotJson(e)))?;
-        if !canonical {
-            return Err(bad(n, Problem::NotCanonical));
-        }
-        let Value::Object(mut map) = value else {
-            return Err(bad(n, Problem::NotJson("not an object".into())));
-        };
-        let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        if keys != ["data", "prev", "seq", "sig", "time", "type", "v"] {
-            return Err(bad(
-                n,
-                Problem::BadField {
-                    field: "record",
-                    why: format!(
-                        "members must be exactly data, prev, seq, sig, time, type, v; found {}",
-                        keys.join(", ")
-                    ),
-                },
-            ));
-        }
-        let v = map["v"].as_u64().unwrap_or(0);
-        if n == 1 && SUPPORTED_VERSIONS.contains(&v) {
-            version = v;
-        }
-        if v != version {
-            return Err(bad(
-                n,
-                Problem::BadField {
-                    field: "v",
-                    why: if n == 1 {
-                        format!("expected one of {SUPPORTED_VERSIONS:?}, found {}", map["v"])
-                    } else {
-                        format!(
-                            "expected {version} (every record has record 0's version), found {}",
-                            map["v"]
-                        )
-                    },
-                },
-            ));
-        }
-        if map["seq"].as_u64() != Some(seq) {
-            return Err(bad(
-                n,
-                Problem::WrongSeq {
-                    expected: seq,
-                    found: map["seq"].to_string(),
-                },
-            ));
-        }
-        if map["prev"].as_str() != Some(prev.as_str()) {
-            return Err(bad(n, Problem::BrokenChain));
-        }
-        let time = map["time"].as_str().unwrap_or_default().to_string();
-        if !is_rfc3339_utc(&time) {
-            return Err(bad(
-                n,
-                Problem::BadField {
-                    field: "time",
-                    why: format!(
-                        "expected RFC 3339 UTC like 2026-11-23T19:04:08.123Z, found {}",
-                        map["time"]
-                    ),
-                },
-            ));
-        }
-        // Fixed-width UTC timestamps compare correctly as strings.
-        if time < previous_time {
-            return Err(bad(
-                n,
-                Problem::TimeWentBack {
-                    time,
-                    previous: previous_time,
-                },
-            ));
-        }
-        let kind = map["type"]
-            .as_str()
-            .and_then(RecordType::parse)
-            .ok_or_else(|| {
-                bad(
+    // The lines are parsed and their signatures checked on other threads while this one
+    // applies the rules between records, in order, as the results arrive.
+    std::thread::scope(|scope| {
+        let parsed = parse_lines(scope, &lines);
+        for ((index, line), pre) in lines.iter().copied().enumerate().zip(parsed) {
+            let n = index + 1;
+            let seq = index as u64;
+            let Parsed {
+                value,
+                canonical,
+                signature_base64,
+                signature_ok,
+                sha256,
+            } = pre;
+            let value = value.map_err(|e| bad(n, Problem::NotJson(e)))?;
+            if !canonical {
+                return Err(bad(n, Problem::NotCanonical));
+            }
+            let Value::Object(mut map) = value else {
+                return Err(bad(n, Problem::NotJson("not an object".into())));
+            };
+            let mut keys: Vec<&str> = map.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            if keys != ["data", "prev", "seq", "sig", "time", "type", "v"] {
+                return Err(bad(
                     n,
                     Problem::BadField {
-                        field: "type",
-                        why: format!("unknown record type {}", map["type"]),
+                        field: "record",
+                        why: format!(
+                            "members must be exactly data, prev, seq, sig, time, type, v; found {}",
+                            keys.join(", ")
+                        ),
                     },
-                )
-            })?;
-        if !map["data"].is_object() {
-            return Err(bad(
-                n,
-                Problem::BadField {
-                    field: "data",
-                    why: "must be an object".into(),
-                },
-            ));
-        }
-        map.remove("sig")
-            .and_then(|s| s.as_str().map(str::to_owned))
-            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-            .ok_or_else(|| {
-                bad(
+                ));
+            }
+            let v = map["v"].as_u64().unwrap_or(0);
+            if n == 1 && SUPPORTED_VERSIONS.contains(&v) {
+                version = v;
+            }
+            if v != version {
+                return Err(bad(
+                    n,
+                    Problem::BadField {
+                        field: "v",
+                        why: if n == 1 {
+                            format!("expected one of {SUPPORTED_VERSIONS:?}, found {}", map["v"])
+                        } else {
+                            format!(
+                                "expected {version} (every record has record 0's version), found {}",
+                                map["v"]
+                            )
+                        },
+                    },
+                ));
+            }
+            if map["seq"].as_u64() != Some(seq) {
+                return Err(bad(
+                    n,
+                    Problem::WrongSeq {
+                        expected: seq,
+                        found: map["seq"].to_string(),
+                    },
+                ));
+            }
+            if map["prev"].as_str() != Some(prev.as_str()) {
+                return Err(bad(n, Problem::BrokenChain));
+            }
+            let time = map["time"].as_str().unwrap_or_default().to_string();
+            if !is_rfc3339_utc(&time) {
+                return Err(bad(
+                    n,
+                    Problem::BadField {
+                        field: "time",
+                        why: format!(
+                            "expected RFC 3339 UTC like 2026-11-23T19:04:08.123Z, found {}",
+                            map["time"]
+                        ),
+                    },
+                ));
+            }
+            // Fixed-width UTC timestamps compare correctly as strings.
+            if time < previous_time {
+                return Err(bad(
+                    n,
+                    Problem::TimeWentBack {
+                        time,
+                        previous: previous_time,
+                    },
+                ));
+            }
+            let kind = map["type"]
+                .as_str()
+                .and_then(RecordType::parse)
+                .ok_or_else(|| {
+                    bad(
+                        n,
+                        Problem::BadField {
+                            field: "type",
+                            why: format!("unknown record type {}", map["type"]),
+                        },
+                    )
+                })?;
+            if !map["data"].is_object() {
+                return Err(bad(
+                    n,
+                    Problem::BadField {
+                        field: "data",
+                        why: "must be an object".into(),
+                    },
+                ));
+            }
+            map.remove("sig");
+            if !signature_base64 {
+                return Err(bad(
                     n,
                     Problem::BadField {
                         field: "sig",
                         why: "must be standard base64".into(),
                     },
-                )
-            })?;
-
-        // Record placement rules.
-        if (n == 1) != (kind == RecordType::CeremonyStarted) {
-            return Err(bad(
-                n,
-                Problem::Misplaced {
-                    kind: kind.to_string(),
-                    why: "ceremony_started is the first record and only the first",
-                },
-            ));
-        }
-        if let Some((prev_kind, _)) = &last
-            && prev_kind.is_terminal()
-        {
-            return Err(bad(
-                n,
-                Problem::Misplaced {
-                    kind: kind.to_string(),
-                    why: "nothing may follow ceremony_finished or ceremony_aborted",
-                },
-            ));
-        }
-        if version == 1 && kind.is_v2_only() {
-            return Err(bad(
-                n,
-                Problem::Misplaced {
-                    kind: kind.to_string(),
-                    why: "this record type exists only from format version 2 on",
-                },
-            ));
-        }
-        if version < 4 && kind.is_v4_only() {
-            return Err(bad(
-                n,
-                Problem::Misplaced {
-                    kind: kind.to_string(),
-                    why: "this record type exists only from format version 4 on",
-                },
-            ));
-        }
-        if version < 3 && kind.is_v3_only() {
-            return Err(bad(
-                n,
-                Problem::Misplaced {
-                    kind: kind.to_string(),
-                    why: "this record type exists only from format version 3 on",
-                },
-            ));
-        }
-        if kind == RecordType::ImportConfirmed {
-            seen_confirmation = true;
-        }
-        if kind == RecordType::KeyImported && !seen_confirmation {
-            return Err(bad(
-                n,
-                Problem::Misplaced {
-                    kind: kind.to_string(),
-                    why: "key_imported must be preceded by import_confirmed",
-                },
-            ));
-        }
-
-        if n == 1 {
-            let (v, id, fp) = start_record(&map["data"], opts).map_err(|p| bad(n, p))?;
-            verifier = Some(v);
-            ceremony_id = id;
-            audit_fp = fp;
-        }
-        // `parse_lines` checked the signature under record 0's key; `verifier` is that key
-        // once `start_record` has accepted it.
-        if verifier.is_none() || !signature_ok {
-            return Err(bad(n, Problem::BadSignature));
-        }
-
-        if n == 1 {
-            file_sha256 = map["data"]["ceremony_file_sha256"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            check_pins(&map["data"], opts).map_err(|p| bad(n, p))?;
-        }
-        if version == 1 {
-            if n == 1 {
-                dual = DualState::from_start(&map["data"], &audit_fp).map_err(|p| bad(n, p))?;
-            } else {
-                dual.check(kind, &map["data"]).map_err(|p| bad(n, p))?;
+                ));
             }
+
+            // Record placement rules.
+            if (n == 1) != (kind == RecordType::CeremonyStarted) {
+                return Err(bad(
+                    n,
+                    Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "ceremony_started is the first record and only the first",
+                    },
+                ));
+            }
+            if let Some((prev_kind, _)) = &last
+                && prev_kind.is_terminal()
+            {
+                return Err(bad(
+                    n,
+                    Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "nothing may follow ceremony_finished or ceremony_aborted",
+                    },
+                ));
+            }
+            if version == 1 && kind.is_v2_only() {
+                return Err(bad(
+                    n,
+                    Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "this record type exists only from format version 2 on",
+                    },
+                ));
+            }
+            if version < 4 && kind.is_v4_only() {
+                return Err(bad(
+                    n,
+                    Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "this record type exists only from format version 4 on",
+                    },
+                ));
+            }
+            if version < 3 && kind.is_v3_only() {
+                return Err(bad(
+                    n,
+                    Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "this record type exists only from format version 3 on",
+                    },
+                ));
+            }
+            if kind == RecordType::ImportConfirmed {
+                seen_confirmation = true;
+            }
+            if kind == RecordType::KeyImported && !seen_confirmation {
+                return Err(bad(
+                    n,
+                    Problem::Misplaced {
+                        kind: kind.to_string(),
+                        why: "key_imported must be preceded by import_confirmed",
+                    },
+                ));
+            }
+
+            if n == 1 {
+                let (v, id, fp) = start_record(&map["data"], opts).map_err(|p| bad(n, p))?;
+                verifier = Some(v);
+                ceremony_id = id;
+                audit_fp = fp;
+            }
+            // `parse_lines` checked the signature under record 0's key; `verifier` is that key
+            // once `start_record` has accepted it.
+            if verifier.is_none() || !signature_ok {
+                return Err(bad(n, Problem::BadSignature));
+            }
+
+            if n == 1 {
+                file_sha256 = map["data"]["ceremony_file_sha256"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                check_pins(&map["data"], opts).map_err(|p| bad(n, p))?;
+            }
+            if version == 1 {
+                if n == 1 {
+                    dual = DualState::from_start(&map["data"], &audit_fp).map_err(|p| bad(n, p))?;
+                } else {
+                    dual.check(kind, &map["data"]).map_err(|p| bad(n, p))?;
+                }
+            } else {
+                v2.version = version;
+                v2.check(kind, &map["data"], &audit_fp)
+                    .map_err(|p| bad(n, p))?;
+            }
+
+            prev = sha256;
+            previous_time = time;
+            last = Some((kind, map.remove("data").unwrap_or(Value::Null)));
+            count = n;
+        }
+
+        let (outcome, outcome_data) = last.ok_or(bad(0, Problem::Empty))?;
+        let closed = outcome.is_terminal();
+        if !closed && !opts.allow_truncated {
+            return Err(bad(
+                count,
+                Problem::TruncatedEnd {
+                    last: outcome.to_string(),
+                },
+            ));
+        }
+        let (quorum, approvals) = if version == 1 {
+            (dual.quorum, dual.summary())
         } else {
-            v2.version = version;
-            v2.check(kind, &map["data"], &audit_fp)
-                .map_err(|p| bad(n, p))?;
+            (v2.quorum, v2.dual.summary())
+        };
+        let dual_state = if version == 1 { &dual } else { &v2.dual };
+        let mut statements = Vec::new();
+        if quorum.is_some()
+            && let Ok(digest) = crate::quorum::statement_sha256(&dual_state.plan_expected)
+        {
+            statements.push((crate::quorum::PLAN.to_string(), digest));
         }
-
-        prev = hex::encode(Sha256::digest(line.as_bytes()));
-        previous_time = time;
-        last = Some((kind, map.remove("data").unwrap_or(Value::Null)));
-        count = n;
-    }
-
-    let (outcome, outcome_data) = last.ok_or(bad(0, Problem::Empty))?;
-    let closed = outcome.is_terminal();
-    if !closed && !opts.allow_truncated {
-        return Err(bad(
-            count,
-            Problem::TruncatedEnd {
-                last: outcome.to_string(),
-            },
-        ));
-    }
-    let (quorum, approvals) = if version == 1 {
-        (dual.quorum, dual.summary())
-    } else {
-        (v2.quorum, v2.dual.summary())
-    };
-    let dual_state = if version == 1 { &dual } else { &v2.dual };
-    let mut statements = Vec::new();
-    if quorum.is_some()
-        && let Ok(digest) = crate::quorum::statement_sha256(&dual_state.plan_expected)
-    {
-        statements.push((crate::quorum::PLAN.to_string(), digest));
-    }
-    statements.extend(v2.digests.iter().cloned());
-    let targets = match outcome {
-        RecordType::CeremonyFinished => {
-            serde_json::from_value::<p::CeremonyFinished>(outcome_data.clone())
-                .map(|f| f.targets)
-                .unwrap_or_default()
-        }
-        RecordType::CeremonyAborted => {
-            serde_json::from_value::<p::CeremonyAborted>(outcome_data.clone())
-                .map(|f| f.targets)
-                .unwrap_or_default()
-        }
-        _ => Vec::new(),
-    };
-    Ok(Report {
-        version,
-        records: count,
-        ceremony_id,
-        ceremony_file_sha256: file_sha256,
-        closed,
-        resumes: v2.resumes.clone(),
-        targets,
-        audit_key_sha256: audit_fp,
-        outcome,
-        outcome_data,
-        last_line_sha256: prev,
-        audit_key_pinned_externally: opts.audit_key_sha256.is_some(),
-        quorum,
-        approvals,
-        source: v2.source.clone(),
-        kms_identity: v2.identity.clone(),
-        run_id: dual_state.run_id.clone(),
-        statements,
-        custodians: dual_state.pinned.clone(),
+        statements.extend(v2.digests.iter().cloned());
+        let targets = match outcome {
+            RecordType::CeremonyFinished => {
+                serde_json::from_value::<p::CeremonyFinished>(outcome_data.clone())
+                    .map(|f| f.targets)
+                    .unwrap_or_default()
+            }
+            RecordType::CeremonyAborted => {
+                serde_json::from_value::<p::CeremonyAborted>(outcome_data.clone())
+                    .map(|f| f.targets)
+                    .unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        Ok(Report {
+            version,
+            records: count,
+            ceremony_id,
+            ceremony_file_sha256: file_sha256,
+            closed,
+            resumes: v2.resumes.clone(),
+            targets,
+            audit_key_sha256: audit_fp,
+            outcome,
+            outcome_data,
+            last_line_sha256: prev,
+            audit_key_pinned_externally: opts.audit_key_sha256.is_some(),
+            quorum,
+            approvals,
+            source: v2.source.clone(),
+            kms_identity: v2.identity.clone(),
+            run_id: dual_state.run_id.clone(),
+            statements,
+            custodians: dual_state.pinned.clone(),
+        })
     })
 }
 
@@ -484,83 +488,124 @@ struct Parsed {
     value: Result<Value, String>,
     /// The line is its own RFC 8785 form.
     canonical: bool,
-    /// `sig` is standard base64 of a valid signature, under record 0's `audit_public_key`,
-    /// over the record without `sig` in canonical form.
+    /// `sig` is a string of standard base64.
+    signature_base64: bool,
+    /// `sig` is a valid signature, under record 0's `audit_public_key`, over the record
+    /// without `sig` in canonical form.
     signature_ok: bool,
+    /// SHA-256 (hex) of the line: the next record's `prev`.
+    sha256: String,
 }
 
-/// Parses every line and checks its signature, on as many threads as the machine has: each
-/// line's signature depends only on the line and record 0's key, so this is the part of
-/// verification that runs in parallel (`docs/performance.md`). The chain, the sequence and
-/// every rule between records stay sequential in [`verify_bytes`], which reports the first bad
-/// line exactly as a one-thread pass would.
-fn parse_lines(lines: &[&str]) -> Vec<Parsed> {
-    let Some(first) = lines.first() else {
-        return Vec::new();
-    };
-    let key = serde_json::from_str::<Value>(first).ok().and_then(|v| {
+/// Parses every line, hashes it and checks its signature, on as many threads as the machine
+/// has: each line's signature depends only on the line and record 0's key, so this is the part
+/// of verification that runs in parallel (`docs/performance.md`). The results come back in
+/// line order, chunk by chunk as the workers finish them, so that the chain, the sequence and
+/// every rule between records, which stay sequential in [`verify_bytes`], run at the same time
+/// and report the first bad line exactly as a one-thread pass would. When the consumer stops
+/// early (an invalid line), the workers stop at their next chunk.
+fn parse_lines<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    lines: &'env [&'env str],
+) -> Box<dyn Iterator<Item = Parsed> + 'scope> {
+    /// Lines per unit of work.
+    const CHUNK: usize = 256;
+    let key = lines.first().and_then(|first| {
+        let v = serde_json::from_str::<Value>(first).ok()?;
         let spki = base64::engine::general_purpose::STANDARD
             .decode(v["data"]["audit_public_key"].as_str()?)
             .ok()?;
         ecdsa::Verifier::from_spki(&spki).ok()
     });
-    let parse = |line: &str| -> Parsed {
-        let value: Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                return Parsed {
-                    value: Err(e.to_string()),
-                    canonical: false,
-                    signature_ok: false,
-                };
-            }
-        };
-        let canonical = jcs::to_vec(&value).is_ok_and(|c| c == line.as_bytes());
-        let signature_ok = match (&key, &value) {
-            (Some(key), Value::Object(map)) if canonical => {
-                let mut unsigned = map.clone();
-                let sig = unsigned
-                    .remove("sig")
-                    .and_then(|s| s.as_str().map(str::to_owned))
-                    .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
-                match (sig, jcs::to_vec(&Value::Object(unsigned))) {
-                    (Some(sig), Ok(message)) => key.verify(&message, &sig),
-                    _ => false,
-                }
-            }
-            _ => false,
-        };
-        Parsed {
-            value: Ok(value),
-            canonical,
-            signature_ok,
-        }
-    };
+    let key = std::sync::Arc::new(key);
     let threads = std::thread::available_parallelism()
         .map(std::num::NonZeroUsize::get)
-        .unwrap_or(1)
-        // Below a few hundred lines a thread costs more than it saves.
-        .min(lines.len().div_ceil(256))
-        .max(1);
-    if threads == 1 {
-        return lines.iter().map(|l| parse(l)).collect();
+        .unwrap_or(1);
+    // Below a few chunks a thread costs more than it saves.
+    if threads == 1 || lines.len() < 4 * CHUNK {
+        return Box::new(
+            lines
+                .iter()
+                .map(move |line| parse_line(key.as_ref().as_ref(), line)),
+        );
     }
-    let chunk = lines.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parse = &parse;
-        let workers: Vec<_> = lines
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|l| parse(l)).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| {
-                // A worker only parses and verifies; a panic there is a bug in serde_json,
-                // jcs or ring, and is re-raised here as it would be on one thread.
-                w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-            })
-            .collect()
-    })
+    let chunks = lines.len().div_ceil(CHUNK);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Parsed>)>(2 * threads);
+    for worker in 0..threads {
+        let (tx, key) = (tx.clone(), key.clone());
+        scope.spawn(move || {
+            for chunk in (worker..chunks).step_by(threads) {
+                let part = &lines[chunk * CHUNK..((chunk + 1) * CHUNK).min(lines.len())];
+                let parsed = part
+                    .iter()
+                    .map(|line| parse_line(key.as_ref().as_ref(), line))
+                    .collect();
+                if tx.send((chunk, parsed)).is_err() {
+                    return; // the consumer stopped at an invalid line
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut waiting = std::collections::BTreeMap::new();
+    Box::new((0..chunks).flat_map(move |next| {
+        while !waiting.contains_key(&next) {
+            match rx.recv() {
+                Ok((chunk, parsed)) => {
+                    waiting.insert(chunk, parsed);
+                }
+                // Every worker is gone without sending chunk `next`: one panicked (a bug in
+                // serde_json, jcs or ring); the scope re-raises its panic when it joins it.
+                Err(_) => return Vec::new().into_iter(),
+            }
+        }
+        waiting.remove(&next).unwrap_or_default().into_iter()
+    }))
+}
+
+/// One line: parsed, hashed, and its signature checked under record 0's key.
+fn parse_line(key: Option<&ecdsa::Verifier>, line: &str) -> Parsed {
+    let sha256 = hex::encode(Sha256::digest(line.as_bytes()));
+    let value: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return Parsed {
+                value: Err(e.to_string()),
+                canonical: false,
+                signature_base64: false,
+                signature_ok: false,
+                sha256,
+            };
+        }
+    };
+    let canonical = jcs::to_vec(&value).is_ok_and(|c| c == line.as_bytes());
+    let sig_text = value.get("sig").and_then(Value::as_str);
+    let sig = sig_text.and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+    let signature_ok = match (key, &sig, sig_text) {
+        (Some(key), Some(sig), Some(text)) if canonical => {
+            // The line is canonical and `sig` is a top-level string of plain base64, which
+            // JCS places after `data`, `prev` and `seq` and before `time`, `type` and `v`
+            // (scalars). A raw `,"sig":"` can only be a member name in JSON text, so its last
+            // occurrence is the top-level member: the record without it, in canonical form,
+            // is the line without that member.
+            let member = format!(",\"sig\":\"{text}\"");
+            match line.rfind(&member) {
+                Some(at) => {
+                    let message = [&line[..at], &line[at + member.len()..]].concat();
+                    key.verify(message.as_bytes(), sig)
+                }
+                None => false,
+            }
+        }
+        _ => false,
+    };
+    Parsed {
+        value: Ok(value),
+        canonical,
+        signature_base64: sig.is_some(),
+        signature_ok,
+        sha256,
+    }
 }
 
 /// Checks record 0's data: audit key, ceremony file and its hash, pinned fingerprint.
