@@ -46,6 +46,62 @@ fn the_shipped_sample_transcript_verifies_with_its_pins() {
     assert!(reference.contains("52 records"), "{reference}");
 }
 
+/// The shipped pin file is the sample's paper record: with it, `verify` and `report` say valid
+/// (exit 0); with one custodian's key changed in it, both say the transcript is not what the
+/// auditor pinned (exit 1).
+#[test]
+fn the_shipped_pin_file_pins_the_sample() {
+    let pins = example("fleet-6-targets.pins.toml");
+    for command in ["verify", "report"] {
+        let out = byok()
+            .arg(command)
+            .arg(example("fleet-6-targets.jsonl"))
+            .arg("--pin-file")
+            .arg(&pins)
+            .output()
+            .expect("run byok");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{command}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains(SAMPLE_LAST_LINE_SHA256),
+            "{command}: {}",
+            stdout(&out)
+        );
+    }
+    let text = std::fs::read_to_string(&pins).expect("read the pin file");
+    let bob = "998243ea3786c5f6d3f8b5e592a3baff82c238dd88b5633ad98724539362b7b5";
+    assert!(text.contains(bob), "the pin file pins Bob's key");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let forged = dir.path().join("pins.toml");
+    std::fs::write(&forged, text.replace(bob, &"ab".repeat(32))).expect("write pins");
+    for command in ["verify", "report"] {
+        let out = byok()
+            .arg(command)
+            .arg(example("fleet-6-targets.jsonl"))
+            .arg("--pin-file")
+            .arg(&forged)
+            .output()
+            .expect("run byok");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{command}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("not what the auditor pinned"),
+            "{command}: {}",
+            stdout(&out)
+        );
+    }
+}
+
 #[test]
 fn the_shipped_ceremony_file_is_the_one_in_record_0() {
     let transcript =
