@@ -514,29 +514,23 @@ fn approval_point(o: &mut String, c: &Ceremony, p: &ApprovalPoint) {
     } else {
         o.push_str("<table><tr><th>Custodian</th><th>Did</th><th>When</th><th>#</th><th>Approval key SHA-256</th></tr>");
         let mut rows: Vec<(u64, String)> = Vec::new();
-        for s in &p.approvals {
-            rows.push((
-                s.seq,
-                format!(
-                    "<tr><td>{}</td><td class=\"good\">approved</td><td class=\"nw\">{}</td><td>{}</td><td>{}</td></tr>",
-                    h(&s.custodian),
-                    h(clock(&s.time, c)),
+        let signed = [
+            ("good", "approved", &p.approvals),
+            ("bad", "DECLINED", &p.declined),
+        ];
+        for (class, did, signatures) in signed {
+            for s in signatures {
+                rows.push((
                     s.seq,
-                    mono(&s.public_key_sha256)
-                ),
-            ));
-        }
-        for s in &p.declined {
-            rows.push((
-                s.seq,
-                format!(
-                    "<tr><td>{}</td><td class=\"bad\">DECLINED</td><td class=\"nw\">{}</td><td>{}</td><td>{}</td></tr>",
-                    h(&s.custodian),
-                    h(clock(&s.time, c)),
-                    s.seq,
-                    mono(&s.public_key_sha256)
-                ),
-            ));
+                    format!(
+                        "<tr><td>{}</td><td class=\"{class}\">{did}</td><td class=\"nw\">{}</td><td>{}</td><td>{}</td></tr>",
+                        h(&s.custodian),
+                        h(clock(&s.time, c)),
+                        s.seq,
+                        mono(&s.public_key_sha256)
+                    ),
+                ));
+            }
         }
         for f in &p.failed {
             rows.push((

@@ -206,7 +206,7 @@ pub fn verify_bytes(bytes: &[u8], opts: &VerifyOptions) -> Result<Report, Invali
     // applies the rules between records, in order, as the results arrive.
     std::thread::scope(|scope| {
         let parsed = parse_lines(scope, &lines);
-        for ((index, line), pre) in lines.iter().copied().enumerate().zip(parsed) {
+        for (index, pre) in parsed.enumerate() {
             let n = index + 1;
             let seq = index as u64;
             let Parsed {

@@ -2427,7 +2427,17 @@ mod v2 {
     /// or both refuse (byok's problem and line returned, the reference's message checked to
     /// contain `reference`).
     fn both(k: &Keys, r: Records, reference: &str) -> Result<(), (usize, Problem)> {
-        let bytes = sign_all(k, r, |_| 3);
+        both_as(k, r, 3, reference)
+    }
+
+    /// [`both`] for records written as format version `version`.
+    fn both_as(
+        k: &Keys,
+        r: Records,
+        version: u64,
+        reference: &str,
+    ) -> Result<(), (usize, Problem)> {
+        let bytes = sign_all(k, r, |_| version);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.jsonl");
         std::fs::write(&path, &bytes).unwrap();
@@ -2688,21 +2698,7 @@ mod v2 {
 
     /// [`both`] for version-4 records.
     fn both_v4(k: &Keys, r: Records, reference: &str) -> Result<(), (usize, Problem)> {
-        let bytes = sign_all(k, r, |_| 4);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.jsonl");
-        std::fs::write(&path, &bytes).unwrap();
-        let ours = verify_bytes(&bytes, &opts(k)).map(|_| ());
-        match &ours {
-            Ok(()) => {
-                crate::common::reference_verify(&path, &k.audit.fingerprint());
-            }
-            Err(_) => {
-                let why = crate::common::reference_rejects(&path, &k.audit.fingerprint());
-                assert!(why.contains(reference), "reference verifier: {why}");
-            }
-        }
-        ours.map_err(|e| (e.line, e.problem))
+        both_as(k, r, 4, reference)
     }
 
     fn whereabouts_problem(result: Result<(), (usize, Problem)>, line: usize) -> String {
