@@ -35,6 +35,18 @@ pub fn check(file: &Path) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
+/// `byok policy FILE` or `byok policy --inventory`.
+pub fn policy(file: Option<&Path>, inventory: bool) -> Result<i32, Error> {
+    let policy = match (file, inventory) {
+        (Some(file), false) => {
+            crate::policy::for_ceremony(&crate::spec::load(file, OffsetDateTime::now_utc())?)
+        }
+        _ => crate::policy::for_inventory(),
+    };
+    out(&serde_json::to_string_pretty(&policy).unwrap_or_default());
+    Ok(exit::OK)
+}
+
 /// `byok run FILE [--transcript PATH] [--resume OLD] [--kms-concurrency N]`.
 pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Result<i32, Error> {
     let now = OffsetDateTime::now_utc();

@@ -21,6 +21,7 @@ pub mod failpoint;
 pub mod hsm;
 pub mod jcs;
 pub mod kms;
+pub mod policy;
 pub mod prompt;
 pub mod quorum;
 pub mod report;
