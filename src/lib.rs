@@ -14,6 +14,7 @@ pub mod audit;
 pub mod cancel;
 pub mod ceremony;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod ecdsa;
 pub mod error;

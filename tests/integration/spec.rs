@@ -1042,3 +1042,48 @@ fn control_characters_and_look_alike_names_are_refused_with_exact_messages() {
         "targets.services[1]: character 4 is U+2066, a bidirectional formatting character",
     );
 }
+
+/// `BYOK_NOW` moves the decision clock: a `valid_to` already past is accepted when the clock
+/// is set before it, refused without it, and a malformed `BYOK_NOW` is refused by name.
+#[test]
+fn byok_now_moves_the_clock_for_valid_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("past.toml");
+    std::fs::write(
+        &path,
+        BASE.replace(
+            "expiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"",
+            "expiration = \"KEY_MATERIAL_EXPIRES\"\nvalid_to = 2020-06-01T00:00:00Z",
+        ),
+    )
+    .unwrap();
+    let real = byok()
+        .env_remove("BYOK_NOW")
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!real.status.success());
+    assert_contains(&stderr(&real), "is in the past");
+
+    let shifted = byok()
+        .env("BYOK_NOW", "2020-01-01T00:00:00Z")
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(shifted.status.success(), "{}", stderr(&shifted));
+    assert_contains(&stdout(&shifted), "valid");
+
+    let bad = byok()
+        .env("BYOK_NOW", "2020-01-01")
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), real.status.code(), "{}", stderr(&bad));
+    assert_contains(
+        &stderr(&bad),
+        "BYOK_NOW=\"2020-01-01\" is not an RFC 3339 UTC time",
+    );
+}
