@@ -177,25 +177,28 @@ pub fn for_ceremony(c: &Ceremony) -> Value {
         ));
     }
     if creates {
+        let request_tag = json!({
+            format!("aws:RequestTag/{CREATED_BY_TAG}"): t.created_tags,
+        });
         statements.push(json!({
             "Sid": "CreateExternalKeys",
             "Effect": "Allow",
-            "Action": ["kms:CreateKey", "kms:TagResource"],
+            "Action": "kms:CreateKey",
             "Resource": "*",
             "Condition": {
                 "StringEquals": {
+                    "kms:KeyOrigin": "EXTERNAL",
                     format!("aws:RequestTag/{CREATED_BY_TAG}"): t.created_tags,
                 },
             },
         }));
-        // CreateKey alone also checks kms:KeyOrigin; TagResource has no KeyOrigin, so the
-        // origin is pinned with a Deny that applies only to CreateKey.
+        // CreateKey with Tags also needs kms:TagResource (no call of its own).
         statements.push(json!({
-            "Sid": "CreateOnlyExternalKeys",
-            "Effect": "Deny",
-            "Action": "kms:CreateKey",
+            "Sid": "TagKeysAtCreation",
+            "Effect": "Allow",
+            "Action": "kms:TagResource",
             "Resource": "*",
-            "Condition": {"StringNotEquals": {"kms:KeyOrigin": "EXTERNAL"}},
+            "Condition": {"StringEquals": request_tag},
         }));
     }
     let alias_action = if kind.moves_aliases() {
