@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::ceremony::preflight::{CREATED_BY_TAG, created_by};
 use crate::spec::{Ceremony, Kind};
 
-/// The `Sid` of the statement whose actions only a resumed run (or a lost answer) calls.
+/// The `Sid` (and prefix of the `Sid`s) of the statements whose actions only a resumed run
+/// (or a lost answer) calls.
 pub const RESUME_SID: &str = "OnlyWhenResumingOrReconciling";
 
 /// `ARN` prefix `arn:aws:kms:REGION:ACCOUNT:` for a target.
@@ -230,17 +231,25 @@ pub fn for_ceremony(c: &Ceremony) -> Value {
         }
         statements.push(s);
     }
-    // Only a resumed run, or a run that lost an import's answer, asks these.
-    let mut resume = vec!["kms:ListKeyRotations"];
-    if creates {
-        resume.extend(["kms:ListKeys", "kms:ListResourceTags"]);
-    }
+    // Only a resumed run, or a run that lost an import's answer, asks these: ListKeyRotations
+    // to settle an import, and (when keys are created) ListKeys and ListResourceTags to find
+    // a key whose CreateKey answer was lost. ListKeys has no resource but `*`.
     if kind.imports() {
+        let mut on_keys = vec!["kms:ListKeyRotations"];
+        if creates {
+            on_keys.push("kms:ListResourceTags");
+            statements.push(json!({
+                "Sid": format!("{RESUME_SID}ListKeys"),
+                "Effect": "Allow",
+                "Action": "kms:ListKeys",
+                "Resource": "*",
+            }));
+        }
         statements.push(json!({
             "Sid": RESUME_SID,
             "Effect": "Allow",
-            "Action": resume,
-            "Resource": "*",
+            "Action": on_keys,
+            "Resource": t.key_wildcards,
         }));
     }
     json!({"Version": "2012-10-17", "Statement": statements})

@@ -36,7 +36,11 @@ fn policy(hsm: &SoftHsm, file: &Path) -> serde_json::Value {
 fn granted(policy: &serde_json::Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for s in policy["Statement"].as_array().unwrap() {
-        if s["Effect"] != "Allow" || s["Sid"] == "OnlyWhenResumingOrReconciling" {
+        if s["Effect"] != "Allow"
+            || s["Sid"]
+                .as_str()
+                .is_some_and(|sid| sid.starts_with("OnlyWhenResumingOrReconciling"))
+        {
             continue;
         }
         match &s["Action"] {
