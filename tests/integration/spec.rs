@@ -312,7 +312,7 @@ fn validation_table_gives_exact_messages() {
             "ARN in another region",
             BASE.replace(
                 "alias/byok-demo",
-                "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
             ),
             one(
                 "c.toml:14: kms.key: the ARN is in region eu-west-1, but kms.region is us-east-1; make them agree",
@@ -768,7 +768,7 @@ fn alias_swap_and_rollback_files_are_checked() {
     for bad in [
         "1234abcd-12ab-34cd-56ef-1234567890ab",
         "alias/other",
-        "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     ] {
         assert_contains(
             &problems(&alias_swap(&target("alias/byok-demo", bad))),
@@ -1086,4 +1086,70 @@ fn byok_now_moves_the_clock_for_valid_to() {
         &stderr(&bad),
         "BYOK_NOW=\"2020-01-01\" is not an RFC 3339 UTC time",
     );
+}
+
+/// `byok policy` pins what the file says: a key ARN exactly (no alias condition), the
+/// wrapping algorithm and key spec, the expiration model and `kms:ValidTo` as seconds since
+/// the epoch; and (with `BYOK_NOW`) loads a file whose `valid_to` has passed like `check`.
+#[test]
+fn policy_pins_the_file_s_key_and_import_parameters() {
+    let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        BASE.replace("alias/byok-demo", arn).replace(
+            "expiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"",
+            "expiration = \"KEY_MATERIAL_EXPIRES\"\nvalid_to = 2020-06-01T00:00:00Z",
+        ),
+    )
+    .unwrap();
+    let out = byok()
+        .env("BYOK_NOW", "2020-01-01T00:00:00Z")
+        .arg("policy")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let statements = p["Statement"].as_array().unwrap();
+    let by_sid = |sid: &str| {
+        statements
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no {sid} in {p}"))
+    };
+    assert_eq!(
+        by_sid("UseTargetKeysByArn")["Resource"],
+        serde_json::json!([arn])
+    );
+    let gpi = by_sid("GetParametersForImportByArn");
+    assert_eq!(
+        gpi["Action"],
+        serde_json::json!(["kms:GetParametersForImport"])
+    );
+    assert_eq!(
+        gpi["Condition"]["StringEquals"],
+        serde_json::json!({"kms:WrappingAlgorithm": "RSAES_OAEP_SHA_256",
+                           "kms:WrappingKeySpec": "RSA_4096"})
+    );
+    let ikm = by_sid("ImportKeyMaterialByArn");
+    assert_eq!(
+        ikm["Condition"]["StringEquals"]["kms:ExpirationModel"],
+        "KEY_MATERIAL_EXPIRES"
+    );
+    // 2020-06-01T00:00:00Z
+    assert_eq!(
+        ikm["Condition"]["NumericLessThanEquals"]["kms:ValidTo"],
+        1_590_969_600
+    );
+    let text = p.to_string();
+    for absent in [
+        "ResourceAliases",
+        "kms:CreateKey",
+        "kms:UpdateAlias",
+        "kms:RotateKeyOnDemand",
+    ] {
+        assert!(!text.contains(absent), "{absent} in {text}");
+    }
 }
