@@ -312,7 +312,7 @@ fn validation_table_gives_exact_messages() {
             "ARN in another region",
             BASE.replace(
                 "alias/byok-demo",
-                "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
             ),
             one(
                 "c.toml:14: kms.key: the ARN is in region eu-west-1, but kms.region is us-east-1; make them agree",
@@ -768,7 +768,7 @@ fn alias_swap_and_rollback_files_are_checked() {
     for bad in [
         "1234abcd-12ab-34cd-56ef-1234567890ab",
         "alias/other",
-        "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     ] {
         assert_contains(
             &problems(&alias_swap(&target("alias/byok-demo", bad))),
