@@ -218,3 +218,69 @@ fn the_inventory_policy_is_read_only() {
         );
     }
 }
+
+/// Every action a policy allows, the resume-only statements included.
+fn allowed_all(policy: &serde_json::Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for s in policy["Statement"].as_array().unwrap() {
+        if s["Effect"] != "Allow" {
+            continue;
+        }
+        match &s["Action"] {
+            serde_json::Value::String(a) => {
+                out.insert(a.clone());
+            }
+            serde_json::Value::Array(l) => {
+                out.extend(l.iter().map(|a| a.as_str().unwrap().to_string()))
+            }
+            other => panic!("Action {other}"),
+        }
+    }
+    out
+}
+
+/// An import with `create = true` killed between CreateKey and CreateAlias, then resumed: the
+/// resumed run finds the created key by its tag (ListKeys, ListResourceTags), which only the
+/// resume-only statements grant; everything both runs called is granted.
+#[test]
+fn policy_grants_what_a_resumed_import_calls() {
+    let hsm = SoftHsm::new();
+    let prefix = format!("q{:08x}", rand_u32());
+    let file = product(&hsm, &prefix);
+    let proxy = KmsProxy::start(&[]);
+    let envs = use_endpoint(&file, &proxy.url);
+    let t1 = hsm.path("killed.jsonl");
+    let mut cmd = hsm.byok();
+    cmd.arg("run")
+        .arg(&file)
+        .arg("--transcript")
+        .arg(&t1)
+        .envs(envs)
+        .env("BYOK_FAILPOINT", "create:answered:2");
+    let out = run_with_stdin(cmd, &hsm.all_answers());
+    assert!(!out.status.success(), "not killed: {}", stderr(&out));
+    let mut cmd = hsm.byok();
+    cmd.arg("run")
+        .arg(&file)
+        .arg("--transcript")
+        .arg(hsm.path("resumed.jsonl"))
+        .arg("--resume")
+        .arg(&t1)
+        .envs(envs);
+    let out = run_with_stdin(cmd, &hsm.all_answers());
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+
+    let p = policy(&hsm, &file);
+    let seen = seen(&proxy);
+    let all = allowed_all(&p);
+    assert!(
+        seen.is_subset(&all),
+        "called but not granted: {:?}",
+        seen.difference(&all)
+    );
+    let resume_only: BTreeSet<String> = seen.difference(&granted(&p)).cloned().collect();
+    assert!(
+        resume_only.contains("kms:ListKeys") && resume_only.contains("kms:ListResourceTags"),
+        "{resume_only:?}"
+    );
+}
