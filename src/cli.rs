@@ -20,6 +20,17 @@ pub enum Command {
         /// The ceremony file (TOML).
         file: PathBuf,
     },
+    /// Print the least-privilege IAM policy (JSON) for the role that runs the ceremony in
+    /// FILE, or with `--inventory` the read-only policy an inventory needs. Never calls AWS.
+    Policy {
+        /// The ceremony file (TOML).
+        #[arg(required_unless_present = "inventory", conflicts_with = "inventory")]
+        file: Option<PathBuf>,
+        /// The read-only policy for an inventory of EXTERNAL keys (`byok inventory` is not
+        /// built yet).
+        #[arg(long)]
+        inventory: bool,
+    },
     /// Run a ceremony.
     Run {
         /// The ceremony file (TOML).

@@ -27,7 +27,7 @@ fn out(text: &str) {
 
 /// `byok check FILE`.
 pub fn check(file: &Path) -> Result<i32, Error> {
-    let c = crate::spec::load(file, OffsetDateTime::now_utc())?;
+    let c = crate::spec::load(file, crate::clock::now()?)?;
     out(&ceremony::plan::render(&c));
     // The value record 0 carries as `ceremony_file_sha256`, for the paper record.
     out(&format!("ceremony file SHA-256: {}", c.source.sha256));
@@ -35,10 +35,29 @@ pub fn check(file: &Path) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
+/// `byok policy FILE` or `byok policy --inventory`.
+pub fn policy(file: Option<&Path>, inventory: bool) -> Result<i32, Error> {
+    let policy = match (file, inventory) {
+        (Some(file), false) => {
+            crate::policy::for_ceremony(&crate::spec::load(file, crate::clock::now()?)?)
+        }
+        _ => crate::policy::for_inventory(),
+    };
+    out(&serde_json::to_string_pretty(&policy).unwrap_or_default());
+    Ok(exit::OK)
+}
+
 /// `byok run FILE [--transcript PATH] [--resume OLD] [--kms-concurrency N]`.
 pub fn run(file: &Path, transcript: Option<&Path>, options: &RunOptions) -> Result<i32, Error> {
+    // Decisions on the file (valid_to) use the decision clock; record times stay real.
     let now = OffsetDateTime::now_utc();
-    let c = crate::spec::load(file, now)?;
+    let c = crate::spec::load(file, crate::clock::now()?)?;
+    if crate::clock::is_shifted() {
+        eprintln!(
+            "byok: {} is set: the ceremony file was checked against it; transcript times are the real time",
+            crate::clock::BYOK_NOW
+        );
+    }
     // An endpoint left in the environment stops the run before anything is asked.
     crate::kms::endpoint::from_env(c.kms.endpoint.as_deref())?;
     let transcript = match transcript {

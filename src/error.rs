@@ -75,6 +75,8 @@ pub enum Error {
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
     #[error(transparent)]
+    Clock(#[from] crate::clock::ClockError),
+    #[error(transparent)]
     Hsm(#[from] crate::hsm::HsmError),
     #[error(transparent)]
     Kms(#[from] crate::kms::KmsError),
@@ -151,6 +153,7 @@ impl Error {
         use crate::wrap::WrapError;
         match self {
             Error::Spec(_) => ErrorClass::Input,
+            Error::Clock(_) => ErrorClass::Input,
             Error::Hsm(_) => ErrorClass::Hsm,
             Error::Kms(k) => match k.failure {
                 KmsFailure::Unreachable

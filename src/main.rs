@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Check { file } => commands::check(file),
+        Command::Policy { file, inventory } => commands::policy(file.as_deref(), *inventory),
         Command::Run {
             file,
             transcript,

@@ -21,7 +21,7 @@ mod identity;
 mod import;
 pub mod plan;
 mod pool;
-mod preflight;
+pub(crate) mod preflight;
 mod prepare;
 mod reconcile;
 mod reimport;

@@ -27,6 +27,7 @@ mod lifecycle;
 mod matrix;
 mod mutations;
 mod outcome;
+mod policy;
 mod procedures;
 mod reimport;
 mod report;

@@ -1042,3 +1042,114 @@ fn control_characters_and_look_alike_names_are_refused_with_exact_messages() {
         "targets.services[1]: character 4 is U+2066, a bidirectional formatting character",
     );
 }
+
+/// `BYOK_NOW` moves the decision clock: a `valid_to` already past is accepted when the clock
+/// is set before it, refused without it, and a malformed `BYOK_NOW` is refused by name.
+#[test]
+fn byok_now_moves_the_clock_for_valid_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("past.toml");
+    std::fs::write(
+        &path,
+        BASE.replace(
+            "expiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"",
+            "expiration = \"KEY_MATERIAL_EXPIRES\"\nvalid_to = 2020-06-01T00:00:00Z",
+        ),
+    )
+    .unwrap();
+    let real = byok()
+        .env_remove("BYOK_NOW")
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!real.status.success());
+    assert_contains(&stderr(&real), "is in the past");
+
+    let shifted = byok()
+        .env("BYOK_NOW", "2020-01-01T00:00:00Z")
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(shifted.status.success(), "{}", stderr(&shifted));
+    assert_contains(&stdout(&shifted), "valid");
+
+    let bad = byok()
+        .env("BYOK_NOW", "2020-01-01")
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), real.status.code(), "{}", stderr(&bad));
+    assert_contains(
+        &stderr(&bad),
+        "BYOK_NOW=\"2020-01-01\" is not an RFC 3339 UTC time",
+    );
+}
+
+/// `byok policy` pins what the file says: a key ARN exactly (no alias condition), the
+/// wrapping algorithm and key spec, the expiration model and `kms:ValidTo` as seconds since
+/// the epoch; and (with `BYOK_NOW`) loads a file whose `valid_to` has passed like `check`.
+#[test]
+fn policy_pins_the_file_s_key_and_import_parameters() {
+    let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        BASE.replace("alias/byok-demo", arn).replace(
+            "expiration = \"KEY_MATERIAL_DOES_NOT_EXPIRE\"",
+            "expiration = \"KEY_MATERIAL_EXPIRES\"\nvalid_to = 2020-06-01T00:00:00Z",
+        ),
+    )
+    .unwrap();
+    let out = byok()
+        .env("BYOK_NOW", "2020-01-01T00:00:00Z")
+        .arg("policy")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let statements = p["Statement"].as_array().unwrap();
+    let by_sid = |sid: &str| {
+        statements
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no {sid} in {p}"))
+    };
+    assert_eq!(
+        by_sid("UseTargetKeysByArn")["Resource"],
+        serde_json::json!([arn])
+    );
+    let gpi = by_sid("GetParametersForImportByArn");
+    assert_eq!(
+        gpi["Action"],
+        serde_json::json!(["kms:GetParametersForImport"])
+    );
+    assert_eq!(
+        gpi["Condition"]["StringEquals"],
+        serde_json::json!({"kms:WrappingAlgorithm": "RSAES_OAEP_SHA_256",
+                           "kms:WrappingKeySpec": "RSA_4096"})
+    );
+    let ikm = by_sid("ImportKeyMaterialByArn");
+    assert_eq!(
+        ikm["Condition"]["StringEquals"]["kms:ExpirationModel"],
+        "KEY_MATERIAL_EXPIRES"
+    );
+    // 2020-06-01T00:00:00Z
+    assert_eq!(
+        ikm["Condition"]["NumericLessThanEquals"]["kms:ValidTo"],
+        1_590_969_600
+    );
+    let text = p.to_string();
+    for absent in [
+        "ResourceAliases",
+        "kms:CreateKey",
+        "kms:UpdateAlias",
+        "kms:RotateKeyOnDemand",
+    ] {
+        assert!(!text.contains(absent), "{absent} in {text}");
+    }
+}
