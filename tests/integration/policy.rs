@@ -34,13 +34,18 @@ fn policy(hsm: &SoftHsm, file: &Path) -> serde_json::Value {
 
 /// The actions the policy allows on a run that resumes nothing, less `kms:TagResource`.
 fn granted(policy: &serde_json::Value) -> BTreeSet<String> {
+    let mut out = allowed(policy, |sid| {
+        !sid.starts_with("OnlyWhenResumingOrReconciling")
+    });
+    out.remove("kms:TagResource");
+    out
+}
+
+/// The actions of the `Allow` statements whose `Sid` passes `keep`.
+fn allowed(policy: &serde_json::Value, keep: impl Fn(&str) -> bool) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for s in policy["Statement"].as_array().unwrap() {
-        if s["Effect"] != "Allow"
-            || s["Sid"]
-                .as_str()
-                .is_some_and(|sid| sid.starts_with("OnlyWhenResumingOrReconciling"))
-        {
+        if s["Effect"] != "Allow" || !keep(s["Sid"].as_str().unwrap_or_default()) {
             continue;
         }
         match &s["Action"] {
@@ -53,7 +58,6 @@ fn granted(policy: &serde_json::Value) -> BTreeSet<String> {
             other => panic!("Action {other}"),
         }
     }
-    out.remove("kms:TagResource");
     out
 }
 
@@ -221,22 +225,7 @@ fn the_inventory_policy_is_read_only() {
 
 /// Every action a policy allows, the resume-only statements included.
 fn allowed_all(policy: &serde_json::Value) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for s in policy["Statement"].as_array().unwrap() {
-        if s["Effect"] != "Allow" {
-            continue;
-        }
-        match &s["Action"] {
-            serde_json::Value::String(a) => {
-                out.insert(a.clone());
-            }
-            serde_json::Value::Array(l) => {
-                out.extend(l.iter().map(|a| a.as_str().unwrap().to_string()))
-            }
-            other => panic!("Action {other}"),
-        }
-    }
-    out
+    allowed(policy, |_| true)
 }
 
 /// An import with `create = true` killed between CreateKey and CreateAlias, then resumed: the
