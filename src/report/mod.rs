@@ -42,7 +42,9 @@ pub enum ReportError {
         "{path} already exists: byok never overwrites a report; give another --html path or move the old one away"
     )]
     OutputExists { path: PathBuf },
-    #[error("cannot write the HTML report {path}")]
+    #[error(
+        "cannot write the HTML report {path}: check that its directory exists, that you may write there and that the disk has space"
+    )]
     Write {
         path: PathBuf,
         #[source]
