@@ -31,6 +31,12 @@ pub enum Command {
         #[arg(long)]
         inventory: bool,
     },
+    /// List every EXTERNAL KMS key of the regions with one status each (compliant,
+    /// rotation-due-soon, rotation-overdue, expiring-soon, expired, pending-import, no-policy,
+    /// unexplained) under a rotation policy, and match each key's materials to the verified
+    /// transcripts of the ceremonies that imported them. Read only. Exit 0 all compliant, 10
+    /// something needs attention, 11 something overdue, expired or unexplained.
+    Inventory(InventoryArgs),
     /// Run a ceremony.
     Run {
         /// The ceremony file (TOML).
@@ -112,6 +118,41 @@ pub enum AuditKeyCommand {
         #[arg(long, default_value = "byok-audit")]
         label: String,
     },
+}
+
+/// `byok inventory`.
+#[derive(Debug, Clone, Args)]
+pub struct InventoryArgs {
+    /// A region to list (repeatable). Default: the configured region (AWS_REGION, profile).
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// The rotation policy (TOML, format in docs/inventory.md). Without it every key is
+    /// `no-policy` and expiries warn 30 days ahead.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Verify every `*.jsonl` transcript in DIR under the policy's pinned audit keys and
+    /// match each key's materials to the ceremonies that imported them.
+    #[arg(long, value_name = "DIR")]
+    pub transcripts: Option<PathBuf>,
+    /// Also trust transcripts signed by this audit key (SPKI SHA-256 from a paper record;
+    /// repeatable), besides the policy's `[transcripts] audit_key_sha256`.
+    #[arg(long = "audit-key-sha256", value_name = "HEX")]
+    pub audit_keys: Vec<String>,
+    /// Output: a table for people, or json, csv, prometheus, config-evaluations.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::inventory::render::Format,
+    /// How many KMS requests may be in flight at once (each is also paced to KMS's quotas).
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// ListKeys page size (tests make a small fleet span many pages).
+    #[arg(long, hide = true, default_value_t = 1000,
+          value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub list_keys_limit: i32,
+    /// ListAliases page size.
+    #[arg(long, hide = true, default_value_t = 100,
+          value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub list_aliases_limit: i32,
 }
 
 /// What an auditor pins from outside the transcript (the paper record): `verify` and `report`.

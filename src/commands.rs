@@ -631,6 +631,96 @@ pub fn custodian_enroll(args: &TokenArgs, name: &str, label: &str) -> Result<i32
     Ok(exit::OK)
 }
 
+/// `byok inventory`: exit 0 all compliant, 10 attention, 11 action (docs/inventory.md).
+pub fn inventory(args: &crate::cli::InventoryArgs) -> Result<i32, Error> {
+    use crate::inventory::{self, judge, ledger, render, rules};
+    let now = crate::clock::now()?;
+    let policy = match &args.policy {
+        Some(path) => rules::load(path)?,
+        None => rules::RotationPolicy::default(),
+    };
+    let mut audit_keys = policy.audit_keys.clone();
+    for hex in &args.audit_keys {
+        let fp = sha256_pin("--audit-key-sha256", hex)?;
+        if !audit_keys.contains(&fp) {
+            audit_keys.push(fp);
+        }
+    }
+    if args.transcripts.is_some() && audit_keys.is_empty() {
+        return Err(Error::Usage {
+            message: "--transcripts needs the audit keys to trust: list them in the policy's [transcripts] audit_key_sha256 or give --audit-key-sha256".into(),
+        });
+    }
+    let ledger = args
+        .transcripts
+        .as_deref()
+        .map(|dir| ledger::read_dir(dir, &audit_keys))
+        .transpose()?;
+    let mut regions: Vec<String> = Vec::new();
+    for r in &args.regions {
+        if r.is_empty()
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "--region {}: not a region name (like eu-west-1)",
+                    crate::text::escape(r)
+                ),
+            });
+        }
+        if !regions.contains(r) {
+            regions.push(r.clone());
+        }
+    }
+    if regions.is_empty() {
+        regions.push(
+            crate::kms::aws::configured_region().ok_or_else(|| Error::Usage {
+                message: "no region: give --region (repeatable) or set AWS_REGION".into(),
+            })?,
+        );
+    }
+    let aws = AwsKms::new(&regions[0])?;
+    let kms = crate::kms::PacedFleet::new(&aws, policy.rates.clone(), &regions[0]);
+    let limits = inventory::PageLimits {
+        keys: args.list_keys_limit,
+        aliases: args.list_aliases_limit,
+    };
+    let observation = inventory::observe(&kms, &regions, usize::from(args.concurrency), limits)?;
+    let gone = match &ledger {
+        Some(l) => inventory::look_for_missing(&kms, &observation, l),
+        None => Vec::new(),
+    };
+    let keys = judge::judge_all(&observation, ledger.as_ref(), &gone, &policy, now);
+    let inv = render::Inventory {
+        generated_at: now,
+        clock_shifted: crate::clock::is_shifted(),
+        regions: &regions,
+        policy: args.policy.as_deref(),
+        listed: observation.listed,
+        keys: &keys,
+        transcripts: ledger.as_ref().map(|l| l.transcripts.as_slice()),
+    };
+    let colour = args.format == render::Format::Table && console::Term::stdout().is_term();
+    let text = render::render(&inv, args.format, colour);
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|source| Error::Io {
+            what: "cannot write the inventory to stdout".into(),
+            source,
+        })?;
+    if kms.throttled() > 0 {
+        eprintln!(
+            "byok: KMS throttled {} requests; byok backed off and retried them",
+            kms.throttled()
+        );
+    }
+    Ok(render::exit_code(inv.class()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

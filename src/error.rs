@@ -30,6 +30,14 @@ pub mod exit {
     /// from outside it (`--audit-key-sha256` or `--pin-file`), so it proves nothing about
     /// who wrote it.
     pub const NOT_PINNED: i32 = 8;
+    /// `inventory`: nothing overdue, expired or unexplained, but something needs attention:
+    /// a rotation or an expiry due soon, a key PendingImport or under no rule, or a flag
+    /// (rotation limit near, a multi-Region replica out of step).
+    pub const ATTENTION: i32 = 10;
+    /// `inventory`: a key's rotation is overdue, a material expired, a key's material is
+    /// unexplained (or a transcript's import is not in KMS), or a transcript in DIR does not
+    /// verify under the pinned audit keys.
+    pub const ACTION: i32 = 11;
 }
 
 /// Which kind of failure: recorded in `ceremony_aborted` and mapped to an exit code.
@@ -91,6 +99,10 @@ pub enum Error {
     Prompt(#[from] crate::prompt::PromptError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    RotationPolicy(#[from] crate::inventory::rules::PolicyFileError),
+    #[error(transparent)]
+    Ledger(#[from] crate::inventory::ledger::LedgerError),
     /// A bad command-line value.
     #[error("{message}")]
     Usage { message: String },
@@ -184,6 +196,7 @@ impl Error {
                 crate::report::ReportError::Write { .. } => ErrorClass::Io,
                 _ => ErrorClass::Input,
             },
+            Error::RotationPolicy(_) | Error::Ledger(_) => ErrorClass::Input,
             Error::Usage { .. } => ErrorClass::Input,
             Error::Refused { .. } => ErrorClass::Precondition,
             Error::Declined { .. } => ErrorClass::Aborted,

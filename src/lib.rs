@@ -20,6 +20,7 @@ pub mod ecdsa;
 pub mod error;
 pub mod failpoint;
 pub mod hsm;
+pub mod inventory;
 pub mod jcs;
 pub mod kms;
 pub mod policy;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Check { file } => commands::check(file),
         Command::Policy { file, inventory } => commands::policy(file.as_deref(), *inventory),
+        Command::Inventory(args) => commands::inventory(args),
         Command::Run {
             file,
             transcript,

@@ -169,7 +169,12 @@ impl AwsKms {
 
     /// The client for the region of `key` (an ARN's region, else the ceremony's).
     fn client(&self, key: &str) -> aws_sdk_kms::Client {
-        let region = self.region_of(key).to_string();
+        self.client_in(self.region_of(key))
+    }
+
+    /// The client for `region`.
+    fn client_in(&self, region: &str) -> aws_sdk_kms::Client {
+        let region = region.to_string();
         // The map only caches clients; a poisoned lock leaves it intact.
         let mut clients = self
             .clients
@@ -668,4 +673,187 @@ impl Kms for AwsKms {
             caller_arn,
         })
     }
+}
+
+fn page_marker(truncated: bool, next: Option<&str>) -> Option<String> {
+    next.filter(|_| truncated).map(str::to_string)
+}
+
+impl super::fleet::FleetKms for AwsKms {
+    fn list_keys_page(
+        &self,
+        region: &str,
+        marker: Option<&str>,
+        limit: i32,
+    ) -> Result<super::fleet::Page<String>, KmsError> {
+        const OP: &str = "ListKeys";
+        let page = self
+            .runtime
+            .block_on(
+                self.client_in(region)
+                    .list_keys()
+                    .limit(limit)
+                    .set_marker(marker.map(str::to_string))
+                    .send(),
+            )
+            .map_err(|e| sdk_error(OP, e))?;
+        Ok(super::fleet::Page {
+            items: page
+                .keys()
+                .iter()
+                .filter_map(|k| k.key_arn().map(str::to_string))
+                .collect(),
+            next: page_marker(page.truncated(), page.next_marker()),
+        })
+    }
+
+    fn list_aliases_page(
+        &self,
+        region: &str,
+        marker: Option<&str>,
+        limit: i32,
+    ) -> Result<super::fleet::Page<super::fleet::AliasEntry>, KmsError> {
+        const OP: &str = "ListAliases";
+        let page = self
+            .runtime
+            .block_on(
+                self.client_in(region)
+                    .list_aliases()
+                    .limit(limit)
+                    .set_marker(marker.map(str::to_string))
+                    .send(),
+            )
+            .map_err(|e| sdk_error(OP, e))?;
+        Ok(super::fleet::Page {
+            items: page
+                .aliases()
+                .iter()
+                .filter_map(|a| {
+                    Some(super::fleet::AliasEntry {
+                        name: a.alias_name()?.to_string(),
+                        target_key_id: a.target_key_id().map(str::to_string),
+                    })
+                })
+                .collect(),
+            next: page_marker(page.truncated(), page.next_marker()),
+        })
+    }
+
+    fn describe_key_detail(&self, key_arn: &str) -> Result<super::fleet::KeyDetail, KmsError> {
+        const OP: &str = "DescribeKey";
+        let out = self
+            .runtime
+            .block_on(self.client(key_arn).describe_key().key_id(key_arn).send())
+            .map_err(|e| sdk_error(OP, e))?;
+        let m = out
+            .key_metadata()
+            .ok_or_else(|| missing(OP, "KeyMetadata"))?;
+        let mrc = m.multi_region_configuration();
+        Ok(super::fleet::KeyDetail {
+            info: key_info(OP, m)?,
+            creation_date: m.creation_date().map(|t| to_time(OP, t)).transpose()?,
+            multi_region_role: mrc
+                .and_then(|c| c.multi_region_key_type())
+                .map(|t| t.as_str().to_string()),
+            primary_arn: mrc
+                .and_then(|c| c.primary_key())
+                .and_then(|k| k.arn())
+                .map(str::to_string),
+            replica_arns: mrc
+                .map(|c| {
+                    c.replica_keys()
+                        .iter()
+                        .filter_map(|k| k.arn().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    fn tags_page(
+        &self,
+        key_arn: &str,
+        marker: Option<&str>,
+    ) -> Result<super::fleet::Page<(String, String)>, KmsError> {
+        const OP: &str = "ListResourceTags";
+        let page = self
+            .runtime
+            .block_on(
+                self.client(key_arn)
+                    .list_resource_tags()
+                    .key_id(key_arn)
+                    .set_marker(marker.map(str::to_string))
+                    .send(),
+            )
+            .map_err(|e| sdk_error(OP, e))?;
+        Ok(super::fleet::Page {
+            items: page
+                .tags()
+                .iter()
+                .map(|t| (t.tag_key().to_string(), t.tag_value().to_string()))
+                .collect(),
+            next: page_marker(page.truncated(), page.next_marker()),
+        })
+    }
+
+    fn rotations_page(
+        &self,
+        key_arn: &str,
+        marker: Option<&str>,
+    ) -> Result<super::fleet::Page<super::fleet::Rotation>, KmsError> {
+        const OP: &str = "ListKeyRotations";
+        let page = self
+            .runtime
+            .block_on(
+                self.client(key_arn)
+                    .list_key_rotations()
+                    .key_id(key_arn)
+                    .include_key_material(IncludeKeyMaterial::AllKeyMaterial)
+                    .set_marker(marker.map(str::to_string))
+                    .send(),
+            )
+            .map_err(|e| sdk_error(OP, e))?;
+        let mut items = Vec::new();
+        for r in page.rotations() {
+            items.push(super::fleet::Rotation {
+                key_material_id: r
+                    .key_material_id()
+                    .ok_or_else(|| missing(OP, "KeyMaterialId"))?
+                    .to_string(),
+                description: r.key_material_description().map(str::to_string),
+                import_state: r.import_state().map(|s| s.as_str().to_string()),
+                key_material_state: r.key_material_state().map(|s| s.as_str().to_string()),
+                expiration_model: r.expiration_model().map(|s| s.as_str().to_string()),
+                valid_to: r.valid_to().map(|t| to_time(OP, t)).transpose()?,
+                rotation_date: r.rotation_date().map(|t| to_time(OP, t)).transpose()?,
+                rotation_type: r.rotation_type().map(|s| s.as_str().to_string()),
+            });
+        }
+        Ok(super::fleet::Page {
+            items,
+            next: page_marker(page.truncated(), page.next_marker()),
+        })
+    }
+}
+
+/// The region the standard AWS configuration names (AWS_REGION, AWS_DEFAULT_REGION, the
+/// profile, the instance metadata), if any.
+pub fn configured_region() -> Option<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    runtime
+        .block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .http_client(http)
+                .load(),
+        )
+        .region()
+        .map(|r| r.to_string())
 }

@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod endpoint;
+pub mod fleet;
 pub mod pace;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use time::OffsetDateTime;
 use crate::wrap::{WrappingAlgorithm, WrappingKeySpec};
 
 pub use aws::AwsKms;
+pub use fleet::{FleetKms, PacedFleet};
 pub use pace::{Operation, Paced, Rates};
 
 /// DescribeKey, reduced to what a ceremony checks.

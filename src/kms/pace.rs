@@ -35,11 +35,12 @@ pub enum Operation {
     RotateKeyOnDemand,
     UpdateAlias,
     ListResourceTags,
+    ListAliases,
 }
 
 impl Operation {
     /// Every paced operation.
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 13] = [
         Operation::DescribeKey,
         Operation::CreateKey,
         Operation::CreateAlias,
@@ -52,6 +53,7 @@ impl Operation {
         Operation::RotateKeyOnDemand,
         Operation::UpdateAlias,
         Operation::ListResourceTags,
+        Operation::ListAliases,
     ];
 
     /// The API name, as `[kms.rates]` spells it.
@@ -69,6 +71,7 @@ impl Operation {
             Operation::RotateKeyOnDemand => "RotateKeyOnDemand",
             Operation::UpdateAlias => "UpdateAlias",
             Operation::ListResourceTags => "ListResourceTags",
+            Operation::ListAliases => "ListAliases",
         }
     }
 
@@ -84,7 +87,7 @@ impl Operation {
             Operation::DescribeKey => 2000.0,
             Operation::CreateKey => 5.0,
             Operation::CreateAlias => 5.0,
-            Operation::ListKeys => 500.0,
+            Operation::ListKeys | Operation::ListAliases => 500.0,
             Operation::GetParametersForImport => 1.0,
             Operation::ImportKeyMaterial => 15.0,
             Operation::ListKeyRotations => 100.0,
@@ -163,20 +166,20 @@ const THROTTLE_ATTEMPTS: u32 = 10;
 /// Attempts of a read that got no answer.
 const READ_ATTEMPTS: u32 = 3;
 
-/// A [`Kms`] whose calls are paced per (region, operation) and retried as described above.
-pub struct Paced<'a> {
-    inner: &'a dyn Kms,
+/// The schedule every paced call goes through: one slot sequence per (region, operation),
+/// and the retry rules described above. [`Paced`] (ceremonies) and
+/// [`super::fleet::PacedFleet`] (inventories) share it.
+pub struct Pacer {
     rates: Rates,
     default_region: String,
     schedule: Mutex<HashMap<(String, Operation), Instant>>,
     throttled: std::sync::atomic::AtomicU64,
 }
 
-impl<'a> Paced<'a> {
-    /// Paces `inner` at `rates`; keys that are not ARNs are in `default_region`.
-    pub fn new(inner: &'a dyn Kms, rates: Rates, default_region: &str) -> Self {
-        Paced {
-            inner,
+impl Pacer {
+    /// Paces at `rates`; keys that are not ARNs are in `default_region`.
+    pub fn new(rates: Rates, default_region: &str) -> Self {
+        Pacer {
             rates,
             default_region: default_region.to_string(),
             schedule: Mutex::new(HashMap::new()),
@@ -220,17 +223,28 @@ impl<'a> Paced<'a> {
         }
     }
 
-    fn call<T>(
+    /// Calls `f` for `key` (an ARN, key id or alias) in its region's slot for `op`.
+    pub fn call<T>(
         &self,
         key: &str,
         op: Operation,
         f: impl Fn() -> Result<T, KmsError>,
     ) -> Result<T, KmsError> {
         let region = self.region_of(key).to_string();
+        self.call_in(&region, op, f)
+    }
+
+    /// Calls `f` in `region`'s slot for `op` (calls that name no key: ListKeys, ListAliases).
+    pub fn call_in<T>(
+        &self,
+        region: &str,
+        op: Operation,
+        f: impl Fn() -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
         let mut throttled = 0;
         let mut unanswered = 0;
         loop {
-            self.wait_turn(&region, op);
+            self.wait_turn(region, op);
             match f() {
                 Err(e) if e.is_throttling() && throttled + 1 < THROTTLE_ATTEMPTS => {
                     throttled += 1;
@@ -250,6 +264,36 @@ impl<'a> Paced<'a> {
                 other => return other,
             }
         }
+    }
+}
+
+/// A [`Kms`] whose calls are paced per (region, operation) and retried as described above.
+pub struct Paced<'a> {
+    inner: &'a dyn Kms,
+    pacer: Pacer,
+}
+
+impl<'a> Paced<'a> {
+    /// Paces `inner` at `rates`; keys that are not ARNs are in `default_region`.
+    pub fn new(inner: &'a dyn Kms, rates: Rates, default_region: &str) -> Self {
+        Paced {
+            inner,
+            pacer: Pacer::new(rates, default_region),
+        }
+    }
+
+    /// How many throttled calls were retried so far.
+    pub fn throttled(&self) -> u64 {
+        self.pacer.throttled()
+    }
+
+    fn call<T>(
+        &self,
+        key: &str,
+        op: Operation,
+        f: impl Fn() -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        self.pacer.call(key, op, f)
     }
 }
 

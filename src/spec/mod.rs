@@ -501,7 +501,10 @@ pub fn pinned_target_key(text: &str) -> Option<String> {
     table.get("kms")?.get("key")?.as_str().map(str::to_string)
 }
 
-fn serde_problem(text: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> FieldProblem {
+pub(crate) fn serde_problem(
+    text: &str,
+    e: &serde_path_to_error::Error<toml::de::Error>,
+) -> FieldProblem {
     let inner = e.inner();
     let mut message = inner.message().to_string();
     let field = e.path().to_string();
@@ -538,7 +541,7 @@ fn line_at(text: &str, offset: usize) -> usize {
 }
 
 /// Line of the deepest existing part of a dotted field path.
-fn line_of_field(text: &str, field: &str) -> Option<usize> {
+pub(crate) fn line_of_field(text: &str, field: &str) -> Option<usize> {
     let doc = toml_edit::ImDocument::parse(text.to_string()).ok()?;
     let mut table: &dyn toml_edit::TableLike = doc.as_table();
     let mut span = None;
@@ -845,7 +848,7 @@ fn validate(
             );
         }
     }
-    let rates = rates(raw.kms.rates.as_ref(), &mut bad);
+    let rates = rates("kms.rates", raw.kms.rates.as_ref(), &mut bad);
     let call_timeout = match raw.kms.call_timeout_seconds {
         None => Some(crate::kms::aws::DEFAULT_CALL_TIMEOUT),
         Some(n @ 1..=600) => Some(std::time::Duration::from_secs(n.unsigned_abs())),
@@ -1283,8 +1286,10 @@ fn validate(
     ))
 }
 
-/// `[kms.rates]`: positive requests per second for known operations.
-fn rates(
+/// `[kms.rates]` (or the rotation policy's `[rates]`, at `table`): positive requests per
+/// second for known operations.
+pub(crate) fn rates(
+    table: &str,
     raw: Option<&std::collections::BTreeMap<String, toml::Value>>,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<crate::kms::Rates> {
@@ -1292,7 +1297,7 @@ fn rates(
     let mut overrides = std::collections::BTreeMap::new();
     let mut ok = true;
     for (name, value) in raw.into_iter().flatten() {
-        let field = format!("kms.rates.{name}");
+        let field = format!("{table}.{name}");
         let Some(op) = Operation::from_name(name) else {
             let known: Vec<&str> = Operation::ALL.iter().map(|o| o.name()).collect();
             bad(

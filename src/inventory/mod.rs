@@ -1,0 +1,226 @@
+//! `byok inventory`: which imported keys are due, expiring or unexplained.
+//!
+//! Three steps, one module each: [`observe`] asks KMS (every key of every region, EXTERNAL
+//! ones described in full, with bounded concurrency and paced to the request quotas),
+//! [`ledger`] reads what the ceremonies' verified transcripts say they imported, and
+//! [`judge`] gives each key one status under the [`rules`] of the rotation policy. [`render`]
+//! prints the result for people or machines. docs/inventory.md is the reference.
+
+pub mod judge;
+pub mod ledger;
+pub mod render;
+pub mod rules;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::kms::KmsError;
+use crate::kms::fleet::{KeyDetail, PacedFleet, Rotation};
+
+/// ListKeys page size (KMS's maximum).
+pub const LIST_KEYS_LIMIT: i32 = 1000;
+/// ListAliases page size (KMS's maximum).
+pub const LIST_ALIASES_LIMIT: i32 = 100;
+
+/// One EXTERNAL key as KMS describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedKey {
+    pub region: String,
+    pub detail: KeyDetail,
+    /// Its aliases (ListAliases), sorted.
+    pub aliases: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    /// ListKeyRotations, or why KMS did not serve it (LocalStack does not emulate it).
+    pub rotations: Result<Vec<Rotation>, String>,
+}
+
+/// What KMS showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub regions: Vec<String>,
+    /// Every key listed, of any origin.
+    pub listed: usize,
+    /// The EXTERNAL ones, sorted by region and ARN.
+    pub keys: Vec<ObservedKey>,
+}
+
+/// Page sizes, for tests that make a small fleet span many pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    pub keys: i32,
+    pub aliases: i32,
+}
+
+impl Default for PageLimits {
+    fn default() -> Self {
+        PageLimits {
+            keys: LIST_KEYS_LIMIT,
+            aliases: LIST_ALIASES_LIMIT,
+        }
+    }
+}
+
+/// Lists every key of `regions` and describes the EXTERNAL ones, at most `concurrency`
+/// requests in flight. A failed call (after the pacer's retries) stops the inventory: a
+/// report that silently left keys out would say they are fine. ListKeyRotations is the
+/// exception: where KMS does not serve it the key's materials come from the transcripts.
+pub fn observe(
+    kms: &PacedFleet<'_>,
+    regions: &[String],
+    concurrency: usize,
+    limits: PageLimits,
+) -> Result<Observation, KmsError> {
+    let concurrency = concurrency.max(1);
+    // Listing: per region, ListKeys and ListAliases side by side.
+    let mut listed: Vec<(String, String)> = Vec::new();
+    let mut aliases: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    std::thread::scope(|s| -> Result<(), KmsError> {
+        let jobs: Vec<_> = regions
+            .iter()
+            .map(|region| {
+                let keys = s.spawn(move || kms.list_keys(region, limits.keys));
+                let names = s.spawn(move || kms.list_aliases(region, limits.aliases));
+                (region, keys, names)
+            })
+            .collect();
+        for (region, keys, names) in jobs {
+            let keys = join(keys)?;
+            let names = join(names)?;
+            listed.extend(keys.into_iter().map(|arn| (region.clone(), arn)));
+            for a in names {
+                if let Some(id) = a.target_key_id {
+                    aliases
+                        .entry((region.clone(), id))
+                        .or_default()
+                        .push(a.name);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    // Describing: a pool of `concurrency` threads over every listed key.
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let found: Mutex<Vec<ObservedKey>> = Mutex::new(Vec::new());
+    let failed: Mutex<Option<KmsError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..concurrency.min(listed.len().max(1)) {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((region, arn)) = listed.get(i) else {
+                        break;
+                    };
+                    match describe_one(kms, region, arn, &aliases) {
+                        Ok(Some(key)) => lock(&found).push(key),
+                        Ok(None) => {}
+                        Err(e) => {
+                            stop.store(true, Ordering::Relaxed);
+                            lock(&failed).get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        return Err(e);
+    }
+    let mut keys = found
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    keys.sort_by(|a, b| (&a.region, &a.detail.info.arn).cmp(&(&b.region, &b.detail.info.arn)));
+    Ok(Observation {
+        regions: regions.to_vec(),
+        listed: listed.len(),
+        keys,
+    })
+}
+
+/// A worker's result; a panic in it (a bug) becomes an error instead of a second panic.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, KmsError>>) -> Result<T, KmsError> {
+    h.join().unwrap_or_else(|_| {
+        Err(KmsError {
+            operation: "inventory",
+            failure: crate::kms::KmsFailure::BadResponse,
+            code: None,
+            status: None,
+            message: "a listing thread panicked".into(),
+        })
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The vectors behind these locks are only pushed to; a poisoned one is still whole.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// DescribeKey of one listed key; for an EXTERNAL one also its tags and materials.
+fn describe_one(
+    kms: &PacedFleet<'_>,
+    region: &str,
+    arn: &str,
+    aliases: &BTreeMap<(String, String), Vec<String>>,
+) -> Result<Option<ObservedKey>, KmsError> {
+    let detail = match kms.describe(arn) {
+        Ok(d) => d,
+        // Deleted between ListKeys and DescribeKey: no longer a key.
+        Err(e) if e.is_code("NotFoundException") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if detail.info.origin != "EXTERNAL" {
+        return Ok(None);
+    }
+    let tags = kms.tags(arn)?;
+    let rotations = kms.rotations(arn).map_err(|e| e.to_string());
+    let mut names = aliases
+        .get(&(region.to_string(), detail.info.key_id.clone()))
+        .cloned()
+        .unwrap_or_default();
+    names.sort();
+    Ok(Some(ObservedKey {
+        region: region.to_string(),
+        detail,
+        aliases: names,
+        tags,
+        rotations,
+    }))
+}
+
+/// DescribeKey of each key a transcript names that the listing did not show, in a listed
+/// region: `None` when KMS says it does not exist (or refuses to say), with KMS's words.
+pub fn look_for_missing(
+    kms: &PacedFleet<'_>,
+    observation: &Observation,
+    ledger: &ledger::Ledger,
+) -> Vec<(String, String)> {
+    let mut gone = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for c in &ledger.claims {
+        let region = c.key_arn.split(':').nth(3).unwrap_or_default();
+        if !observation.regions.iter().any(|r| r == region)
+            || observation
+                .keys
+                .iter()
+                .any(|k| k.detail.info.arn == c.key_arn)
+            || !seen.insert(c.key_arn.clone())
+        {
+            continue;
+        }
+        match kms.describe(&c.key_arn) {
+            Ok(d) => gone.push((
+                c.key_arn.clone(),
+                format!(
+                    "KMS describes it as {} with Origin {}, but ListKeys did not list it",
+                    d.info.state, d.info.origin
+                ),
+            )),
+            Err(e) => gone.push((c.key_arn.clone(), e.code_and_message())),
+        }
+    }
+    gone
+}
