@@ -689,9 +689,15 @@ fn replica_flags(reports: &mut [KeyReport]) {
             }
         }
     }
+    // One flag of each name per key, its reasons joined.
     for (i, f) in add {
-        if !reports[i].flags.contains(&f) {
-            reports[i].flags.push(f);
+        match reports[i].flags.iter_mut().find(|g| g.name == f.name) {
+            Some(g) if !g.reason.contains(&f.reason) => {
+                g.reason.push_str("; ");
+                g.reason.push_str(&f.reason);
+            }
+            Some(_) => {}
+            None => reports[i].flags.push(f),
         }
     }
 }

@@ -22,6 +22,7 @@ mod examples;
 mod fleet;
 mod hardening;
 mod inprocess;
+mod inventory;
 mod liar;
 mod lifecycle;
 mod matrix;
