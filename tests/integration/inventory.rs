@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use crate::common::{
-    SoftHsm, TestKms, assert_contains, ceremony_pinned, rand_u32, require_env, stderr, stdout,
+    SoftHsm, TestKms, assert_contains, ceremony_pinned_as, rand_u32, require_env, stderr, stdout,
 };
 
 const NOW: OffsetDateTime = datetime!(2030-01-01 00:00:00 UTC);
@@ -570,7 +570,10 @@ fn every_status_and_flag_is_judged_from_what_kms_lists_and_the_transcripts_recor
     assert_eq!(ghost.status, Status::Unexplained);
     assert_contains(
         &ghost.reason,
-        &format!("{} imported into this key, which KMS does not list", mid("phantom")),
+        &format!(
+            "{} imported into this key, which KMS does not list",
+            mid("phantom")
+        ),
     );
     let busy = by_alias(&r, "alias/busy-dev", A);
     assert_eq!(busy.on_demand_rotations, Some(9));
@@ -945,4 +948,510 @@ fn parse_prometheus(text: &str) -> Vec<Value> {
         .as_array()
         .unwrap()
         .clone()
+}
+
+const EXAMPLE_AUDIT: &str = "f2db8f72b376193f07cbb03226c68465e36a165319dfbe161b7767440a99344b";
+
+/// A rotation policy file for the LocalStack runs: `prefix`'s prod and dev keys, both audit
+/// keys pinned, rates raised (LocalStack is not AWS: nothing to share the quota with).
+fn policy_file(
+    dir: &Path,
+    name: &str,
+    prefix: &str,
+    audit: &str,
+    expiry_warning_days: u32,
+) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            r#"version = 1
+[defaults]
+expiry_warning_days = {expiry_warning_days}
+[[rule]]
+name = "prod"
+alias = "alias/{prefix}-*-prod"
+max_age_days = 365
+warn_days = 30
+[[rule]]
+name = "dev"
+alias = "alias/{prefix}-*-dev"
+max_age_days = 730
+warn_days = 60
+[rates]
+ListKeys = 10000
+ListAliases = 10000
+DescribeKey = 10000
+ListResourceTags = 10000
+ListKeyRotations = 10000
+[transcripts]
+audit_key_sha256 = ["{audit}", "{EXAMPLE_AUDIT}"]
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `byok inventory ARGS` with `BYOK_NOW` when given: exit code and stdout.
+fn inventory_cli(args: &[&str], now: Option<OffsetDateTime>) -> (i32, String) {
+    let mut cmd = crate::common::byok();
+    cmd.arg("inventory").args(args);
+    if let Some(t) = now {
+        cmd.env("BYOK_NOW", byok::rfc3339::format(t).replace(".000Z", "Z"));
+    }
+    let out = cmd.output().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        matches!(code, 0 | 10 | 11),
+        "byok inventory {args:?} failed ({code}): {}",
+        stderr(&out)
+    );
+    (code, stdout(&out))
+}
+
+/// The status of each key of a JSON inventory, by alias (or ARN when it has none).
+fn statuses(json: &str) -> BTreeMap<String, Value> {
+    let v: Value = serde_json::from_str(json).unwrap();
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let name = k["aliases"][0]
+                .as_str()
+                .unwrap_or(k["arn"].as_str().unwrap());
+            (name.to_string(), k.clone())
+        })
+        .collect()
+}
+
+/// One fleet ceremony through the binary: `services` × `environments` keys created in
+/// `region` as `alias/<prefix>-<service>-<environment>` and imported; its transcript at `out`.
+fn fleet_ceremony(
+    hsm: &SoftHsm,
+    region: &str,
+    prefix: &str,
+    services: &[&str],
+    environments: &[&str],
+    extra: &[(&str, &str)],
+    out: &Path,
+) {
+    let region = format!("\"{region}\"");
+    let key = format!("\"alias/{prefix}-{{service}}-{{environment}}\"");
+    let list = |xs: &[&str]| {
+        format!(
+            "[{}]",
+            xs.iter()
+                .map(|x| format!("\"{x}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let (services, environments) = (list(services), list(environments));
+    let mut set = vec![
+        ("kms.region", region.as_str()),
+        ("targets.key", key.as_str()),
+        ("targets.services", services.as_str()),
+        ("targets.environments", environments.as_str()),
+        ("import.wrapping_key_spec", "\"RSA_2048\""),
+        (
+            "kms.rates",
+            "{ GetParametersForImport = 1000, ImportKeyMaterial = 1000, CreateKey = 1000, CreateAlias = 1000 }",
+        ),
+    ];
+    set.extend_from_slice(extra);
+    let name = format!("{prefix}.toml");
+    let file = ceremony_pinned_as(hsm, "fleet-product.toml", &name, &set);
+    let run = crate::common::run_ceremony(hsm, &file, out, &hsm.all_answers());
+    assert!(run.status.success(), "{}\n{}", stdout(&run), stderr(&run));
+}
+
+#[test]
+fn a_two_region_fleet_is_judged_at_shifted_clocks_against_localstack() {
+    let hsm = SoftHsm::new();
+    // Two regions no other test uses, drawn afresh so that a rerun in the same LocalStack
+    // does not meet the keys of an earlier run.
+    const POOL: [&str; 10] = [
+        "ap-southeast-2",
+        "sa-east-1",
+        "ap-northeast-3",
+        "ap-south-2",
+        "me-central-1",
+        "il-central-1",
+        "eu-south-2",
+        "eu-north-1",
+        "af-south-1",
+        "ap-southeast-3",
+    ];
+    let first = rand_u32() as usize % POOL.len();
+    let (ra, rb) = (
+        POOL[first],
+        POOL[(first + 1 + rand_u32() as usize % (POOL.len() - 1)) % POOL.len()],
+    );
+    assert_ne!(ra, rb);
+    let p = format!("i{:08x}", rand_u32());
+    let dir = hsm.path("transcripts");
+    std::fs::create_dir(&dir).unwrap();
+    let services: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    let services: Vec<&str> = services.iter().map(String::as_str).collect();
+    // Region A: 24 keys, material that does not expire; region B: 6 prod keys whose material
+    // expires in 20 days (LocalStack drops ValidTo: the transcript is where it is known).
+    fleet_ceremony(
+        &hsm,
+        ra,
+        &p,
+        &services,
+        &["dev", "prod", "sandbox"],
+        &[],
+        &dir.join("a.jsonl"),
+    );
+    let expiring = ["e0", "e1", "e2", "e3", "e4", "e5"];
+    fleet_ceremony(
+        &hsm,
+        rb,
+        &p,
+        &expiring,
+        &["prod"],
+        &[
+            ("import.expiration", "\"KEY_MATERIAL_EXPIRES\""),
+            ("import.valid_for", "\"20d\""),
+        ],
+        &dir.join("b.jsonl"),
+    );
+    // Imported by a ceremony whose transcript is not in DIR: unexplained.
+    fleet_ceremony(
+        &hsm,
+        ra,
+        &p,
+        &["rogue"],
+        &["prod"],
+        &[],
+        &hsm.path("elsewhere.jsonl"),
+    );
+    // Created and never imported; and one imported key disabled.
+    let kms_a = TestKms::in_region(ra);
+    let (pending_arn, pending_alias) = kms_a.external_key();
+    let disabled = format!("alias/{p}-s0-dev");
+    kms_a
+        .rt
+        .block_on(kms_a.client.disable_key().key_id(&disabled).send())
+        .unwrap();
+    assert_eq!(kms_a.state(&disabled), "Disabled");
+    // A transcript whose keys are gone: the sample ceremony's, from another LocalStack.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/fleet-6-targets.jsonl"),
+        dir.join("sample.jsonl"),
+    )
+    .unwrap();
+    let policy = policy_file(hsm.dir.path(), "policy.toml", &p, &hsm.audit_sha256, 30);
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--region",
+            ra,
+            "--region",
+            rb,
+            "--format",
+            "json",
+            "--transcripts",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push(dir.display().to_string());
+        a.push("--policy".into());
+        a.push(policy.display().to_string());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |extra: &[&str], now: Option<OffsetDateTime>| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        inventory_cli(&a, now)
+    };
+    let real_now = OffsetDateTime::now_utc();
+
+    // Now: prod and dev compliant, sandbox under no rule, B's material expiring.
+    let (code, json) = run(&[], None);
+    assert_eq!(code, 11, "the rogue key is unexplained");
+    let keys = statuses(&json);
+    let mine: Vec<&String> = keys
+        .keys()
+        .filter(|a| a.starts_with(&format!("alias/{p}-")))
+        .collect();
+    assert_eq!(mine.len(), 24 + 6 + 1, "{mine:?}");
+    assert!(keys.len() >= 32, "the fleet is at least 32 keys");
+    let status = |keys: &BTreeMap<String, Value>, alias: &str| {
+        keys[alias]["status"].as_str().unwrap().to_string()
+    };
+    for s in &services {
+        assert_eq!(status(&keys, &format!("alias/{p}-{s}-prod")), "compliant");
+        assert_eq!(status(&keys, &format!("alias/{p}-{s}-dev")), "compliant");
+        assert_eq!(
+            status(&keys, &format!("alias/{p}-{s}-sandbox")),
+            "no-policy"
+        );
+    }
+    // B's keys: in region B, their material dated and its expiry known from the transcript.
+    for s in &expiring {
+        let k = &keys[&format!("alias/{p}-{s}-prod")];
+        let k = if k["region"] == rb { k } else { panic!("{k}") };
+        assert_eq!(k["status"], "expiring-soon", "{}", k["reason"]);
+        let days = k["days_to_expiry"].as_f64().unwrap();
+        assert!((19.0..=20.0).contains(&days), "{days}");
+        assert_eq!(k["materials_source"], "transcripts");
+        assert_eq!(k["materials"][0]["source"], "transcript");
+        assert_eq!(
+            k["materials"][0]["transcripts"][0]
+                .as_str()
+                .map(|t| t.starts_with("b.jsonl")),
+            Some(true)
+        );
+        // The material matched is the one KMS says is current.
+        let kms_b = TestKms::in_region(rb);
+        assert_eq!(
+            kms_b
+                .current_material(k["arn"].as_str().unwrap())
+                .as_deref(),
+            k["current_key_material_id"].as_str()
+        );
+    }
+    let off = &keys[&disabled];
+    assert_eq!(
+        (off["state"].as_str(), off["status"].as_str()),
+        (Some("Disabled"), Some("compliant"))
+    );
+    assert_eq!(status(&keys, &pending_alias), "pending-import");
+    assert_eq!(keys[&pending_alias]["arn"], pending_arn);
+    let rogue = &keys[&format!("alias/{p}-rogue-prod")];
+    assert_eq!(rogue["status"], "unexplained");
+    assert_contains(
+        rogue["reason"].as_str().unwrap(),
+        "recorded by no verified transcript",
+    );
+    // The sample's keys are in us-east-1, which this run does not list: not reported here.
+    assert!(keys.values().all(|k| k["state"] != "NotFound"));
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let verified: Vec<bool> = v["transcripts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["verified"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        verified,
+        [true, true, true],
+        "a.jsonl, b.jsonl and the sample verify under the pins"
+    );
+
+    // 340 days on: prod rotations due within 30 days, B's material expired.
+    let (code, json) = run(&[], Some(real_now + day(340)));
+    assert_eq!(code, 11);
+    let keys = statuses(&json);
+    for s in &services[6..] {
+        assert_eq!(
+            status(&keys, &format!("alias/{p}-{s}-prod")),
+            "rotation-due-soon"
+        );
+        assert_eq!(status(&keys, &format!("alias/{p}-{s}-dev")), "compliant");
+    }
+    for s in &expiring {
+        assert_eq!(status(&keys, &format!("alias/{p}-{s}-prod")), "expired");
+    }
+    // 400 days on: prod overdue, dev not yet due.
+    let (_, json) = run(&[], Some(real_now + day(400)));
+    let keys = statuses(&json);
+    assert_eq!(
+        status(&keys, &format!("alias/{p}-s7-prod")),
+        "rotation-overdue"
+    );
+    assert_eq!(status(&keys, &format!("alias/{p}-s7-dev")), "compliant");
+    // 690 days on: dev due within its 60 days.
+    let (_, json) = run(&[], Some(real_now + day(690)));
+    assert_eq!(
+        status(&statuses(&json), &format!("alias/{p}-s7-dev")),
+        "rotation-due-soon"
+    );
+
+    // Exit codes of region B alone: 10 while its material expires within the window; 0 with
+    // no expiry window (nothing else is due).
+    let b_only = |policy: &Path| {
+        let d = dir.display().to_string();
+        let pol = policy.display().to_string();
+        inventory_cli(
+            &[
+                "--region",
+                rb,
+                "--transcripts",
+                &d,
+                "--policy",
+                &pol,
+                "--format",
+                "csv",
+            ],
+            None,
+        )
+    };
+    let (code, csv_text) = b_only(&policy);
+    assert_eq!(code, 10, "{csv_text}");
+    let quiet = policy_file(hsm.dir.path(), "quiet.toml", &p, &hsm.audit_sha256, 0);
+    let (code, csv_text) = b_only(&quiet);
+    assert_eq!(code, 0, "{csv_text}");
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 6);
+
+    // Prometheus and Config evaluations of the whole fleet, through the binary.
+    let pol = policy.display().to_string();
+    let (_, prom) = inventory_cli(
+        &[
+            "--region",
+            ra,
+            "--region",
+            rb,
+            "--policy",
+            &pol,
+            "--format",
+            "prometheus",
+        ],
+        None,
+    );
+    let families = parse_prometheus(&prom);
+    assert!(families.iter().any(|f| f["name"] == "byok_key_status"));
+    let (_, evals) = inventory_cli(
+        &[
+            "--region",
+            ra,
+            "--region",
+            rb,
+            "--policy",
+            &pol,
+            "--format",
+            "config-evaluations",
+        ],
+        None,
+    );
+    let evals: Value = serde_json::from_str(&evals).unwrap();
+    assert!(evals.as_array().unwrap().len() >= 32);
+
+    // The sample transcript's keys, looked for in us-east-1: gone, so unexplained.
+    let only_sample = hsm.path("sample-only");
+    std::fs::create_dir(&only_sample).unwrap();
+    std::fs::copy(dir.join("sample.jsonl"), only_sample.join("sample.jsonl")).unwrap();
+    let d = only_sample.display().to_string();
+    let (code, json) = inventory_cli(
+        &[
+            "--region",
+            "us-east-1",
+            "--transcripts",
+            &d,
+            "--policy",
+            &pol,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(code, 11);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let gone: Vec<&Value> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["state"] == "NotFound")
+        .collect();
+    assert_eq!(gone.len(), 6, "the sample ceremony's six keys");
+    for k in gone {
+        assert_eq!(k["status"], "unexplained");
+        assert_contains(k["reason"].as_str().unwrap(), "NotFoundException");
+    }
+}
+
+#[test]
+fn a_thousand_localstack_keys_are_listed_over_many_pages() {
+    let region = "ca-central-1";
+    let kms = TestKms::in_region(region);
+    let before = kms_key_count(&kms);
+    let mut arns = Vec::new();
+    for i in 0..1000 - before.min(1000) {
+        let out = kms
+            .rt
+            .block_on(
+                kms.client
+                    .create_key()
+                    .origin(aws_sdk_kms::types::OriginType::External)
+                    .send(),
+            )
+            .unwrap();
+        let arn = out.key_metadata().unwrap().arn().unwrap().to_string();
+        if i % 10 == 0 {
+            kms.rt
+                .block_on(
+                    kms.client
+                        .create_alias()
+                        .alias_name(format!("alias/page-{i}-{:08x}", rand_u32()))
+                        .target_key_id(&arn)
+                        .send(),
+                )
+                .unwrap();
+        }
+        arns.push(arn);
+    }
+    let listed = kms_key_count(&kms);
+    assert!(listed >= 1000, "{listed}");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(dir.path(), "policy.toml", "none", &"00".repeat(32), 30);
+    let pol = policy.display().to_string();
+    let (code, json) = inventory_cli(
+        &[
+            "--region",
+            region,
+            "--policy",
+            &pol,
+            "--format",
+            "json",
+            "--list-keys-limit",
+            "100",
+            "--list-aliases-limit",
+            "30",
+        ],
+        None,
+    );
+    assert_eq!(code, 10, "every key PendingImport");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["summary"]["listed"].as_u64(), Some(listed as u64));
+    let keys = v["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), listed, "every EXTERNAL key, each once");
+    let ids: std::collections::BTreeSet<&str> =
+        keys.iter().map(|k| k["key_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), listed);
+    for arn in &arns {
+        assert!(
+            ids.contains(arn.rsplit('/').next().unwrap()),
+            "{arn} missing"
+        );
+    }
+    // Aliases came through ListAliases' pages too.
+    let aliased = keys
+        .iter()
+        .filter(|k| !k["aliases"].as_array().unwrap().is_empty())
+        .count();
+    assert!(aliased >= 100, "{aliased}");
+}
+
+/// ListKeys of the region, every page, straight from the SDK.
+fn kms_key_count(kms: &TestKms) -> usize {
+    let mut n = 0;
+    let mut marker = None;
+    loop {
+        let page = kms
+            .rt
+            .block_on(kms.client.list_keys().limit(1000).set_marker(marker).send())
+            .unwrap();
+        n += page.keys().len();
+        match page.next_marker().filter(|_| page.truncated()) {
+            Some(m) => marker = Some(m.to_string()),
+            None => return n,
+        }
+    }
 }
