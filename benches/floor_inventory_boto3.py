@@ -44,7 +44,7 @@ from botocore.exceptions import ClientError
 def main(argv):
     ap = argparse.ArgumentParser(prog="benches/floor_inventory_boto3.py")
     ap.add_argument("n_expected", type=int, help="fewest keys ListKeys must list")
-    ap.add_argument("--concurrency", type=int, required=True, help="calls in flight per key phase")
+    ap.add_argument("--concurrency", type=int, required=True, help="most calls in flight in the per-key phase")
     ap.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL_KMS"))
     ap.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     args = ap.parse_args(argv)
@@ -117,8 +117,8 @@ def main(argv):
 
     print(f"floor_ms {wall:.0f} keys {len(keys)} external {counts['external']} "
           f"calls {counts['calls']}")
-    print(f"floor_inventory_boto3: ListKeys {key_pages} pages, ListAliases {alias_pages} pages "
-          f"({len(aliases)} aliases), ListKeyRotations InternalFailure {counts['rotation_errors']}"
+    print(f"floor_inventory_boto3: pages: ListKeys {key_pages}, ListAliases {alias_pages} "
+          f"({len(aliases)} aliases); ListKeyRotations InternalFailure {counts['rotation_errors']}"
           f" of {counts['external']}", file=sys.stderr)
     if len(keys) < args.n_expected:
         sys.exit(f"floor_inventory_boto3: ListKeys listed {len(keys)} keys, "
