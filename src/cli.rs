@@ -26,8 +26,7 @@ pub enum Command {
         /// The ceremony file (TOML).
         #[arg(required_unless_present = "inventory", conflicts_with = "inventory")]
         file: Option<PathBuf>,
-        /// The read-only policy for an inventory of EXTERNAL keys (`byok inventory` is not
-        /// built yet).
+        /// The read-only policy `byok inventory` needs.
         #[arg(long)]
         inventory: bool,
     },

@@ -255,8 +255,8 @@ pub fn for_ceremony(c: &Ceremony) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-/// The read-only policy an inventory of EXTERNAL keys needs. (`byok inventory` itself is not
-/// built yet.)
+/// The read-only policy `byok inventory` needs: exactly the calls it makes (ListKeys and
+/// ListAliases per region, then DescribeKey, ListResourceTags and ListKeyRotations per key).
 pub fn for_inventory() -> Value {
     json!({"Version": "2012-10-17", "Statement": [{
         "Sid": "ReadOnlyInventory",
@@ -267,7 +267,6 @@ pub fn for_inventory() -> Value {
             "kms:DescribeKey",
             "kms:ListKeyRotations",
             "kms:ListResourceTags",
-            "kms:GetKeyRotationStatus",
         ],
         "Resource": "*",
     }]})
