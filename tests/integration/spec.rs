@@ -613,7 +613,7 @@ fn target_lists_give_exact_messages() {
                 "[import]",
                 "[kms.rates]\nGetParametersForImport = 0\nDescribeKeys = 5\n\n[import]",
             ),
-            "ceremony file c.toml is invalid (2 problems); fix it and run `byok check` again:\n  c.toml:18: kms.rates.DescribeKeys: unknown KMS operation; expected one of DescribeKey, CreateKey, CreateAlias, ListKeys, GetParametersForImport, ImportKeyMaterial, ListKeyRotations, Encrypt, Decrypt, RotateKeyOnDemand, UpdateAlias, ListResourceTags\n  c.toml:17: kms.rates.GetParametersForImport: expected requests per second, a number above 0 (e.g. 1 or 0.25), found 0".into(),
+            "ceremony file c.toml is invalid (2 problems); fix it and run `byok check` again:\n  c.toml:18: kms.rates.DescribeKeys: unknown KMS operation; expected one of DescribeKey, CreateKey, CreateAlias, ListKeys, GetParametersForImport, ImportKeyMaterial, ListKeyRotations, Encrypt, Decrypt, RotateKeyOnDemand, UpdateAlias, ListResourceTags, ListAliases\n  c.toml:17: kms.rates.GetParametersForImport: expected requests per second, a number above 0 (e.g. 1 or 0.25), found 0".into(),
         ),
     ];
     for (name, text, expected) in cases {
