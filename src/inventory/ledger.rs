@@ -160,6 +160,32 @@ pub fn read_one(file: &Path, bytes: &[u8], audit_keys: &[String]) -> (Transcript
     }
 }
 
+impl Claim {
+    /// A claim of a NEW_KEY_MATERIAL import that only its `key_rotated` or closing record
+    /// names, dated `at`.
+    fn named_by(
+        file: &Path,
+        ceremony_id: &str,
+        kind: &str,
+        key_arn: String,
+        id: String,
+        at: OffsetDateTime,
+    ) -> Claim {
+        Claim {
+            file: file.to_path_buf(),
+            ceremony_id: ceremony_id.to_string(),
+            kind: kind.to_string(),
+            key_arn,
+            key_material_id: Some(id),
+            imported_at: at,
+            current_since: None,
+            import_type: "NEW_KEY_MATERIAL".to_string(),
+            expiration_model: None,
+            valid_to: None,
+        }
+    }
+}
+
 fn time_of(record: &Value) -> Option<OffsetDateTime> {
     record["time"].as_str().and_then(crate::rfc3339::parse)
 }
@@ -235,16 +261,8 @@ fn claims_of(file: &Path, ceremony_id: &str, bytes: &[u8]) -> Vec<Claim> {
                 }) {
                     Some(c) => c.current_since = Some(at),
                     None => claims.push(Claim {
-                        file: file.to_path_buf(),
-                        ceremony_id: ceremony_id.to_string(),
-                        kind: kind.clone(),
-                        key_arn,
-                        key_material_id: Some(id),
-                        imported_at: at,
                         current_since: Some(at),
-                        import_type: "NEW_KEY_MATERIAL".to_string(),
-                        expiration_model: None,
-                        valid_to: None,
+                        ..Claim::named_by(file, ceremony_id, &kind, key_arn, id, at)
                     }),
                 }
             }
@@ -264,18 +282,7 @@ fn claims_of(file: &Path, ceremony_id: &str, bytes: &[u8]) -> Vec<Claim> {
                     {
                         continue;
                     }
-                    claims.push(Claim {
-                        file: file.to_path_buf(),
-                        ceremony_id: ceremony_id.to_string(),
-                        kind: kind.clone(),
-                        key_arn,
-                        key_material_id: Some(id),
-                        imported_at: at,
-                        current_since: None,
-                        import_type: "NEW_KEY_MATERIAL".to_string(),
-                        expiration_model: None,
-                        valid_to: None,
-                    });
+                    claims.push(Claim::named_by(file, ceremony_id, &kind, key_arn, id, at));
                 }
             }
             _ => {}

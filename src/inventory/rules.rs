@@ -114,17 +114,12 @@ pub enum PolicyFileError {
 }
 
 fn render(path: &Path, problems: &[FieldProblem]) -> String {
-    let mut out = format!(
-        "rotation policy {} is invalid ({} problem{}); fix it (format: docs/inventory.md) and run again:",
-        path.display(),
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
-    );
-    for p in problems {
-        out.push_str("\n  ");
-        out.push_str(&p.to_string(path));
-    }
-    out
+    crate::spec::render_problems(
+        "rotation policy",
+        path,
+        problems,
+        "fix it (format: docs/inventory.md) and run again",
+    )
 }
 
 #[derive(Deserialize)]

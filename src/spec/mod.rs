@@ -324,8 +324,24 @@ pub enum SpecError {
 }
 
 fn render(path: &Path, problems: &[FieldProblem]) -> String {
+    render_problems(
+        "ceremony file",
+        path,
+        problems,
+        "fix it and run `byok check` again",
+    )
+}
+
+/// `WHAT PATH is invalid (N problems); NEXT:` and one `FILE:LINE: field: message` line per
+/// problem: how every strictly validated file byok reads reports itself.
+pub(crate) fn render_problems(
+    what: &str,
+    path: &Path,
+    problems: &[FieldProblem],
+    next: &str,
+) -> String {
     let mut out = format!(
-        "ceremony file {} is invalid ({} problem{}); fix it and run `byok check` again:",
+        "{what} {} is invalid ({} problem{}); {next}:",
         path.display(),
         problems.len(),
         if problems.len() == 1 { "" } else { "s" }
