@@ -681,13 +681,14 @@ pub fn inventory(args: &crate::cli::InventoryArgs) -> Result<i32, Error> {
             })?,
         );
     }
-    let aws = AwsKms::new(&regions[0])?;
+    let aws = AwsKms::new(&regions[0]).map_err(Error::Inventory)?;
     let kms = crate::kms::PacedFleet::new(&aws, policy.rates.clone(), &regions[0]);
     let limits = inventory::PageLimits {
         keys: args.list_keys_limit,
         aliases: args.list_aliases_limit,
     };
-    let observation = inventory::observe(&kms, &regions, usize::from(args.concurrency), limits)?;
+    let observation = inventory::observe(&kms, &regions, usize::from(args.concurrency), limits)
+        .map_err(Error::Inventory)?;
     let gone = match &ledger {
         Some(l) => inventory::look_for_missing(&kms, &observation, l),
         None => Vec::new(),

@@ -99,6 +99,10 @@ pub enum Error {
     Prompt(#[from] crate::prompt::PromptError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// A KMS call of `byok inventory` failed: the run stops (a report that left a key out
+    /// would say it is fine). Worded for an inventory, not a ceremony.
+    #[error("{}", crate::inventory::failure_message(.0))]
+    Inventory(crate::kms::KmsError),
     #[error(transparent)]
     RotationPolicy(#[from] crate::inventory::rules::PolicyFileError),
     #[error(transparent)]
@@ -196,6 +200,7 @@ impl Error {
                 crate::report::ReportError::Write { .. } => ErrorClass::Io,
                 _ => ErrorClass::Input,
             },
+            Error::Inventory(_) => ErrorClass::Kms,
             Error::RotationPolicy(_) | Error::Ledger(_) => ErrorClass::Input,
             Error::Usage { .. } => ErrorClass::Input,
             Error::Refused { .. } => ErrorClass::Precondition,

@@ -191,6 +191,39 @@ fn describe_one(
     }))
 }
 
+/// What a failed KMS call of an inventory says: the call, KMS's code and words (escaped), and
+/// what to do, for an inventory (it only reads, so running it again is always safe).
+pub fn failure_message(e: &KmsError) -> String {
+    use crate::kms::KmsFailure;
+    let next = match (e.failure, e.code.as_deref()) {
+        (_, _) if e.message.contains("credentials") => {
+            "check the AWS credentials (environment, profile, instance role)"
+        }
+        (KmsFailure::Unreachable, _) => {
+            "check the network, --region and AWS_ENDPOINT_URL_KMS (unset for AWS itself)"
+        }
+        (KmsFailure::NoAnswer, _) => {
+            "KMS did not answer in time; run the inventory again (it only reads)"
+        }
+        (_, Some("AccessDeniedException" | "UnrecognizedClientException")) => {
+            "grant the role what `byok policy --inventory` prints, in IAM and in every key's key policy"
+        }
+        (_, Some("ThrottlingException" | "Throttling" | "TooManyRequestsException")) => {
+            "KMS kept throttling after byok backed off; lower [rates] in the rotation policy or run again later"
+        }
+        _ => "run the inventory again; if it fails the same way, check the key named above in KMS",
+    };
+    format!(
+        "byok inventory stopped: KMS {} failed: {}{}; {next}",
+        e.operation,
+        e.code
+            .as_deref()
+            .map(|c| format!("{}: ", crate::text::escape(c)))
+            .unwrap_or_default(),
+        crate::text::escape(&e.message)
+    )
+}
+
 /// DescribeKey of each key a transcript names that the listing did not show, in a listed
 /// region: `None` when KMS says it does not exist (or refuses to say), with KMS's words.
 pub fn look_for_missing(
@@ -223,4 +256,42 @@ pub fn look_for_missing(
         }
     }
     gone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kms::KmsFailure;
+
+    fn error(failure: KmsFailure, code: Option<&str>, message: &str) -> KmsError {
+        KmsError {
+            operation: "DescribeKey",
+            failure,
+            code: code.map(str::to_string),
+            status: Some(400),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn failures_say_what_to_do_for_an_inventory() {
+        let denied = failure_message(&error(
+            KmsFailure::Service,
+            Some("AccessDeniedException"),
+            "not authorized to perform kms:DescribeKey on key\r\nx",
+        ));
+        assert!(denied.starts_with("byok inventory stopped: KMS DescribeKey failed: AccessDeniedException: not authorized"), "{denied}");
+        assert!(denied.contains("key\\u{d}\\u{a}x"), "escaped: {denied}");
+        assert!(
+            denied.ends_with(
+                "`byok policy --inventory` prints, in IAM and in every key's key policy"
+            )
+        );
+        let lost = failure_message(&error(KmsFailure::NoAnswer, None, "timeout"));
+        assert!(
+            lost.ends_with("run the inventory again (it only reads)"),
+            "{lost}"
+        );
+        assert!(!lost.contains("--resume"));
+    }
 }
