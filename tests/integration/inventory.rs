@@ -53,6 +53,10 @@ struct Fake {
     keys: Vec<FakeKey>,
     aliases: Vec<(String, AliasEntry)>,
     calls: Mutex<BTreeMap<&'static str, usize>>,
+    /// DescribeKey answers ThrottlingException this many more times.
+    throttle: std::sync::atomic::AtomicUsize,
+    /// DescribeKey of this key answers AccessDeniedException.
+    deny: Option<String>,
 }
 
 fn not_found(op: &'static str, arn: &str) -> KmsError {
@@ -119,6 +123,29 @@ impl FleetKms for Fake {
     }
     fn describe_key_detail(&self, key_arn: &str) -> Result<KeyDetail, KmsError> {
         self.count("DescribeKey");
+        use std::sync::atomic::Ordering;
+        if self
+            .throttle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(KmsError {
+                operation: "DescribeKey",
+                failure: KmsFailure::Service,
+                code: Some("ThrottlingException".into()),
+                status: Some(400),
+                message: "Rate exceeded".into(),
+            });
+        }
+        if self.deny.as_deref() == Some(key_arn) {
+            return Err(KmsError {
+                operation: "DescribeKey",
+                failure: KmsFailure::Service,
+                code: Some("AccessDeniedException".into()),
+                status: Some(400),
+                message: format!("not authorized to perform kms:DescribeKey on {key_arn}"),
+            });
+        }
         self.key(key_arn)
             .map(|k| k.detail.clone())
             .ok_or_else(|| not_found("DescribeKey", key_arn))
@@ -762,14 +789,49 @@ fn a_thousand_keys_are_listed_over_every_page() {
 }
 
 #[test]
+fn throttled_calls_are_retried_and_a_refused_one_stops_the_inventory() {
+    let mut f = Fleet::new();
+    let mut arns = Vec::new();
+    for i in 0..50 {
+        arns.push(f.key(
+            A,
+            &format!("t{i}"),
+            "",
+            10,
+            "Enabled",
+            Some(vec![material(&format!("t{i}"), "CURRENT")]),
+        ));
+    }
+    f.fake
+        .throttle
+        .store(5, std::sync::atomic::Ordering::SeqCst);
+    let kms = PacedFleet::new(&f.fake, fast(), A);
+    let obs = inventory::observe(&kms, &[A.to_string()], 4, PageLimits::default()).unwrap();
+    assert_eq!(obs.keys.len(), 50, "every key despite the throttling");
+    assert_eq!(kms.throttled(), 5);
+    assert_eq!(f.fake.calls("DescribeKey"), 55);
+    // A key policy that refuses the inventory role: no report that leaves the key out.
+    f.fake.deny = Some(arns[17].clone());
+    let kms = PacedFleet::new(&f.fake, fast(), A);
+    let e = inventory::observe(&kms, &[A.to_string()], 4, PageLimits::default()).unwrap_err();
+    assert_eq!(e.code.as_deref(), Some("AccessDeniedException"));
+    assert_contains(
+        &byok::inventory::failure_message(&e),
+        "`byok policy --inventory`",
+    );
+}
+
+#[test]
 fn every_format_parses() {
     let (f, _) = status_fleet();
     let ledger = f.ledger();
     let (r, _) = judged(&f, Some(&ledger), PageLimits::default());
     let inv = inventory_of(&r, Some(&ledger.transcripts));
 
-    // JSON: the documented members, one entry per key.
-    let json: Value = serde_json::from_str(&render::render(&inv, Format::Json, false)).unwrap();
+    // JSON: the documented schema, one entry per key.
+    let text = render::render(&inv, Format::Json, false);
+    assert_matches_schema(&text);
+    let json: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["schema"], "byok.inventory/1");
     assert_eq!(json["summary"]["exit_code"], 11);
     assert_eq!(json["keys"].as_array().unwrap().len(), r.len());
@@ -917,6 +979,34 @@ fn every_format_parses() {
     assert!(!plain.contains('\u{1b}'));
     assert_contains(&plain, "rotation-overdue");
     assert!(render::render(&inv, Format::Table, true).contains("\u{1b}["));
+}
+
+/// Checks a `--format json` document against docs/inventory.schema.json with the `jsonschema`
+/// package (tests/tools/validate_json_schema.py).
+fn assert_matches_schema(json: &str) {
+    use std::io::Write;
+    let python = require_env("BYOK_LOCALSTACK_PYTHON");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = std::process::Command::new(python)
+        .arg(root.join("tests/tools/validate_json_schema.py"))
+        .arg(root.join("docs/inventory.schema.json"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the JSON does not match docs/inventory.schema.json:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Families parsed by prometheus_client, as tests/tools/parse_prometheus.py prints them.
@@ -1176,6 +1266,7 @@ fn a_two_region_fleet_is_judged_at_shifted_clocks_against_localstack() {
     // Now: prod and dev compliant, sandbox under no rule, B's material expiring.
     let (code, json) = run(&[], None);
     assert_eq!(code, 11, "the rogue key is unexplained");
+    assert_matches_schema(&json);
     let keys = statuses(&json);
     let mine: Vec<&String> = keys
         .keys()

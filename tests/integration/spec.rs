@@ -464,6 +464,12 @@ fn every_file_in_ceremonies_passes_check() {
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
         }
+        // The one file here that is not a ceremony: `byok inventory`'s rotation policy, held
+        // to its own rules.
+        if path.file_name().is_some_and(|f| f == "rotation-policy.toml") {
+            byok::inventory::rules::load(&path).unwrap();
+            continue;
+        }
         n += 1;
         let out = byok().arg("check").arg(&path).output().unwrap();
         assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
