@@ -690,7 +690,7 @@ pub fn inventory(args: &crate::cli::InventoryArgs) -> Result<i32, Error> {
     let observation = inventory::observe(&kms, &regions, usize::from(args.concurrency), limits)
         .map_err(Error::Inventory)?;
     let gone = match &ledger {
-        Some(l) => inventory::look_for_missing(&kms, &observation, l),
+        Some(l) => inventory::look_for_missing(&kms, &observation, l).map_err(Error::Inventory)?,
         None => Vec::new(),
     };
     let keys = judge::judge_all(&observation, ledger.as_ref(), &gone, &policy, now);

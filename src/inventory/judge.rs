@@ -106,7 +106,8 @@ pub struct KeyReport {
     pub key_id: String,
     pub arn: String,
     pub aliases: Vec<String>,
-    /// KeyState, or `NotFound` for a key only a transcript names.
+    /// KeyState, or `NotFound` (`Unlisted`) for a key a transcript names that KMS does not
+    /// have (that ListKeys did not list).
     pub state: String,
     pub enabled: bool,
     pub multi_region_role: Option<String>,
@@ -148,6 +149,12 @@ impl KeyReport {
             Class::Attention
         };
         self.status.class().max(flags)
+    }
+
+    /// A line for a key a transcript names and the listing did not show (`NotFound` or
+    /// `Unlisted`), not one KMS listed.
+    pub fn only_in_transcripts(&self) -> bool {
+        matches!(self.state.as_str(), "NotFound" | "Unlisted")
     }
 
     /// The alias people know it by, else its key id.
@@ -193,7 +200,12 @@ pub fn judge_all(
             key_id: arn.rsplit('/').next().unwrap_or_default().to_string(),
             arn: arn.clone(),
             aliases: Vec::new(),
-            state: "NotFound".into(),
+            // DescribeKey's NotFoundException, or a key KMS describes but ListKeys did not list.
+            state: if said.starts_with("NotFoundException") {
+                "NotFound".into()
+            } else {
+                "Unlisted".into()
+            },
             enabled: false,
             multi_region_role: None,
             primary_arn: None,

@@ -224,13 +224,14 @@ pub fn failure_message(e: &KmsError) -> String {
     )
 }
 
-/// DescribeKey of each key a transcript names that the listing did not show, in a listed
-/// region: `None` when KMS says it does not exist (or refuses to say), with KMS's words.
+/// DescribeKey of each key a verified transcript names, in a listed region, that the listing
+/// did not show: the ARN and KMS's words for each. `NotFoundException` is the expected answer
+/// (the key is gone); any other failure stops the inventory like a failed listing.
 pub fn look_for_missing(
     kms: &PacedFleet<'_>,
     observation: &Observation,
     ledger: &ledger::Ledger,
-) -> Vec<(String, String)> {
+) -> Result<Vec<(String, String)>, KmsError> {
     let mut gone = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for c in &ledger.claims {
@@ -252,10 +253,13 @@ pub fn look_for_missing(
                     d.info.state, d.info.origin
                 ),
             )),
-            Err(e) => gone.push((c.key_arn.clone(), e.code_and_message())),
+            Err(e) if e.is_code("NotFoundException") => {
+                gone.push((c.key_arn.clone(), e.code_and_message()))
+            }
+            Err(e) => return Err(e),
         }
     }
-    gone
+    Ok(gone)
 }
 
 #[cfg(test)]

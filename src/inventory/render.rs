@@ -92,7 +92,7 @@ pub fn json_value(inv: &Inventory<'_>) -> Value {
         "policy": inv.policy.map(|p| p.display().to_string()),
         "summary": {
             "listed": inv.listed,
-            "external": inv.keys.iter().filter(|k| k.state != "NotFound").count(),
+            "external": inv.keys.iter().filter(|k| !k.only_in_transcripts()).count(),
             "by_status": by_status,
             "flagged": inv.keys.iter().filter(|k| !k.flags.is_empty()).count(),
             "transcripts_unverified": inv.transcripts.map(|t| t.iter().filter(|t| !t.verified).count()),
@@ -451,7 +451,7 @@ pub fn table(inv: &Inventory<'_>, colour: bool) -> String {
         .collect();
     out.push_str(&format!(
         "\n{} EXTERNAL keys of {} listed in {}{}: {}\n",
-        inv.keys.iter().filter(|k| k.state != "NotFound").count(),
+        inv.keys.iter().filter(|k| !k.only_in_transcripts()).count(),
         inv.listed,
         inv.regions.join(", "),
         if inv.clock_shifted {

@@ -536,7 +536,7 @@ fn judged(f: &Fleet, ledger: Option<&Ledger>, limits: PageLimits) -> (Vec<KeyRep
     let regions = [A.to_string(), B.to_string()];
     let obs = inventory::observe(&kms, &regions, 4, limits).unwrap();
     let gone = ledger
-        .map(|l| inventory::look_for_missing(&kms, &obs, l))
+        .map(|l| inventory::look_for_missing(&kms, &obs, l).unwrap())
         .unwrap_or_default();
     (
         judge::judge_all(&obs, ledger, &gone, &policy(), NOW),

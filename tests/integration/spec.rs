@@ -466,7 +466,10 @@ fn every_file_in_ceremonies_passes_check() {
         }
         // The one file here that is not a ceremony: `byok inventory`'s rotation policy, held
         // to its own rules.
-        if path.file_name().is_some_and(|f| f == "rotation-policy.toml") {
+        if path
+            .file_name()
+            .is_some_and(|f| f == "rotation-policy.toml")
+        {
             byok::inventory::rules::load(&path).unwrap();
             continue;
         }
