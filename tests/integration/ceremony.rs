@@ -354,9 +354,10 @@ fn every_ceremony_file_has_an_end_to_end_test() {
             "fleet-rotate.toml",
             "host-wrap-oaep-sha256.toml",
             "kryoptic-oaep-sha256.toml",
-            "reimport.toml"
+            "reimport.toml",
+            "rotation-policy.toml"
         ],
-        "add an end-to-end test for each new file (fleet-product.toml: tests/integration/fleet.rs; fleet-rotate.toml: tests/integration/rotation.rs; fleet-alias-swap.toml and fleet-rollback.toml: tests/integration/alias_swap.rs; reimport.toml: tests/integration/reimport.rs)"
+        "add an end-to-end test for each new file (fleet-product.toml: tests/integration/fleet.rs; fleet-rotate.toml: tests/integration/rotation.rs; fleet-alias-swap.toml and fleet-rollback.toml: tests/integration/alias_swap.rs; reimport.toml: tests/integration/reimport.rs; rotation-policy.toml, not a ceremony: scripts/demo runs byok inventory with it)"
     );
 }
 
