@@ -110,11 +110,7 @@ impl AwsKms {
                 status: None,
                 message: format!("cannot start the async runtime: {e}"),
             })?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let http = https_client();
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(url) = endpoint {
             loader = loader.endpoint_url(url);
@@ -194,6 +190,15 @@ impl AwsKms {
             })
             .clone()
     }
+}
+
+/// The HTTPS client every byok SDK client uses: rustls with ring (no aws-lc C build).
+fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// The error chain in words: each cause's `Display`, without repeats.
@@ -843,11 +848,7 @@ pub fn configured_region() -> Option<String> {
         .enable_all()
         .build()
         .ok()?;
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
+    let http = https_client();
     runtime
         .block_on(
             aws_config::defaults(BehaviorVersion::latest())
@@ -856,4 +857,5 @@ pub fn configured_region() -> Option<String> {
         )
         .region()
         .map(|r| r.to_string())
+        .filter(|r| !r.is_empty())
 }

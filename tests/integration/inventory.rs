@@ -981,15 +981,14 @@ fn every_format_parses() {
     assert!(render::render(&inv, Format::Table, true).contains("\u{1b}["));
 }
 
-/// Checks a `--format json` document against docs/inventory.schema.json with the `jsonschema`
-/// package (tests/tools/validate_json_schema.py).
-fn assert_matches_schema(json: &str) {
+/// Runs `tests/tools/TOOL` (with `args`, relative to the repository) under the LocalStack
+/// venv's Python, `input` on its stdin.
+fn python_tool(tool: &str, args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write;
-    let python = require_env("BYOK_LOCALSTACK_PYTHON");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut child = std::process::Command::new(python)
-        .arg(root.join("tests/tools/validate_json_schema.py"))
-        .arg(root.join("docs/inventory.schema.json"))
+    let mut child = std::process::Command::new(require_env("BYOK_LOCALSTACK_PYTHON"))
+        .arg(root.join("tests/tools").join(tool))
+        .args(args.iter().map(|a| root.join(a)))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -999,9 +998,19 @@ fn assert_matches_schema(json: &str) {
         .stdin
         .take()
         .unwrap()
-        .write_all(json.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Checks a `--format json` document against docs/inventory.schema.json with the `jsonschema`
+/// package (tests/tools/validate_json_schema.py).
+fn assert_matches_schema(json: &str) {
+    let out = python_tool(
+        "validate_json_schema.py",
+        &["docs/inventory.schema.json"],
+        json,
+    );
     assert!(
         out.status.success(),
         "the JSON does not match docs/inventory.schema.json:\n{}",
@@ -1011,23 +1020,7 @@ fn assert_matches_schema(json: &str) {
 
 /// Families parsed by prometheus_client, as tests/tools/parse_prometheus.py prints them.
 fn parse_prometheus(text: &str) -> Vec<Value> {
-    use std::io::Write;
-    let python = require_env("BYOK_LOCALSTACK_PYTHON");
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/parse_prometheus.py");
-    let mut child = std::process::Command::new(python)
-        .arg(tool)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = python_tool("parse_prometheus.py", &[], text);
     assert!(
         out.status.success(),
         "prometheus_client refused it: {}\n{text}",
